@@ -1,0 +1,36 @@
+"""Shapes and the diagonal: p and q must be distributions over the same support.
+
+Guarantees: an error when p is N x N and q N x n (or the n differ), and when the diagonal makes
+the divergence infinite: under kl, p may not put mass on j = i where q excludes it (uniform mass on
+an excluded diagonal); under reverse_kl, the same with p and q swapped. A p that excludes j = i
+against a q that includes it (InfoNCE clustering against the cluster kernel) is sound under kl.
+"""
+
+from __future__ import annotations
+
+from ..diagnostics import Diagnostics
+from ..ir import IR
+
+
+def check(ir: IR, diags: Diagnostics) -> None:
+    p, q = ir.dist_type(ir.roots["p"]), ir.dist_type(ir.roots["q"])
+    span = ir.span(ir.roots["q"])
+    if p.support != q.support or (p.support == "columns" and p.columns != q.columns):
+        diags.error(
+            "shape-mismatch",
+            f"p is {p.describe_support()} but q is {q.describe_support()}: "
+            "they must be distributions over the same support",
+            span,
+            "use classes(y, n) against prototypes(n) with the same n, or pairwise kernels on both sides",
+        )
+        return
+    divergence = ir.op(ir.roots["loss"])
+    source, target = (q, p) if divergence == "reverse_kl" else (p, q)
+    if p.support == "pairs" and source.diagonal and not target.diagonal:
+        diags.error(
+            "diagonal-mismatch",
+            f"p is over {p.describe_support()} but q over {q.describe_support()}",
+            span,
+            "the divergence is infinite where one side has mass at j = i and the other excludes it; "
+            "pass the same diagonal= to both (k-means-style specs include j = i on both sides)",
+        )

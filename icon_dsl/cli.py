@@ -1,0 +1,109 @@
+"""The command line: `icon-dsl check | compile | explain | enumerate | train`.
+
+Guarantees: exit 0 when every spec is fine, 1 when a spec has errors (all of them printed, in the
+DESIGN.md format), 2 on bad usage. A user's mistake never shows a traceback; one is shown only
+for a bug in icon-dsl itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .diagnostics import SpecError
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def _print_notes(notes: Sequence[object], source: object) -> None:
+    for note in notes:
+        print(note.render(source), file=sys.stderr)  # type: ignore[attr-defined]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .api import check
+
+    status = EXIT_OK
+    for spec in args.specs:
+        try:
+            checked = check(Path(spec))
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        _print_notes(checked.notes, checked.ir.source)
+        print(f"{spec}: ok")
+    return status
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile
+
+    status = EXIT_OK
+    for spec in args.specs:
+        try:
+            module = compile(Path(spec))
+        except SpecError as err:
+            print(err, file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        _print_notes(module.notes, module.ir.source)
+        path = module.write(args.output)
+        known = f" ({module.known_as})" if module.known_as else ""
+        print(f"{spec} -> {path}: class {module.class_name}{known}")
+    return status
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain
+
+    try:
+        print(explain(Path(args.spec)))
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="icon-dsl",
+        description="A declarative language and compiler for I-Con representation-learning objectives.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check", help="check specs and print diagnostics")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("compile", help="generate standalone torch modules")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-o", "--output", default="generated", metavar="DIR", help="default: generated/")
+    p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
+    p.add_argument("spec", metavar="SPEC")
+    p.set_defaults(func=cmd_explain)
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+# Later stages (enumeration, training) register their subcommands here.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) and EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

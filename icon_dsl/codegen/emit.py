@@ -1,0 +1,450 @@
+"""Emission: every decision about the generated module is made here; templates only fill holes.
+
+Takes: a checked IR. Guarantees: deterministic Python source for a standalone torch module that
+follows the generated-module contract (DESIGN.md section 2): one public nn.Module named after the
+method, `forward`, `distributions`, `divergence`, `build_mapper`. Lowering picks the cheap exact
+form: log-space throughout, an indicator p as a mask or a gather of log q, no H(p) in the
+training loss, rows of p that may be empty dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import jinja2
+import sympy as sp
+from sympy.printing.pytorch import TorchPrinter
+from sympy.printing.str import StrPrinter
+
+from .. import registry as reg
+from ..ir import IR, DistType
+from . import names
+
+INPUT_ORDER = ("x", "y", "index", "modality")
+
+
+@dataclass
+class Val:
+    """A lowered node: its representation and the variable holding it."""
+
+    kind: str  # "tensor", "logits", "mask", "onehot", "prob"
+    var: str
+    columns: str | None = None  # code for the number of columns of a onehot
+
+
+@dataclass
+class Body:
+    """Lines of the `_terms` method under construction."""
+
+    lines: list[str] = field(default_factory=list)
+    helpers: set[str] = field(default_factory=set)
+    keeps: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    needs_eye: bool = False
+    taken: set[str] = field(default_factory=set)
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 2
+        while name in self.taken:
+            name, i = f"{base}{i}", i + 1
+        self.taken.add(name)
+        return name
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def comment(self, text: str) -> None:
+        self.lines.append("# " + names.safe_comment(text))
+
+
+class _NumPrinter(StrPrinter):
+    """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
+
+    def __init__(self, hyper_names: dict[str, str]) -> None:
+        super().__init__()
+        self.hyper_names = hyper_names
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return f"self.{self.hyper_names[expr.name]}"
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+
+class Emitter:
+    def __init__(self, ir: IR) -> None:
+        self.ir = ir
+        self.hyper_names = {h: names.identifier(h) for h in sorted(ir.hypers)}
+        self.body = Body()
+        self.vals: dict[int, Val] = {}
+        self.side: dict[int, str] = {}
+        self.inputs: set[str] = set()
+
+    # -- numbers ---------------------------------------------------------------------------
+    def num(self, value: Any) -> str:
+        if isinstance(value, sp.Basic):
+            if value.is_Integer:
+                return str(int(value))
+            if value.is_Number:
+                return repr(float(value))
+            return _NumPrinter(self.hyper_names).doprint(value)
+        return repr(value)
+
+    # -- nodes -----------------------------------------------------------------------------
+    def lower(self, node: int, prefix: str) -> Val:
+        if node not in self.vals:
+            self.vals[node] = self._lower(node, prefix)
+        return self.vals[node]
+
+    def _lower(self, node: int, prefix: str) -> Val:
+        op, args = self.ir.op(node), self.ir.args(node)
+        kids = self.ir.children(node)
+        b = self.body
+        if op == "input":
+            self.inputs.add(args["name"])
+            return Val("tensor", args["name"])
+        if op == "f":
+            return Val("tensor", "z")
+        if op == "prototypes":
+            return Val("tensor", "self.prototypes")
+        text = self._text(node)
+        if op in ("gaussian", "student_t", "kernel"):
+            return self._kernel(node, op, args, kids, prefix, text)
+        if op == "knn":
+            v = self.lower(kids[0], prefix)
+            d2, mask = b.fresh(f"{prefix}_d2"), b.fresh(f"{prefix}_mask")
+            k = self.num(args["k"])
+            b.helpers.add("sqdist")
+            b.needs_eye = True
+            b.comment(f"{text}: uniform over the {k} nearest neighbours j != i")
+            b.checks.append(f'_check_k({k}, {v.var}.shape[0], "knn")')
+            b.helpers.add("check_k")
+            b.add(
+                f'{d2} = _sqdist({v.var}, {v.var}, "{args["metric"]}").masked_fill(eye, math.inf)'
+            )
+            b.add(f"{mask} = torch.zeros_like({d2}, dtype=torch.bool)")
+            b.add(f"{mask}.scatter_(1, {d2}.topk({k}, dim=1, largest=False).indices, True)")
+            return Val("mask", mask)
+        if op in ("label", "augmentation"):
+            v = self.lower(kids[0], prefix)
+            mask = b.fresh(f"{prefix}_mask")
+            b.needs_eye = True
+            what = "label" if op == "label" else "sample (the other views)"
+            b.comment(f"{text}: uniform over j != i with the same {what}")
+            b.add(f"{mask} = ({v.var}[:, None] == {v.var}[None, :]) & ~eye")
+            b.keeps.append(f"{mask}.any(1)")
+            return Val("mask", mask)
+        if op == "classes":
+            v = self.lower(kids[0], prefix)
+            n = self.num(args["n"])
+            b.helpers.add("check_classes")
+            b.checks.append(f"_check_classes({v.var}, {n})")
+            b.comment(f"{text}: one-hot over {n} class columns, kept as the class index")
+            return Val("onehot", v.var, columns=n)
+        if op == "cluster":
+            v = self.lower(kids[0], prefix)
+            prob = b.fresh(f"{prefix}_prob")
+            b.comment(f"{text}: sum_c v_ic v_jc / sum_k v_kc, j = i included")
+            b.add(f"{prob} = ({v.var} / {v.var}.sum(0, keepdim=True)) @ {v.var}.T")
+            return Val("prob", prob)
+        if op == "uniform":
+            mask = b.fresh(f"{prefix}_mask")
+            b.needs_eye = True
+            b.comment(f"{text}: uniform over the row's support")
+            b.add(
+                f"{mask} = ~eye" if not args.get("diagonal") else f"{mask} = torch.ones_like(eye)"
+            )
+            return Val("mask", mask)
+        if op == "identity":
+            b.needs_eye = True
+            b.comment(f"{text}: all mass on j = i")
+            return Val("mask", "eye")
+        if op == "normalize":
+            inner = self.lower(kids[0], prefix)
+            return Val("logits", inner.var)  # raw log-weights; normalised by log_softmax
+        if op == "debias":
+            return self._debias(node, args, kids, prefix, text)
+        if op == "mixture":
+            vals = [self.lower(k, f"{prefix}{i + 1}") for i, k in enumerate(kids)]
+            prob = b.fresh(f"{prefix}_prob")
+            terms = [
+                f"{self.num(w)} * {self.prob(v)}"
+                for w, v in zip(args["weights"], vals, strict=True)
+            ]
+            b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
+            b.add(f"{prob} = " + " + ".join(terms))
+            return Val("prob", prob)
+        raise NotImplementedError(f"no code generation rule for {op}")
+
+    def _text(self, node: int) -> str:
+        span = self.ir.span(node)
+        return " ".join(self.ir.source.snippet(span).split()) if span else self.ir.op(node)
+
+    def _kernel(
+        self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str
+    ) -> Val:
+        b = self.body
+        v = self.lower(kids[0], prefix)
+        cols = self.lower(kids[1], prefix) if len(kids) > 1 else v
+        metric = args.get("metric", "euclidean")
+        d2, logits = b.fresh(f"{prefix}_d2"), b.fresh(f"{prefix}_logits")
+        b.helpers.add("sqdist")
+        b.comment(f"{text}: log-weights from d2 ({metric})")
+        b.add(f'{d2} = _sqdist({v.var}, {cols.var}, "{metric}")')
+        if "perplexity" in args:
+            perp = self.num(args["perplexity"])
+            b.helpers.add("perplexity")
+            b.needs_eye = True
+            b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, eye)")
+        elif op == "kernel":
+            b.add(f"{logits} = {self._user_log_weight(args, d2)}")
+        else:
+            block = reg.BLOCKS[op]
+            holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
+            if op == "gaussian":
+                holes["sigma2"] = (
+                    self.num(args["temperature"])
+                    if "temperature" in args
+                    else f"{holes['sigma']}**2"
+                )
+            assert block.log_weight_torch is not None
+            b.add(f"{logits} = " + block.log_weight_torch.format(d2=d2, **holes))
+        if len(kids) == 1 and not args.get("diagonal", False):
+            b.needs_eye = True
+            b.add(f"{logits} = {logits}.masked_fill(eye, -math.inf)")
+        return Val("logits", logits)
+
+    def _user_log_weight(self, args: dict, d2: str) -> str:
+        kernel = self.ir.kernels[args["kernel"]]
+        subs: dict[sp.Symbol, Any] = {}
+        for sym in kernel.log_weight.free_symbols:
+            if sym.name == "d2":
+                subs[sym] = sp.Symbol(d2)
+            else:
+                value = args[sym.name]
+                subs[sym] = sp.Symbol(self.num(value)) if not value.is_Number else value
+        return str(TorchPrinter().doprint(kernel.log_weight.xreplace(subs)))
+
+    def _debias(self, node: int, args: dict, kids: list[int], prefix: str, text: str) -> Val:
+        b = self.body
+        inner_type = self.ir.dist_type(kids[0])
+        inner = self.lower(kids[0], f"{prefix}0")
+        alpha = self.num(args["alpha"])
+        prob = b.fresh(f"{prefix}_prob")
+        b.comment(f"{text}: (1 - alpha) p + alpha * uniform over the row's support")
+        if inner_type.support == "columns":
+            b.add(
+                f"{prob} = (1 - {alpha}) * {self.prob(inner)} + {alpha} / {self.prob(inner)}.shape[1]"
+            )
+        elif inner_type.diagonal:
+            b.add(f"{prob} = (1 - {alpha}) * {self.prob(inner)} + {alpha} / eye.shape[0]")
+            b.needs_eye = True
+        else:
+            b.needs_eye = True
+            b.add(
+                f"{prob} = (1 - {alpha}) * {self.prob(inner)} "
+                f"+ {alpha} * (~eye).to(z.dtype) / (eye.shape[0] - 1)"
+            )
+        return Val("prob", prob)
+
+    # -- conversions -----------------------------------------------------------------------
+    def prob(self, v: Val) -> str:
+        """Code for v as dense probabilities (emitting a line where needed)."""
+        b = self.body
+        if v.kind == "prob":
+            return v.var
+        out = b.fresh(f"{v.var}_p")
+        if v.kind == "logits":
+            b.add(f"{out} = torch.softmax({v.var}, dim=1)")
+        elif v.kind == "mask":
+            b.add(f"{out} = {v.var} / {v.var}.sum(1, keepdim=True).clamp_min(1)")
+        else:
+            b.add(f"{out} = F.one_hot({v.var}, {v.columns}).to(z.dtype)")
+        return out
+
+    def log_prob(self, v: Val) -> str:
+        if v.kind == "logits":
+            return f"torch.log_softmax({v.var}, dim=1)"
+        if v.kind == "prob":
+            return f"torch.log({v.var})"
+        return f"torch.log({self.prob(v)})"
+
+
+@dataclass
+class Plan:
+    """Everything the template needs."""
+
+    class_name: str
+    method: str
+    title: str | None
+    source_name: str
+    source_text: str
+    known_as: str | None
+    formulas: list[str]
+    hypers: list[dict[str, str]]
+    prototypes: dict[str, Any] | None
+    inputs: list[str]
+    body: list[str]
+    checks: list[str]
+    helpers: list[str]
+    p_kind: str
+    p_var: str
+    p_columns: str | None
+    p_learned: bool
+    q_logits: str | None
+    q_prob: str | None
+    keep: str | None
+    divergence: str
+    mapper: dict[str, Any]
+
+
+def _hyper_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
+    out = []
+    for name in sorted(ir.hypers):
+        h = ir.hypers[name]
+        py = emitter.hyper_names[name]
+        kind = "int" if h.integer else "float"
+        default = (
+            "" if h.default is None else f" = {int(h.default) if h.integer else float(h.default)!r}"
+        )
+        cond, desc = _domain_code(py, h.domain, h.integer)
+        out.append({"name": py, "type": kind, "default": default, "cond": cond, "desc": desc})
+    return out
+
+
+def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
+    parts = []
+    if dom.lo > float("-inf"):
+        parts.append(f"{py} {'>' if dom.lo_open else '>='} {dom.lo!r}")
+    if dom.hi < float("inf"):
+        parts.append(f"{py} {'<' if dom.hi_open else '<='} {dom.hi!r}")
+    if integer:
+        parts.append(f"float({py}).is_integer()")
+    cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
+    desc = dom.describe(py)
+    return cond, desc
+
+
+def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> Plan:
+    e = Emitter(ir)
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    p_val = e.lower(p_root, "p")
+    q_val = e.lower(q_root, "q")
+    b = e.body
+    q_logits = q_prob = None
+    if q_val.kind == "logits":
+        q_logits = q_val.var
+    else:
+        q_prob = e.prob(q_val)
+    p_kind, p_var = p_val.kind, p_val.var
+    if p_kind == "logits":
+        p_var, p_kind = e.prob(p_val), "prob"
+    keep = " & ".join(b.keeps) if b.keeps else None
+    mapper_node = ir.roots["mapper"]
+    margs = ir.args(mapper_node)
+    mapper = {
+        "kind": ir.op(mapper_node),
+        "dim": e.num(margs["dim"]),
+        "hidden": e.num(margs.get("hidden", 0)),
+        "depth": e.num(margs.get("depth", 0)),
+        "sphere": bool(margs["sphere"]),
+        "softmax": bool(margs["softmax"]),
+    }
+    protos = None
+    for node in ir.graph.nodes:
+        if ir.op(node) == "prototypes":
+            n = ir.args(node)["n"]
+            protos = {"n": e.num(n), "dim": mapper["dim"]}
+    if b.needs_eye:
+        b.lines.insert(0, "eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)")
+    inputs = [name for name in INPUT_ORDER if name in e.inputs]
+    pt: DistType = ir.dist_type(p_root)
+    return Plan(
+        class_name=class_name or names.class_name(ir.method),
+        method=ir.method,
+        title=ir.title,
+        source_name=ir.source.name,
+        source_text=ir.source.text,
+        known_as=known_as,
+        formulas=formulas(ir),
+        hypers=_hyper_plan(ir, e),
+        prototypes=protos,
+        inputs=inputs,
+        body=b.lines,
+        checks=b.checks,
+        helpers=sorted(b.helpers),
+        p_kind=p_kind,
+        p_var=p_var,
+        p_columns=p_val.columns,
+        p_learned=pt.learned,
+        q_logits=q_logits,
+        q_prob=q_prob,
+        keep=keep,
+        divergence=ir.op(ir.roots["loss"]),
+        mapper=mapper,
+    )
+
+
+def formulas(ir: IR) -> list[str]:
+    """The objective written out: p, q and the loss."""
+    lines = []
+    for name in ("p", "q"):
+        root = ir.roots[name]
+        span = ir.span(root)
+        text = " ".join(ir.source.snippet(span).split()) if span else ir.op(root)
+        block = reg.BLOCKS.get(ir.op(root))
+        lines.append(f"{name} = {text}")
+        if block is not None:
+            lines.append(f"    {block.formula}")
+        lines.append(f"    support: {ir.dist_type(root).describe_support()}")
+    loss = reg.BLOCKS[ir.op(ir.roots["loss"])]
+    lines.append(f"loss = {loss.name}(p, q)")
+    lines.append(f"    {loss.formula}")
+    return lines
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("icon_dsl", "codegen/templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render(p: Plan) -> str:
+    sig_names = ", ".join(p.inputs)
+    context = {
+        "plan": p,
+        "safe_comment": names.safe_comment,
+        "docstring": names.docstring_text,
+        "signature": "".join(f", {name}: Tensor" for name in p.inputs).replace(", ", ", *, ", 1),
+        "call_args": "".join(f", {name}={name}" for name in p.inputs),
+        "inputs_dict": "{" + ", ".join(f'"{n}": {n}' for n in p.inputs) + "}",
+    }
+    del sig_names
+    template = _env().get_template("module.py.j2")
+    draft = template.render(imports="", **context)
+    return template.render(imports=_imports(draft), **context).rstrip() + "\n"
+
+
+def _imports(draft: str) -> str:
+    """Only the imports the module uses, so the file is lint-clean."""
+    lines = []
+    if "math." in draft:
+        lines.append("import math\n")
+    lines.append("import torch")
+    if "F." in draft:
+        lines.append("import torch.nn.functional as F")
+    lines.append("from torch import Tensor, nn")
+    return "\n".join(lines)
+
+
+def generate(ir: IR, known_as: str | None = None, class_name: str | None = None) -> str:
+    """Python source of the generated module for a checked IR."""
+    return render(plan(ir, known_as, class_name))

@@ -1,0 +1,60 @@
+"""Names in generated code: every identifier from a spec is sanitised here.
+
+Guarantees: the result is a valid Python identifier, not a keyword, not a builtin nor an
+nn.Module attribute, and not one of the names the generated module itself uses; text from a spec
+can never become code.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+import torch
+
+_RESERVED = {
+    "self", "z", "x", "y", "index", "modality", "torch", "nn", "F", "math", "Tensor",
+    "p", "q", "log_q", "log_p", "keep", "eye", "n", "rows", "inputs",
+}  # fmt: skip
+
+_MODULE_ATTRS = set(dir(torch.nn.Module))
+
+
+def identifier(name: str) -> str:
+    """A safe attribute / keyword-argument name for a spec name."""
+    clean = re.sub(r"\W", "_", name, flags=re.ASCII)
+    if not clean or clean[0].isdigit():
+        clean = "h_" + clean
+    while (
+        keyword.iskeyword(clean)
+        or clean in _RESERVED
+        or clean in _MODULE_ATTRS
+        or clean in dir(__builtins__)
+    ):
+        clean += "_"
+    return clean
+
+
+def class_name(method: str) -> str:
+    """CamelCase class name: simclr -> Simclr (known methods carry their own, e.g. SimCLR)."""
+    parts = re.split(r"[^A-Za-z0-9]+", method)
+    camel = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    if not camel or camel[0].isdigit():
+        camel = "Method" + camel
+    if keyword.iskeyword(camel) or camel in ("Tensor", "Module"):
+        camel += "Objective"
+    return camel
+
+
+def safe_comment(text: str) -> str:
+    """Text for a # comment: one line, printable ASCII only."""
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text.replace("\n", " "))
+
+
+def docstring_text(text: str) -> str:
+    """Text safe inside a triple-quoted docstring: no way to close the string early."""
+    out = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    out = "".join(ch if ch in "\n" or 32 <= ord(ch) < 127 else f"\\u{ord(ch):04x}" for ch in out)
+    if out.endswith('"'):
+        out = out[:-1] + '\\"'
+    return out

@@ -1,0 +1,219 @@
+"""The interpreter: evaluates the IR directly, densely, in probability space.
+
+Takes: a checked IR, embeddings z = f(x), the inputs the spec names, hyperparameter values and
+(for prototype specs) the prototype matrix. Guarantees: dense p and q (N x M), the rows kept
+(anchors whose p-row is non-empty), the training loss and the divergence, computed by the
+plainest route (kernel weights from the registry's sympy formulas, explicit row sums). It shares
+no code with the generated modules, so it is the oracle they must agree with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+
+from . import registry as reg
+from .ir import IR
+from .sympy_torch import evaluate as sym_eval
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Evaluation:
+    p: Tensor
+    q: Tensor
+    valid: Tensor  # bool (N,): anchors kept in the mean
+    loss: Tensor  # what forward() returns: cross-entropy when p is fixed under kl
+    divergence: Tensor  # the divergence itself
+
+
+class _Interpreter:
+    def __init__(
+        self,
+        ir: IR,
+        z: Tensor,
+        inputs: Mapping[str, Tensor],
+        hypers: Mapping[str, float],
+        prototypes: Tensor | None,
+    ) -> None:
+        self.ir, self.z, self.inputs = ir, z, inputs
+        self.hypers = dict(hypers)
+        self.prototypes = prototypes
+        self.values: dict[int, Tensor] = {}
+        self.row_ok: list[Tensor] = []  # one (N,) bool per maybe-empty indicator
+        self.n = z.shape[0]
+
+    def num(self, value: object) -> float:
+        if isinstance(value, sp.Basic):
+            return float(value.subs({sp.Symbol(k, real=True): v for k, v in self.hypers.items()}))
+        assert isinstance(value, (int, float))
+        return float(value)
+
+    def eye(self) -> Tensor:
+        return torch.eye(self.n, dtype=torch.bool, device=self.z.device)
+
+    def value(self, node: int) -> Tensor:
+        if node not in self.values:
+            self.values[node] = self.compute(node)
+        return self.values[node]
+
+    def compute(self, node: int) -> Tensor:
+        op, args = self.ir.op(node), self.ir.args(node)
+        kids = [self.value(c) for c in self.ir.children(node)]
+        if op == "input":
+            return self.inputs[args["name"]]
+        if op == "f":
+            return self.z
+        if op == "prototypes":
+            assert self.prototypes is not None, "a prototype spec needs prototypes"
+            return self.prototypes
+        if op in ("gaussian", "student_t", "kernel"):
+            return self.kernel(op, args, kids)
+        if op == "knn":
+            d2 = _sqdist(kids[0], kids[0], args["metric"]).masked_fill(self.eye(), float("inf"))
+            idx = d2.topk(int(self.num(args["k"])), dim=1, largest=False).indices
+            mask = torch.zeros_like(d2).scatter(1, idx, 1.0)
+            return mask / mask.sum(1, keepdim=True)
+        if op in ("label", "augmentation"):
+            same = (kids[0][:, None] == kids[0][None, :]) & ~self.eye()
+            self.row_ok.append(same.any(1))
+            return _rows(same.to(self.z.dtype))
+        if op == "classes":
+            return torch.nn.functional.one_hot(kids[0], int(self.num(args["n"]))).to(self.z.dtype)
+        if op == "cluster":
+            v = kids[0]
+            return (v / v.sum(0, keepdim=True)) @ v.T
+        if op == "uniform":
+            return _rows(self.support(bool(args.get("diagonal", False))))
+        if op == "identity":
+            return self.eye().to(self.z.dtype)
+        if op == "normalize":
+            return _rows(kids[0])
+        if op == "debias":
+            alpha = self.num(args["alpha"])
+            support = self.support_of(self.ir.children(node)[0], kids[0])
+            return (1 - alpha) * kids[0] + alpha * _rows(support)
+        if op == "mixture":
+            weights = [self.num(w) for w in args["weights"]]
+            return sum(
+                (w * k for w, k in zip(weights, kids, strict=True)), torch.zeros_like(kids[0])
+            )
+        raise NotImplementedError(f"interpreter has no rule for {op}")
+
+    def support(self, diagonal: bool) -> Tensor:
+        full = torch.ones(self.n, self.n, dtype=self.z.dtype, device=self.z.device)
+        return full if diagonal else full.masked_fill(self.eye(), 0.0)
+
+    def support_of(self, node: int, value: Tensor) -> Tensor:
+        t = self.ir.dist_type(node)
+        if t.support == "columns":
+            return torch.ones_like(value)
+        return self.support(t.diagonal)
+
+    def kernel(self, op: str, args: dict, kids: list[Tensor]) -> Tensor:
+        v = kids[0]
+        cols = kids[1] if len(kids) > 1 else v
+        metric = args.get("metric", "euclidean")
+        d2 = _sqdist(v, cols, metric)
+        if "perplexity" in args:
+            weights = torch.exp(
+                -d2 * _perplexity_beta(d2, self.num(args["perplexity"]), self.eye())
+            )
+        else:
+            formula, env = self.formula(op, args)
+            weights = torch.as_tensor(sym_eval(formula, {**env, "d2": d2}))
+        if len(kids) == 1 and not args.get("diagonal", False):
+            weights = weights.masked_fill(self.eye(), 0.0)
+        return weights if op == "kernel" else _rows(weights)
+
+    def formula(self, op: str, args: dict) -> tuple[sp.Expr, dict[str, float]]:
+        if op == "kernel":
+            kernel = self.ir.kernels[args["kernel"]]
+            return kernel.weight, {p: self.num(args[p]) for p in kernel.params}
+        block = reg.BLOCKS[op]
+        formula = block.weight_formula()
+        assert formula is not None
+        env = {
+            a.name: self.num(args[a.name])
+            for a in block.args
+            if a.name in args and a.kind == "real"
+        }
+        if "temperature" in args:
+            env["sigma"] = self.num(args["temperature"]) ** 0.5
+        return formula, env
+
+
+def _rows(w: Tensor) -> Tensor:
+    """Row-normalise; empty rows stay zero."""
+    total = w.sum(1, keepdim=True)
+    return w / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
+    if metric == "cosine":
+        a = a / a.norm(dim=1, keepdim=True)
+        b = b / b.norm(dim=1, keepdim=True)
+    if metric == "dot":
+        return -2 * a @ b.T
+    diff = a[:, None, :] - b[None, :, :]
+    return (diff * diff).sum(-1)
+
+
+def _perplexity_beta(d2: Tensor, perplexity: float, eye: Tensor) -> Tensor:
+    """Per-row precision beta_i = 1/(2 sigma_i^2) with entropy log(perplexity), by bisection."""
+    d2 = d2.detach().double().masked_fill(eye, float("inf"))
+    lo = torch.full((d2.shape[0], 1), -30.0, dtype=d2.dtype, device=d2.device)
+    hi = torch.full_like(lo, 30.0)
+    target = torch.log(torch.tensor(perplexity, dtype=d2.dtype))
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        p = torch.softmax(-d2 * torch.exp(mid), dim=1)
+        entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum(1, keepdim=True)
+        # larger beta => lower entropy
+        hi = torch.where(entropy < target, mid, hi)
+        lo = torch.where(entropy < target, lo, mid)
+    return torch.exp((lo + hi) / 2).to(d2.dtype)
+
+
+def _safe_log(t: Tensor) -> Tensor:
+    return torch.log(torch.where(t > 0, t, torch.ones_like(t)))
+
+
+def interpret(
+    ir: IR,
+    z: Tensor,
+    inputs: Mapping[str, Tensor] | None = None,
+    hypers: Mapping[str, float] | None = None,
+    prototypes: Tensor | None = None,
+) -> Evaluation:
+    """Evaluate a checked IR on one batch."""
+    run = _Interpreter(ir, z, inputs or {}, hypers or {}, prototypes)
+    p = run.value(ir.roots["p"])
+    q = run.value(ir.roots["q"])
+    valid = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+    for ok in run.row_ok:
+        valid = valid & ok
+    p = p * valid[:, None]
+    div_op = ir.op(ir.roots["loss"])
+    pv, qv = p[valid], q[valid]
+    kl_pq = (pv * (_safe_log(pv) - torch.log(qv))).where(pv > 0, torch.zeros_like(pv)).sum(1)
+    if div_op == "kl":
+        divergence = kl_pq.mean()
+        if ir.dist_type(ir.roots["p"]).learned:
+            loss = divergence
+        else:
+            ce = -(pv * torch.log(qv)).where(pv > 0, torch.zeros_like(pv)).sum(1)
+            loss = ce.mean()
+    elif div_op == "reverse_kl":
+        rows = (qv * (_safe_log(qv) - torch.log(pv))).where(qv > 0, torch.zeros_like(qv)).sum(1)
+        divergence = loss = rows.mean()
+    else:
+        m = (pv + qv) / 2
+        a = (pv * (_safe_log(pv) - _safe_log(m))).where(pv > 0, torch.zeros_like(pv)).sum(1)
+        b = (qv * (_safe_log(qv) - _safe_log(m))).where(qv > 0, torch.zeros_like(qv)).sum(1)
+        divergence = loss = ((a + b) / 2).mean()
+    return Evaluation(p, q, valid, loss, divergence)

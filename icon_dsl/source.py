@@ -1,0 +1,62 @@
+"""Source text and spans.
+
+Takes: the text of a spec and the name it is shown under (a path, or "<string>").
+Guarantees: spans are half-open character offsets into that text; line and column numbers shown to
+users are 1-based; `render_caret` underlines a span under its source line, as compilers do.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """Half-open [start, end) character offsets into one Source."""
+
+    start: int
+    end: int
+
+    def join(self, other: Span) -> Span:
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A spec's text with the name it is reported under."""
+
+    text: str
+    name: str = "<string>"
+
+    def _line_starts(self) -> list[int]:
+        starts = [0]
+        for i, ch in enumerate(self.text):
+            if ch == "\n":
+                starts.append(i + 1)
+        return starts
+
+    def line_col(self, offset: int) -> tuple[int, int]:
+        """1-based (line, column) of a character offset."""
+        starts = self._line_starts()
+        line = bisect.bisect_right(starts, offset) - 1
+        return line + 1, offset - starts[line] + 1
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its newline."""
+        lines = self.text.split("\n")
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def snippet(self, span: Span) -> str:
+        return self.text[span.start : span.end]
+
+    def render_caret(self, span: Span) -> str:
+        """The span's first line, numbered, with carets under the span."""
+        line, col = self.line_col(span.start)
+        text = self.line_text(line)
+        end_line, end_col = self.line_col(max(span.start, span.end - 1))
+        width = (end_col - col + 1) if end_line == line else len(text) - col + 1
+        width = max(1, width)
+        gutter = f"{line:>4} | "
+        pad = " " * (len(gutter) - 2) + "| "
+        return f"{gutter}{text}\n{pad}{' ' * (col - 1)}{'^' * width}"

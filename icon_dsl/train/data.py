@@ -1,0 +1,330 @@
+"""Loading the data that ``icon-dsl train --data`` points at.
+
+``load_dataset`` turns the ``--data`` argument into a validated ``Dataset``: float32 features
+(N x D, all finite, N >= 1, D >= 1) and, when the source has them, int64 labels of length N.
+Every user mistake becomes a ``DataError`` whose message names the file, the column, the row or
+the shapes involved; no numpy traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from icon_dsl.train.errors import DataError
+
+BUILTIN_DATASETS = ("digits",)
+ACCEPTED_EXTENSIONS = (".npy", ".npz", ".csv")
+NPZ_FEATURE_KEYS = ("x", "X", "features")
+NPZ_LABEL_KEYS = ("y", "labels")
+CSV_DEFAULT_LABEL_COLUMNS = ("label", "y")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A validated data set.
+
+    ``x`` is a float32 array of shape (N, D); ``y`` is None or an int64 array of shape (N,);
+    ``image_shape`` is None or (H, W) with H * W == D (all checked in ``__post_init__``). One
+    made by ``load_dataset`` also has N >= 1, D >= 1 and only finite values. Equality is
+    identity, as the fields hold arrays.
+    """
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None
+    image_shape: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != np.float32 or self.x.ndim != 2:
+            raise ValueError(f"Dataset.x must be float32 (N, D), got {self.x.dtype} {self.x.shape}")
+        if self.y is not None and (self.y.dtype != np.int64 or self.y.shape != self.x.shape[:1]):
+            raise ValueError(
+                f"Dataset.y must be int64 of shape ({self.x.shape[0]},), "
+                f"got {self.y.dtype} {self.y.shape}"
+            )
+        if self.image_shape is not None:
+            height, width = self.image_shape
+            if height * width != self.x.shape[1]:
+                raise ValueError(
+                    f"Dataset.image_shape {self.image_shape} does not match D={self.x.shape[1]}"
+                )
+
+    @property
+    def n_samples(self) -> int:
+        """N, the number of rows."""
+        return int(self.x.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """D, the number of feature columns."""
+        return int(self.x.shape[1])
+
+    @property
+    def n_classes(self) -> int | None:
+        """The number of distinct labels, or None when the data set has no labels."""
+        return None if self.y is None else int(np.unique(self.y).size)
+
+
+def load_dataset(spec: str | None, label_column: str | None = None) -> Dataset:
+    """Load the data named by ``spec``.
+
+    ``spec`` is None or ``"digits"`` (scikit-learn's bundled 8 x 8 digits: 1797 x 64, pixels
+    scaled to [0, 1], 10 classes), or a path ending ``.npy`` (a 2-D feature array, no labels),
+    ``.npz`` (features under ``x``, ``X`` or ``features``; optional labels under ``y`` or
+    ``labels``) or ``.csv`` (a header row, then numeric rows; the label column is
+    ``label_column``, else a column named ``label`` or ``y`` when there is one).
+    ``label_column`` is only meaningful for a .csv. Raises DataError for any unusable input.
+    """
+    if spec is None or spec == "digits":
+        if label_column is not None:
+            raise DataError("--label-column only applies to a .csv file, not to 'digits'")
+        return load_digits()
+    path = Path(spec)
+    suffix = path.suffix.lower()
+    if suffix not in ACCEPTED_EXTENSIONS:
+        raise DataError(
+            f"{spec}: unknown data; expected one of the built-in data sets "
+            f"({', '.join(BUILTIN_DATASETS)}) or a file ending "
+            f"{', '.join(ACCEPTED_EXTENSIONS[:-1])} or {ACCEPTED_EXTENSIONS[-1]}"
+        )
+    if not path.exists():
+        raise DataError(f"{path}: the data file does not exist")
+    if not path.is_file():
+        raise DataError(f"{path}: is not a file")
+    if suffix == ".csv":
+        return _load_csv(path, label_column)
+    if label_column is not None:
+        raise DataError(f"{path}: --label-column only applies to a .csv file")
+    if suffix == ".npy":
+        return _load_npy(path)
+    return _load_npz(path)
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's digits: x (1797, 64) float32 in [0, 1], y int64 in 0..9, image (8, 8)."""
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    bunch = sklearn_load_digits()
+    x = (np.asarray(bunch.data, dtype=np.float64) / 16.0).astype(np.float32)
+    y = np.asarray(bunch.target).astype(np.int64)
+    return Dataset(name="digits", x=x, y=y, image_shape=(8, 8))
+
+
+def require_labels(ds: Dataset, why: str) -> np.ndarray:
+    """Return ``ds.y``; raise DataError saying ``why`` the spec needs labels when there are none."""
+    if ds.y is None:
+        raise DataError(
+            f"spec needs labels ({why}) but DATA has none; "
+            "pass a .npz with y or a .csv with a label column"
+        )
+    return ds.y
+
+
+def _load_npy(path: Path) -> Dataset:
+    array = _read_npy(path)
+    x = _as_features(array, f"{path}")
+    return Dataset(name=path.stem, x=x, y=None)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"{path}: could not read it as a .npy array ({error})") from None
+    return np.asarray(loaded)
+
+
+def _load_npz(path: Path) -> Dataset:
+    arrays = _read_npz(path)
+    feature_key = next((key for key in NPZ_FEATURE_KEYS if key in arrays), None)
+    if feature_key is None:
+        found = ", ".join(sorted(arrays)) or "none"
+        raise DataError(
+            f"{path}: no features found; expected a key named one of "
+            f"{', '.join(NPZ_FEATURE_KEYS)} (keys found: {found})"
+        )
+    x = _as_features(arrays[feature_key], f"{path}[{feature_key!r}]")
+    label_key = next((key for key in NPZ_LABEL_KEYS if key in arrays), None)
+    y = None
+    if label_key is not None:
+        y = _as_labels(arrays[label_key], f"{path}[{label_key!r}]", x.shape[0])
+    return Dataset(name=path.stem, x=x, y=y)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: np.asarray(archive[key]) for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: could not read it as a .npz archive ({error})") from None
+
+
+def _as_features(
+    array: np.ndarray, source: str, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """Validate a feature array and return it as float32 (N, D); ``source`` names it in errors."""
+    if array.ndim != 2:
+        raise DataError(
+            f"{source}: features must be a 2-D array (N samples, D features), "
+            f"got {array.ndim}-D with shape {array.shape}; reshape it to (N, D)"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(f"{source}: the data is empty (shape {array.shape})")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{source}: features must be numeric, got dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise DataError(f"{source}: features must be real numbers, got dtype {array.dtype}")
+    with np.errstate(over="ignore"):
+        x = array.astype(np.float32)
+    _check_finite(x, array, source, columns)
+    return x
+
+
+def _check_finite(
+    x: np.ndarray, original: np.ndarray, source: str, columns: Sequence[str] | None
+) -> None:
+    bad = np.argwhere(~np.isfinite(x))
+    if bad.size == 0:
+        return
+    row, col = (int(i) for i in bad[0])
+    column = f"column {columns[col]!r}" if columns is not None else f"column {col}"
+    value = original[row, col]
+    reason = "" if not np.isfinite(value) else " (too large for float32)"
+    raise DataError(
+        f"{source}: non-finite value {value} at row {row}, {column}{reason}; "
+        f"{len(bad)} bad value(s) in all"
+    )
+
+
+def _as_labels(array: np.ndarray, source: str, n_samples: int) -> np.ndarray:
+    """Validate labels and return them as int64 (N,); ``source`` names them in errors."""
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise DataError(f"{source}: labels must be 1-D (N,), got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise DataError(
+            f"{source}: labels length mismatch: expected {n_samples} labels "
+            f"(one per row of the features), got {array.shape[0]}"
+        )
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        return array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{source}: labels must be integers, got dtype {array.dtype}")
+    with np.errstate(invalid="ignore"):
+        not_integer = ~np.isfinite(array) | (array != np.round(array))
+    if not_integer.any():
+        row = int(np.argmax(not_integer))
+        raise DataError(f"{source}: labels must be integers, got {array[row]} at row {row}")
+    return array.astype(np.int64)
+
+
+def _load_csv(path: Path, label_column: str | None) -> Dataset:
+    header, rows = _read_csv(path)
+    label_index = _label_column_index(path, header, label_column)
+    values = _parse_csv_cells(path, header, rows)
+    feature_indices = [i for i in range(len(header)) if i != label_index]
+    if not feature_indices:
+        raise DataError(f"{path}: the data is empty (no feature columns besides the labels)")
+    feature_names = [header[i] for i in feature_indices]
+    x = _as_features(values[:, feature_indices], f"{path}", feature_names)
+    y = None
+    if label_index is not None:
+        y = _as_labels(values[:, label_index], f"{path} column {header[label_index]!r}", len(x))
+    return Dataset(name=path.stem, x=x, y=y)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Return the header and the non-blank data rows, each with its 1-based line number."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            lines = _numbered_rows(handle)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: could not read it as a .csv file ({error})") from None
+    if not lines:
+        raise DataError(f"{path}: the data is empty (no header row)")
+    header = [cell.strip() for cell in lines[0][1]]
+    _check_header(path, header)
+    rows = lines[1:]
+    if not rows:
+        raise DataError(f"{path}: the data is empty (a header row but no data rows)")
+    for row_index, (line, row) in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path}: row {row_index} (line {line}) has {len(row)} cells, "
+                f"expected {len(header)} like the header"
+            )
+    return header, rows
+
+
+def _numbered_rows(handle: TextIO) -> list[tuple[int, list[str]]]:
+    reader = csv.reader(handle)
+    numbered: list[tuple[int, list[str]]] = []
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            numbered.append((reader.line_num, row))
+    return numbered
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if all(_is_number(cell) for cell in header):
+        raise DataError(
+            f"{path}: the first row looks like data ({', '.join(header[:4])}...); "
+            "a .csv needs a header row naming the columns"
+        )
+    seen: set[str] = set()
+    for index, name in enumerate(header):
+        if not name:
+            raise DataError(f"{path}: column {index} has an empty name in the header")
+        if name in seen:
+            raise DataError(f"{path}: column name {name!r} appears twice in the header")
+        seen.add(name)
+
+
+def _label_column_index(path: Path, header: list[str], label_column: str | None) -> int | None:
+    if label_column is not None:
+        if label_column not in header:
+            raise DataError(
+                f"{path}: no label column {label_column!r}; columns are {', '.join(header)}"
+            )
+        return header.index(label_column)
+    for name in CSV_DEFAULT_LABEL_COLUMNS:
+        if name in header:
+            return header.index(name)
+    return None
+
+
+def _parse_csv_cells(
+    path: Path, header: list[str], rows: list[tuple[int, list[str]]]
+) -> np.ndarray:
+    """Parse every cell as a float64; the first unparsable cell is named by row and column."""
+    try:
+        return np.array([row for _, row in rows], dtype=np.float64)
+    except ValueError:
+        pass  # find the culprit cell below (and accept what python's float() accepts)
+    values = np.empty((len(rows), len(header)), dtype=np.float64)
+    for row_index, (line, row) in enumerate(rows):
+        for col_index, cell in enumerate(row):
+            try:
+                values[row_index, col_index] = float(cell)
+            except ValueError:
+                what = f"non-numeric value {cell.strip()!r}" if cell.strip() else "empty cell"
+                raise DataError(
+                    f"{path}: {what} at row {row_index} (line {line}), column {header[col_index]!r}"
+                ) from None
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
