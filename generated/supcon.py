@@ -53,9 +53,9 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor]) -> None:
     for name, value in inputs.items():
         if value.shape[0] != n:
             raise ValueError(f"{name} has {value.shape[0]} rows but z has {n}")
-        if name == "x":
+        if name in ("x", "side"):
             if value.dim() != 2 or not torch.isfinite(value).all():
-                raise ValueError("x must be a finite (N, D) tensor")
+                raise ValueError(f"{name} must be a finite (N, D) tensor")
         elif value.dim() != 1 or value.is_floating_point():
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
@@ -155,7 +155,7 @@ class SupCon(nn.Module):
         return p_dense, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p / p.sum(1, keepdim=True).clamp_min(1)
+        return p.to(log_q.dtype) / p.sum(1, keepdim=True).clamp_min(1)
 
     def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
         p = self._dense_p(p, log_q)

@@ -122,11 +122,9 @@ def compile(spec: str | Path | Source) -> CompiledModule:
 
 def _class_name(ir: IR, known: object) -> str:
     from .codegen.names import class_name
-    from .known import KnownMethod
+    from .known import CLASS_NAMES
 
-    if isinstance(known, KnownMethod) and known.key == ir.method:
-        return known.class_name
-    return class_name(ir.method)
+    return CLASS_NAMES.get(ir.method) or class_name(ir.method)
 
 
 def _identifier(stem: str) -> str:

@@ -82,6 +82,30 @@ class _Interpreter:
             same = (kids[0][:, None] == kids[0][None, :]) & ~self.eye()
             self.row_ok.append(same.any(1))
             return _rows(same.to(self.z.dtype))
+        if op == "cross_modal":
+            index, modality = kids
+            same = (index[:, None] == index[None, :]) & (modality[:, None] != modality[None, :])
+            self.row_ok.append(same.any(1))
+            return _rows(same.to(self.z.dtype))
+        if op == "graph":
+            adjacency = self.inputs["adjacency"]
+            a = adjacency[kids[0]][:, kids[0]].to(self.z.dtype).masked_fill(self.eye(), 0.0)
+            self.row_ok.append(a.sum(1) > 0)
+            return _rows(a)
+        if op == "walk":
+            steps = int(self.num(args["steps"]))
+            power, total = kids[0], kids[0]
+            for _ in range(steps):
+                power = power @ kids[0]
+                total = total + power
+            if not self.ir.dist_type(node).diagonal:
+                total = total.masked_fill(self.eye(), 0.0)
+            return _rows(total)
+        if op == "union":
+            support = torch.stack([k > 0 for k in kids]).any(0)
+            return _rows(support.to(self.z.dtype))
+        if op == "joint":
+            return self.joint(self.ir.children(node)[0], kids[0])
         if op == "classes":
             return torch.nn.functional.one_hot(kids[0], int(self.num(args["n"]))).to(self.z.dtype)
         if op == "cluster":
@@ -103,6 +127,15 @@ class _Interpreter:
                 (w * k for w, k in zip(weights, kids, strict=True)), torch.zeros_like(kids[0])
             )
         raise NotImplementedError(f"interpreter has no rule for {op}")
+
+    def joint(self, child: int, value: Tensor) -> Tensor:
+        """w / sum(w) for a fixed-width kernel; (P + P^T) / 2N for a row-stochastic P."""
+        op, args = self.ir.op(child), self.ir.args(child)
+        if op in ("gaussian", "student_t") and "perplexity" not in args:
+            kids = [self.value(c) for c in self.ir.children(child)]
+            weights = self.kernel(op, {**args, "_raw": True}, kids)
+            return weights / weights.sum()
+        return (value + value.T) / (2 * value.shape[0])
 
     def support(self, diagonal: bool) -> Tensor:
         full = torch.ones(self.n, self.n, dtype=self.z.dtype, device=self.z.device)
@@ -128,7 +161,7 @@ class _Interpreter:
             weights = torch.as_tensor(sym_eval(formula, {**env, "d2": d2}))
         if len(kids) == 1 and not args.get("diagonal", False):
             weights = weights.masked_fill(self.eye(), 0.0)
-        return weights if op == "kernel" else _rows(weights)
+        return weights if op == "kernel" or args.get("_raw") else _rows(weights)
 
     def formula(self, op: str, args: dict) -> tuple[sp.Expr, dict[str, float]]:
         if op == "kernel":
@@ -197,8 +230,16 @@ def interpret(
     valid = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
     for ok in run.row_ok:
         valid = valid & ok
+    if ir.dist_type(ir.roots["p"]).cross and not ir.dist_type(ir.roots["q"]).cross:
+        modality = run.inputs["modality"]
+        q = _rows(q * (modality[:, None] != modality[None, :]))
     p = p * valid[:, None]
     div_op = ir.op(ir.roots["loss"])
+    if ir.dist_type(ir.roots["p"]).normalised == "joint":
+        # one KL over the whole matrix, not a mean over rows
+        kl_all = (p * (_safe_log(p) - torch.log(q))).where(p > 0, torch.zeros_like(p)).sum()
+        ce_all = -(p * torch.log(q)).where(p > 0, torch.zeros_like(p)).sum()
+        return Evaluation(p, q, valid, ce_all, kl_all)
     pv, qv = p[valid], q[valid]
     kl_pq = (pv * (_safe_log(pv) - torch.log(qv))).where(pv > 0, torch.zeros_like(pv)).sum(1)
     if div_op == "kl":

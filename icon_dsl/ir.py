@@ -34,10 +34,15 @@ class DistType:
     learned: bool  # depends on f(x) or prototypes
     differentiable: bool
     may_be_empty: bool
+    cross: bool = False  # the support is the other modality (cross_modal)
 
     def describe_support(self) -> str:
         if self.support == "columns":
             return f"N x {self.columns} (columns)"
+        if self.normalised == "joint":
+            return "N x N, jointly normalised over all pairs"
+        if self.cross:
+            return "N x N, the other modality"
         return "N x N, j = i included" if self.diagonal else "N x N, j != i"
 
 

@@ -25,6 +25,88 @@ class KnownMethod:
 
 KNOWN: tuple[KnownMethod, ...] = (
     KnownMethod(
+        "tsne_joint",
+        "t-SNE (joint form)",
+        "TSNEJoint",
+        "van der Maaten and Hinton, Visualizing Data using t-SNE, JMLR 2008",
+        "mapper = table(dim=2)\np = joint(gaussian(x, perplexity=30))\nq = joint(student_t(f(x)))",
+    ),
+    KnownMethod(
+        "debiased_tsimclr",
+        "Debiased t-SimCLR",
+        "DebiasedTSimCLR",
+        "Alshammari et al., I-Con, ICLR 2025",
+        "mapper = mlp(dim=2)\np = debias(augmentation(index), 0.6)\nq = student_t(f(x))",
+    ),
+    KnownMethod(
+        "xsample",
+        "X-Sample CL",
+        "XSample",
+        "Sobal et al., X-Sample Contrastive Loss, 2024",
+        "mapper = mlp(dim=64)\np = gaussian(side, temperature=0.1, metric=cosine)\n"
+        "q = gaussian(f(x), temperature=0.5, metric=cosine)",
+    ),
+    KnownMethod(
+        "clip",
+        "CLIP / CMC",
+        "CLIP",
+        "Radford et al., CLIP, ICML 2021; Tian et al., CMC, ECCV 2020",
+        "mapper = mlp(dim=64)\np = cross_modal(index, modality)\n"
+        "q = gaussian(f(x), temperature=0.07, metric=cosine)",
+    ),
+    KnownMethod(
+        "triplet",
+        "Triplet loss (sigma -> 0 limit)",
+        "Triplet",
+        "Schroff et al., FaceNet, CVPR 2015",
+        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=0.05)",
+    ),
+    KnownMethod(
+        "vicreg",
+        "VICReg (sigma -> infinity limit)",
+        "VICReg",
+        "Bardes et al., VICReg, ICLR 2022",
+        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=100)",
+    ),
+    KnownMethod(
+        "pca",
+        "PCA (sigma -> infinity limit)",
+        "PCA",
+        "I-Con (Alshammari et al., ICLR 2025)",
+        "mapper = linear(dim=2)\np = identity()\nq = gaussian(f(x), sigma=100, diagonal=true)",
+    ),
+    KnownMethod(
+        "spectral",
+        "Spectral clustering",
+        "SpectralClustering",
+        "Ng, Jordan and Weiss, NeurIPS 2001",
+        "mapper = linear(dim=10, softmax=true)\np = gaussian(side, sigma=1, diagonal=true)\n"
+        "q = cluster(f(x))\nloss = reverse_kl(p, q)",
+    ),
+    KnownMethod(
+        "normalized_cuts",
+        "Normalized cuts",
+        "NormalizedCuts",
+        "Shi and Malik, TPAMI 2000",
+        "mapper = linear(dim=10, softmax=true)\np = graph(index)\nq = cluster(f(x))",
+    ),
+    KnownMethod(
+        "tsne_graph",
+        "t-SNE graph embedding",
+        "TSNEGraph",
+        "I-Con (Alshammari et al., ICLR 2025), periodic table",
+        "mapper = table(dim=2)\np = graph(index)\nq = student_t(f(x))",
+    ),
+    KnownMethod(
+        "debiased_infonce_clustering",
+        "Debiased InfoNCE clustering",
+        "DebiasedInfoNCEClustering",
+        "Alshammari et al., I-Con, ICLR 2025",
+        "mapper = linear(dim=10, softmax=true)\n"
+        "p = debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), 0.2)\n"
+        "q = debias(cluster(f(x)), 0.2)",
+    ),
+    KnownMethod(
         "sne",
         "SNE",
         "SNE",
@@ -62,7 +144,7 @@ KNOWN: tuple[KnownMethod, ...] = (
     ),
     KnownMethod(
         "cross_entropy",
-        "Cross-entropy classification",
+        "Cross-entropy classification / masked language modelling",
         "CrossEntropy",
         "I-Con (Alshammari et al., ICLR 2025), section 3: softmax over class prototypes",
         "mapper = mlp(dim=16)\np = classes(y, 10)\n"
@@ -80,7 +162,8 @@ KNOWN: tuple[KnownMethod, ...] = (
         "LGSimCLR",
         "LGSimCLR",
         "El Banani et al., Learning Visual Representations via Language-Guided Sampling, CVPR 2023",
-        "mapper = mlp(dim=64)\np = knn(x, 5)\nq = gaussian(f(x), temperature=0.5, metric=cosine)",
+        "mapper = mlp(dim=64)\np = knn(side, 5, metric=cosine)\n"
+        "q = gaussian(f(x), temperature=0.5, metric=cosine)",
     ),
     KnownMethod(
         "sne_uniform",
@@ -122,14 +205,36 @@ KNOWN: tuple[KnownMethod, ...] = (
 )
 
 
+#: Generated class names for spec names whose CamelCase would read badly.
+CLASS_NAMES = {m.key: m.class_name for m in KNOWN} | {
+    "cmc": "CMC",
+    "mlm": "MLM",
+    "dcd": "DCD",
+    "pmi_clustering": "PMIClustering",
+}
+
+# A fixed Gaussian width this far from 1 is the paper's sigma -> 0 or sigma -> infinity limit.
+SMALL_SIGMA, LARGE_SIGMA = 0.1, 10.0
+
+
+def _regime(ir: IR) -> str:
+    q = ir.roots["q"]
+    sigma = ir.args(q).get("sigma")
+    if ir.op(q) != "gaussian" or sigma is None or not getattr(sigma, "is_number", False):
+        return ""
+    if float(sigma) <= SMALL_SIGMA:
+        return " sigma->0"
+    return " sigma->inf" if float(sigma) >= LARGE_SIGMA else ""
+
+
 def structure(ir: IR) -> str:
-    """The structural signature: the canonical loss term and the mapper's class."""
+    """The structural signature: the canonical loss term, the width regime, the mapper's class."""
     mapper = ir.roots["mapper"]
     args = ir.args(mapper)
     kind = "table" if ir.op(mapper) == "table" else "network"
     if args.get("softmax"):
         kind = "assignments"
-    return f"{ir.canonical(ir.roots['loss'], numbers=False)} @ {kind}"
+    return f"{ir.canonical(ir.roots['loss'], numbers=False)}{_regime(ir)} @ {kind}"
 
 
 @cache

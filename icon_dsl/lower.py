@@ -493,7 +493,43 @@ class Lowerer:
             return None
         raise AssertionError(arg.kind)
 
+    def _variadic_call(self, block: Block, call: s.Call) -> int | None:
+        if call.keywords or len(call.args) < 2:
+            self.diags.error(
+                "arity",
+                f"{block.name}() takes two or more distributions and no keywords",
+                call.span,
+            )
+            return None
+        kids = [self._dist(arg) for arg in call.args]
+        if any(k is None for k in kids):
+            return None
+        nodes = [k for k in kids if k is not None]
+        types = [self.ir.dist_type(k) for k in nodes]
+        first = types[0]
+        for kid, t in zip(nodes[1:], types[1:], strict=True):
+            if (t.support, t.columns, t.diagonal) != (first.support, first.columns, first.diagonal):
+                self.diags.error(
+                    "shape-mismatch",
+                    f"{block.name}() of different supports: {first.describe_support()} "
+                    f"and {t.describe_support()}",
+                    self.ir.span(kid),
+                )
+        utype = DistType(
+            first.support,
+            first.columns,
+            first.diagonal,
+            "row",
+            any(t.learned for t in types),
+            False,
+            all(t.may_be_empty for t in types),
+            any(t.cross for t in types),
+        )
+        return self.ir.add(block.name, utype, call.span, {}, nodes)
+
     def _block_call(self, block: Block, call: s.Call) -> int | None:
+        if block.extra.get("variadic"):
+            return self._variadic_call(block, call)
         params = list(block.args)
         columns_call = None
         if block.accepts_columns and len(call.args) >= 2:
@@ -675,9 +711,11 @@ class Lowerer:
         kid_types = [self.ir.type(k) for k in kids]
         dists = [t for t in kid_types if isinstance(t, DistType)]
         learned = any(self._learned(k) for k in kids)
-        if block.name in ("normalize", "debias"):
+        if block.name in ("normalize", "debias", "walk"):
             inner = dists[0]
             return replace(inner, normalised="row")
+        if block.name == "joint":
+            return replace(dists[0], normalised="joint")
         if "columns" in args:
             n = args["columns"]
             return DistType("columns", n, False, "row", True, True, False)
@@ -694,6 +732,7 @@ class Lowerer:
             learned,
             block.differentiable,
             block.may_be_empty,
+            bool(block.extra.get("cross", False)),
         )
 
     # -- the loss ----------------------------------------------------------------------------

@@ -7,12 +7,12 @@ SpecError whose diagnostics point at the offending token (code `syntax`), never 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-from lark.lexer import Lexer
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import syntax as s
 from .diagnostics import Diagnostics
@@ -60,9 +60,8 @@ class _ParenPostLex:
 
 @cache
 def _lark() -> Lark:
-    grammar = resources.files("icon_dsl").joinpath("grammar.lark").read_text()
     return Lark(
-        grammar,
+        grammar_text(),
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
@@ -81,40 +80,35 @@ def _span(meta_or_tok: object) -> Span:
     return Span(start, end)
 
 
-class _ToSyntax(Transformer):  # type: ignore[type-arg]
-    """Lark tree -> syntax dataclasses."""
-
-    def __init__(self) -> None:
-        super().__init__(visit_tokens=False)
-
-    def _meta(self, children: list, meta: object) -> Span:  # noqa: ARG002
-        return _span(meta)
-
-    # -- atoms ---------------------------------------------------------------------------
-    def number(self, children: list[Token]) -> s.Number:
-        tok = children[0]
-        return s.Number(float(tok), str(tok), _span(tok))
-
-    def name(self, children: list[Token]) -> s.Name:
-        return _name(children[0])
-
-    def string(self, children: list[Token]) -> s.String:
-        return _string(children[0])
-
-
 def _name(tok: Token) -> s.Name:
     return s.Name(str(tok), _span(tok))
 
 
 def _string(tok: Token) -> s.String:
     # JSON's string escapes are a safe decoder: nothing in the text is ever evaluated.
+    # `_token_problem` has already rejected what JSON cannot decode.
     return s.String(json.loads(str(tok)), _span(tok))
+
+
+def _token_problem(tok: Token) -> tuple[str, str | None] | None:
+    """Why a STRING or NUMBER token the grammar accepts still has no value: (message, help)."""
+    if tok.type == "STRING":
+        try:
+            json.loads(str(tok))
+        except json.JSONDecodeError as err:
+            reason = err.msg.removesuffix(" at")
+            reason = reason[:1].lower() + reason[1:]
+            return (
+                f"invalid string {tok}: {reason}",
+                'strings take the escapes \\" \\\\ \\n \\t \\uXXXX',
+            )
+    if tok.type == "NUMBER" and not math.isfinite(float(tok)):
+        return f"the number {tok} is too large", None
+    return None
 
 
 def _convert(tree: object) -> object:
     """Recursively turn a Lark tree (or token) into syntax nodes."""
-    from lark import Tree
-
     if isinstance(tree, Token):
         if tree.type == "NAME":
             return _name(tree)
@@ -160,7 +154,13 @@ def _convert(tree: object) -> object:
 
 
 def _expected_text(expected: set[str]) -> str:
-    names = sorted({_TERMINAL_NAMES.get(t, t.lower()) for t in expected if not t.startswith("_")})
+    names = sorted(
+        {
+            _TERMINAL_NAMES.get(t, f"'{t.lower()}'")
+            for t in expected
+            if t in _TERMINAL_NAMES or not t.startswith("_")
+        }
+    )
     if len(names) > 6:
         return ", ".join(names[:6]) + ", ..."
     return ", ".join(names)
@@ -175,14 +175,15 @@ def _syntax_diagnostic(src: Source, err: UnexpectedInput, diags: Diagnostics) ->
     if isinstance(err, UnexpectedToken):
         tok = err.token
         if tok.type == "$END":
+            # the caret goes just after the last character, where the missing text belongs
             end = len(src.text.rstrip())
-            span = Span(max(0, end - 1), max(1, end))
+            span = Span(end, end + 1)
             what = "end of the spec"
         else:
             span = Span(tok.start_pos or 0, tok.end_pos or (tok.start_pos or 0) + 1)
             what = "a new line" if tok.type == "NEWLINE" else repr(str(tok))
         expected = _exact_expected(err)
-        help_text = _help_for(err, expected)
+        help_text = _unclosed_help(src, span.start) or _help_for(err, expected)
         diags.error(
             "syntax", f"unexpected {what}; expected {_expected_text(expected)}", span, help_text
         )
@@ -199,6 +200,38 @@ def _exact_expected(err: UnexpectedToken) -> set[str]:
     if "NEWLINE" in expected:
         expected.add("SEMICOLON")
     return expected
+
+
+def _unclosed_bracket(text: str, pos: int) -> int | None:
+    """The offset of the innermost '(' or '[' still open at `pos` (strings and comments skipped)."""
+    opened: list[int] = []
+    i = 0
+    while i < pos:
+        ch = text[i]
+        if ch == "#":
+            newline = text.find("\n", i)
+            i = pos if newline < 0 else newline
+            continue
+        if ch == '"':
+            i += 1
+            while i < pos and text[i] not in '"\n':
+                i += 2 if text[i] == "\\" else 1
+        elif ch in "([":
+            opened.append(i)
+        elif ch in ")]" and opened:
+            opened.pop()
+        i += 1
+    return opened[-1] if opened else None
+
+
+def _unclosed_help(src: Source, pos: int) -> str | None:
+    """A bracket left open on an earlier line swallows the newlines after it: say where it is."""
+    start = _unclosed_bracket(src.text, pos)
+    if start is None or "\n" not in src.text[start:pos]:
+        return None
+    line, col = src.line_col(start)
+    close = ")" if src.text[start] == "(" else "]"
+    return f"the '{src.text[start]}' at line {line}, column {col} is never closed: add '{close}'"
 
 
 def _help_for(err: UnexpectedToken, expected: set[str]) -> str | None:
@@ -219,9 +252,14 @@ def parse(source: Source | str) -> s.Spec:
         _syntax_diagnostic(src, err, diags)
         diags.raise_if_errors()
         raise  # unreachable: raise_if_errors raised
+    for tok in tree.scan_values(lambda v: isinstance(v, Token)):
+        problem = _token_problem(tok)
+        if problem is not None:
+            diags.error("syntax", problem[0], _span(tok), problem[1])
+    diags.raise_if_errors()
     spec = _convert(tree)
     assert isinstance(spec, s.Spec)
     return spec
 
 
-__all__ = ["parse", "grammar_text", "Lexer"]
+__all__ = ["parse", "grammar_text"]

@@ -341,6 +341,72 @@ _register(
 )
 _register(
     Block(
+        "cross_modal",
+        "distribution",
+        (Arg("index", "index"), Arg("modality", "modality")),
+        doc="Uniform over partners in the other modality (CLIP, CMC); q's support becomes the "
+        "other modality.",
+        formula="p(j|i) = 1[index_j = index_i, modality_j != modality_i] / #partners",
+        family="cross_modal",
+        rep="mask",
+        differentiable=False,
+        may_be_empty=True,
+        extra={"cross": True},
+    )
+)
+_register(
+    Block(
+        "graph",
+        "distribution",
+        (Arg("index", "index", doc="rows of the module's `adjacency` that the batch holds"),),
+        doc="Random-walk normalised weights of a precomputed graph over the dataset (the module "
+        "takes `adjacency=`, N_data x N_data), restricted to the batch. Rows may be empty.",
+        formula="p(j|i) = A[i, j] / sum_k A[i, k], over the batch, j != i",
+        family="graph",
+        rep="prob",
+        differentiable=False,
+        may_be_empty=True,
+    )
+)
+_register(
+    Block(
+        "walk",
+        "distribution",
+        (Arg("d", "dist"), Arg("steps", "int", 1, POSITIVE_INT, doc="extra steps of the walk")),
+        doc="Neighbour propagation: normalise(d + d^2 + ... + d^(steps+1)); the diagonal stays "
+        "outside the support when d excludes it.",
+        formula="p~ = normalise(P + P^2 + ... + P^(steps+1))",
+        family="walk",
+        rep="prob",
+    )
+)
+_register(
+    Block(
+        "union",
+        "distribution",
+        (Arg("d", "dist"),),
+        doc="Uniform over the union of the supports of two or more distributions.",
+        formula="p(j|i) = 1[j in supp d1(.|i) or supp d2(.|i) ...] / #union",
+        family="union",
+        rep="mask",
+        differentiable=False,
+        extra={"variadic": True},
+    )
+)
+_register(
+    Block(
+        "joint",
+        "distribution",
+        (Arg("d", "dist"),),
+        doc="Joint normalisation (real t-SNE): a fixed-width kernel's weights over all pairs "
+        "(w / sum w), or (P + P^T) / 2N for a row-stochastic P; one KL over the whole matrix.",
+        formula="P = (P_c + P_c^T) / (2N);  Q = w / sum_{k != l} w_kl",
+        family="joint",
+        rep="prob",
+    )
+)
+_register(
+    Block(
         "kl",
         "divergence",
         (Arg("p", "dist"), Arg("q", "dist")),
@@ -420,6 +486,7 @@ _register(
 #: The spec's inputs and what kind of value each one is.
 INPUTS: dict[str, ArgKind] = {
     "x": "vector",
+    "side": "vector",  # side information: X-Sample CL's captions, LGSimCLR's guidance features
     "y": "labels",
     "index": "index",
     "modality": "modality",

@@ -24,6 +24,25 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "use classes(y, n) against prototypes(n) with the same n, or pairwise kernels on both sides",
         )
         return
+    if (p.normalised == "joint") != (q.normalised == "joint"):
+        diags.error(
+            "joint-mismatch",
+            "joint() normalises over the whole matrix: p and q must both be joint or both not",
+            span,
+            "wrap both sides: p = joint(...), q = joint(...)",
+        )
+        return
+    if (
+        p.cross
+        and not q.cross
+        and ir.op(ir.roots["q"]) not in ("gaussian", "student_t", "normalize")
+    ):
+        diags.error(
+            "shape-mismatch",
+            "a cross-modal p restricts q to the other modality, which needs a kernel q "
+            "(gaussian, student_t or normalize(...))",
+            span,
+        )
     divergence = ir.op(ir.roots["loss"])
     source, target = (q, p) if divergence == "reverse_kl" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:

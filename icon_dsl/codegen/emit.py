@@ -22,7 +22,7 @@ from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
 
-INPUT_ORDER = ("x", "y", "index", "modality")
+INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
 
 @dataclass
@@ -81,6 +81,7 @@ class Emitter:
         self.vals: dict[int, Val] = {}
         self.side: dict[int, str] = {}
         self.inputs: set[str] = set()
+        self.graph = False
 
     # -- numbers ---------------------------------------------------------------------------
     def num(self, value: Any) -> str:
@@ -136,6 +137,50 @@ class Emitter:
             b.add(f"{mask} = ({v.var}[:, None] == {v.var}[None, :]) & ~eye")
             b.keeps.append(f"{mask}.any(1)")
             return Val("mask", mask)
+        if op == "cross_modal":
+            index, modality = (self.lower(k, prefix).var for k in kids)
+            mask = b.fresh(f"{prefix}_mask")
+            b.comment(f"{text}: uniform over partners in the other modality")
+            b.add(f"same_sample = {index}[:, None] == {index}[None, :]")
+            b.add(f"{mask} = same_sample & ({modality}[:, None] != {modality}[None, :])")
+            b.keeps.append(f"{mask}.any(1)")
+            return Val("mask", mask)
+        if op == "graph":
+            index = self.lower(kids[0], prefix).var
+            weights, prob = b.fresh(f"{prefix}_adjacency"), b.fresh(f"{prefix}_prob")
+            b.needs_eye = True
+            self.graph = True
+            b.helpers.add("check_graph")
+            b.checks.append(f"_check_graph(self.adjacency, {index})")
+            b.comment(f"{text}: random-walk normalised graph weights within the batch")
+            b.add(
+                f"{weights} = self.adjacency[{index}][:, {index}].to(z.dtype).masked_fill(eye, 0)"
+            )
+            b.add(f"{prob} = {weights} / {weights}.sum(1, keepdim=True).clamp_min(1e-300)")
+            b.keeps.append(f"{weights}.sum(1) > 0")
+            return Val("prob", prob)
+        if op == "walk":
+            inner = self.prob(self.lower(kids[0], f"{prefix}0"))
+            step, total = b.fresh(f"{prefix}_step"), b.fresh(f"{prefix}_walk")
+            b.comment(f"{text}: normalise(P + P^2 + ... + P^(steps+1))")
+            b.add(f"{step}, {total} = {inner}, {inner}")
+            b.add(f"for _ in range({self.num(args['steps'])}):")
+            b.add(f"    {step} = {step} @ {inner}")
+            b.add(f"    {total} = {total} + {step}")
+            if not self.ir.dist_type(node).diagonal:
+                b.needs_eye = True
+                b.add(f"{total} = {total}.masked_fill(eye, 0.0)")
+            b.add(f"{total} = {total} / {total}.sum(1, keepdim=True)")
+            return Val("prob", total)
+        if op == "union":
+            vals = [self.lower(k, f"{prefix}{i + 1}") for i, k in enumerate(kids)]
+            mask = b.fresh(f"{prefix}_mask")
+            parts = [v.var if v.kind == "mask" else f"({self.prob(v)} > 0)" for v in vals]
+            b.comment(f"{text}: uniform over the union of the supports")
+            b.add(f"{mask} = " + " | ".join(parts))
+            return Val("mask", mask)
+        if op == "joint":
+            return self._joint(kids[0], prefix, text)
         if op == "classes":
             v = self.lower(kids[0], prefix)
             n = self.num(args["n"])
@@ -216,6 +261,20 @@ class Emitter:
             b.add(f"{logits} = {logits}.masked_fill(eye, -math.inf)")
         return Val("logits", logits)
 
+    def _joint(self, child: int, prefix: str, text: str) -> Val:
+        b = self.body
+        inner = self.lower(child, f"{prefix}0")
+        out = b.fresh(f"{prefix}_joint")
+        fixed_width = self.ir.op(child) in ("gaussian", "student_t")
+        if fixed_width and "perplexity" not in self.ir.args(child):
+            b.comment(f"{text}: log of w / sum_(k != l) w_kl, one normaliser for the matrix")
+            b.add(f"{out} = {inner.var} - torch.logsumexp({inner.var}.flatten(), 0)")
+            return Val("jointlog", out)
+        p = self.prob(inner)
+        b.comment(f"{text}: (P + P^T) / 2N, symmetric and summing to 1 over the matrix")
+        b.add(f"{out} = ({p} + {p}.T) / (2 * {p}.shape[0])")
+        return Val("prob", out)
+
     def _user_log_weight(self, args: dict, d2: str) -> str:
         kernel = self.ir.kernels[args["kernel"]]
         subs: dict[sp.Symbol, Any] = {}
@@ -230,23 +289,13 @@ class Emitter:
     def _debias(self, node: int, args: dict, kids: list[int], prefix: str, text: str) -> Val:
         b = self.body
         inner_type = self.ir.dist_type(kids[0])
-        inner = self.lower(kids[0], f"{prefix}0")
+        inner = self.prob(self.lower(kids[0], f"{prefix}0"))
         alpha = self.num(args["alpha"])
         prob = b.fresh(f"{prefix}_prob")
+        spread = "all" if inner_type.support == "columns" or inner_type.diagonal else "off-diagonal"
+        b.helpers.add("debias")
         b.comment(f"{text}: (1 - alpha) p + alpha * uniform over the row's support")
-        if inner_type.support == "columns":
-            b.add(
-                f"{prob} = (1 - {alpha}) * {self.prob(inner)} + {alpha} / {self.prob(inner)}.shape[1]"
-            )
-        elif inner_type.diagonal:
-            b.add(f"{prob} = (1 - {alpha}) * {self.prob(inner)} + {alpha} / eye.shape[0]")
-            b.needs_eye = True
-        else:
-            b.needs_eye = True
-            b.add(
-                f"{prob} = (1 - {alpha}) * {self.prob(inner)} "
-                f"+ {alpha} * (~eye).to(z.dtype) / (eye.shape[0] - 1)"
-            )
+        b.add(f'{prob} = _debias({inner}, {alpha}, "{spread}")')
         return Val("prob", prob)
 
     # -- conversions -----------------------------------------------------------------------
@@ -259,7 +308,8 @@ class Emitter:
         if v.kind == "logits":
             b.add(f"{out} = torch.softmax({v.var}, dim=1)")
         elif v.kind == "mask":
-            b.add(f"{out} = {v.var} / {v.var}.sum(1, keepdim=True).clamp_min(1)")
+            b.helpers.add("uniform_rows")
+            b.add(f"{out} = _uniform_rows({v.var}, z.dtype)")
         else:
             b.add(f"{out} = F.one_hot({v.var}, {v.columns}).to(z.dtype)")
         return out
@@ -293,8 +343,9 @@ class Plan:
     p_var: str
     p_columns: str | None
     p_learned: bool
-    q_logits: str | None
-    q_prob: str | None
+    q_log: str
+    joint: bool
+    graph: bool
     keep: str | None
     divergence: str
     mapper: dict[str, Any]
@@ -333,11 +384,17 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     p_val = e.lower(p_root, "p")
     q_val = e.lower(q_root, "q")
     b = e.body
-    q_logits = q_prob = None
-    if q_val.kind == "logits":
-        q_logits = q_val.var
+    pt: DistType = ir.dist_type(p_root)
+    if pt.cross and not ir.dist_type(q_root).cross and q_val.kind == "logits":
+        b.comment("a cross-modal p restricts q to the other modality")
+        b.add("same_modality = modality[:, None] == modality[None, :]")
+        b.add(f"{q_val.var} = {q_val.var}.masked_fill(same_modality, -math.inf)")
+    if q_val.kind == "jointlog":
+        q_log = q_val.var
+    elif q_val.kind == "logits":
+        q_log = f"torch.log_softmax({q_val.var}, dim=1)"
     else:
-        q_prob = e.prob(q_val)
+        q_log = f"torch.log({e.prob(q_val)})"
     p_kind, p_var = p_val.kind, p_val.var
     if p_kind == "logits":
         p_var, p_kind = e.prob(p_val), "prob"
@@ -360,7 +417,6 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     if b.needs_eye:
         b.lines.insert(0, "eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)")
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
-    pt: DistType = ir.dist_type(p_root)
     return Plan(
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
@@ -379,8 +435,9 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         p_var=p_var,
         p_columns=p_val.columns,
         p_learned=pt.learned,
-        q_logits=q_logits,
-        q_prob=q_prob,
+        q_log=q_log,
+        joint=pt.normalised == "joint",
+        graph=e.graph,
         keep=keep,
         divergence=ir.op(ir.roots["loss"]),
         mapper=mapper,
@@ -417,17 +474,46 @@ def _env() -> jinja2.Environment:
     )
 
 
+def define(name: str, params: list[str], returns: str, indent: int = 4) -> str:
+    """A `def` line laid out as ruff format lays it out (88 columns)."""
+    pad = " " * indent
+    one_line = f"{pad}def {name}({', '.join(params)}) -> {returns}:"
+    if len(one_line) <= 88:
+        return one_line
+    inner = f"{pad}    {', '.join(params)}"
+    if len(inner) <= 88:
+        return f"{pad}def {name}(\n{inner}\n{pad}) -> {returns}:"
+    body = "".join(f"{pad}    {param},\n" for param in params)
+    return f"{pad}def {name}(\n{body}{pad}) -> {returns}:"
+
+
+def call(name: str, args: list[str], indent: int = 8) -> str:
+    """A call statement laid out as ruff format lays it out (88 columns)."""
+    pad = " " * indent
+    one_line = f"{pad}{name}({', '.join(args)})"
+    if len(one_line) <= 88:
+        return one_line
+    inner = f"{pad}    {', '.join(args)}"
+    if len(inner) <= 88:
+        return f"{pad}{name}(\n{inner}\n{pad})"
+    body = "".join(f"{pad}    {arg},\n" for arg in args)
+    return f"{pad}{name}(\n{body}{pad})"
+
+
 def render(p: Plan) -> str:
-    sig_names = ", ".join(p.inputs)
+    params = ["self", "z: Tensor"] + (["*"] if p.inputs else [])
+    params += [f"{name}: Tensor" for name in p.inputs]
+    inputs_tuple = ", ".join(f'"{n}"' for n in p.inputs)
     context = {
         "plan": p,
         "safe_comment": names.safe_comment,
         "docstring": names.docstring_text,
-        "signature": "".join(f", {name}: Tensor" for name in p.inputs).replace(", ", ", *, ", 1),
+        "define": lambda name, returns: define(name, params, returns),
+        "call": call,
+        "inputs_tuple": f"({inputs_tuple},)" if len(p.inputs) == 1 else f"({inputs_tuple})",
         "call_args": "".join(f", {name}={name}" for name in p.inputs),
         "inputs_dict": "{" + ", ".join(f'"{n}": {n}' for n in p.inputs) + "}",
     }
-    del sig_names
     template = _env().get_template("module.py.j2")
     draft = template.render(imports="", **context)
     return template.render(imports=_imports(draft), **context).rstrip() + "\n"
