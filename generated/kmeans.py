@@ -32,10 +32,37 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -100,11 +127,13 @@ class KMeans(nn.Module):
         *,
         sigma: float = 1.0,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         _require(sigma > 0.0, "sigma", sigma, "sigma > 0")
         self.sigma = sigma
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -112,33 +141,37 @@ class KMeans(nn.Module):
         """The spec's mapper: linear(dim=10, softmax=true)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, x: Tensor) -> _Terms:
-        """p (prob), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, _ = _world(gather)
+        z_all = _gather(z, world)
+        x_all = _gather(x, world)
         # gaussian(x, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
-        p_d2 = _sqdist(x, x, "euclidean")
+        p_d2 = _sqdist(x, x_all, "euclidean")
         p_logits = -p_d2 / (2 * self.sigma**2)
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q_prob = (z / z.sum(0, keepdim=True)) @ z.T
+        q_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
         p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log(q_prob)
         keep = None
-        return p_logits_p, log_q, keep
+        return p_logits_p, log_q, keep, world
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep)
+        p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
-        """The reverse_kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep)
+        """The reverse_kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, x=x)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, x=x)
+        p, log_q, keep, _ = self._terms(z, x=x)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -147,24 +180,30 @@ class KMeans(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(q || p) = sum_j q (log q - log p); infinite where q > 0 = p
         q = log_q.exp()
+        # no 0 * inf in the gradient outside q's support
+        log_q = torch.where(q > 0, log_q, 0.0)
         log_p = torch.where(p > 0, log_p, -math.inf)
         rows = torch.where(q > 0, q * (log_q - log_p), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
-            self.last_dropped_rows = 0
-            return rows.mean()
-        kept = int(keep.sum())
-        self.last_dropped_rows = rows.shape[0] - kept
-        if kept == 0:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        kept = keep.sum()
+        self.last_dropped_rows = rows.shape[0] - int(kept)
+        if world > 1:
+            dist.all_reduce(kept)
+        if int(kept) == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].mean()
+        return rows[keep].sum() * world / kept

@@ -31,10 +31,37 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -114,6 +141,7 @@ class MLM(nn.Module):
         vocab: int = 1000,
         embedding_dim: int = 64,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         _require(
@@ -126,6 +154,7 @@ class MLM(nn.Module):
         n, dim = self.vocab, embedding_dim
         self.prototypes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -133,34 +162,36 @@ class MLM(nn.Module):
         """The spec's mapper: mlp(dim=64)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, y: Tensor) -> _Terms:
-        """p (onehot), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, y: Tensor, gather: bool = False) -> _Terms:
+        """p (onehot) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"y": y})
             _check_classes(y, self.vocab)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, _ = _world(gather)
         # classes(y, vocab): one-hot over self.vocab class columns, kept as the class index
         # gaussian(f(x), prototypes(vocab), metric=dot, temperature=1): log-weights from d2 (dot)
         q_d2 = _sqdist(z, self.prototypes, "dot")
         q_logits = -q_d2 / (2 * 1)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
-        return y, log_q, keep
+        return y, log_q, keep, world
 
     def forward(self, z: Tensor, *, y: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, y=y)
+        p, log_q, keep, world = self._terms(z, y=y, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         rows = -log_q.gather(1, p[:, None]).squeeze(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, y: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, y=y)
-        return self._divergence_rows(p, log_q, keep)
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, y=y)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, y: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, y=y)
+        p, log_q, keep, _ = self._terms(z, y=y)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -169,22 +200,26 @@ class MLM(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return F.one_hot(p, log_q.shape[1]).to(log_q.dtype)
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
-            self.last_dropped_rows = 0
-            return rows.mean()
-        kept = int(keep.sum())
-        self.last_dropped_rows = rows.shape[0] - kept
-        if kept == 0:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        kept = keep.sum()
+        self.last_dropped_rows = rows.shape[0] - int(kept)
+        if world > 1:
+            dist.all_reduce(kept)
+        if int(kept) == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].mean()
+        return rows[keep].sum() * world / kept

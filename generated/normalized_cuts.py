@@ -28,9 +28,36 @@ Spec (specs/normalized_cuts.icon):
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -93,11 +120,13 @@ class NormalizedCuts(nn.Module):
         *,
         adjacency: Tensor,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         # the graph over the whole dataset; batches pick their rows with `index`
         self.register_buffer("adjacency", torch.as_tensor(adjacency))
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -105,36 +134,41 @@ class NormalizedCuts(nn.Module):
         """The spec's mapper: linear(dim=10, softmax=true)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, index: Tensor) -> _Terms:
-        """p (prob), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _Terms:
+        """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"index": index})
             _check_graph(self.adjacency, index)
-        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather)
+        z_all = _gather(z, world)
+        index_all = _gather(index, world)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # graph(index): random-walk normalised graph weights within the batch
-        p_adjacency = self.adjacency[index][:, index].to(z.dtype).masked_fill(eye, 0)
+        p_adjacency = self.adjacency[index][:, index_all].to(z.dtype)
+        p_adjacency = p_adjacency.masked_fill(diag, 0.0)
         p_prob = p_adjacency / p_adjacency.sum(1, keepdim=True).clamp_min(1e-300)
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q_prob = (z / z.sum(0, keepdim=True)) @ z.T
+        q_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
         log_q = torch.log(q_prob)
         keep = p_adjacency.sum(1) > 0
-        return p_prob, log_q, keep
+        return p_prob, log_q, keep, world
 
     def forward(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, index=index)
+        p, log_q, keep, world = self._terms(z, index=index, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, index=index)
-        return self._divergence_rows(p, log_q, keep)
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, index=index)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, index: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, index=index)
+        p, log_q, keep, _ = self._terms(z, index=index)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -143,22 +177,26 @@ class NormalizedCuts(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
-            self.last_dropped_rows = 0
-            return rows.mean()
-        kept = int(keep.sum())
-        self.last_dropped_rows = rows.shape[0] - kept
-        if kept == 0:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        kept = keep.sum()
+        self.last_dropped_rows = rows.shape[0] - int(kept)
+        if world > 1:
+            dist.all_reduce(kept)
+        if int(kept) == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].mean()
+        return rows[keep].sum() * world / kept

@@ -31,10 +31,37 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -107,11 +134,13 @@ class SupCon(nn.Module):
         *,
         temperature: float = 0.1,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         _require(temperature > 0.0, "temperature", temperature, "temperature > 0")
         self.temperature = temperature
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -119,36 +148,40 @@ class SupCon(nn.Module):
         """The spec's mapper: mlp(dim=64)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, y: Tensor) -> _Terms:
-        """p (mask), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, y: Tensor, gather: bool = False) -> _Terms:
+        """p (mask) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"y": y})
-        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather)
+        z_all = _gather(z, world)
+        y_all = _gather(y, world)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # label(y): uniform over j != i with the same label
-        p_mask = (y[:, None] == y[None, :]) & ~eye
+        p_mask = (y[:, None] == y_all[None, :]) & ~diag
         # gaussian(f(x), temperature=temperature, metric=cosine): log-weights from d2 (cosine)
-        q_d2 = _sqdist(z, z, "cosine")
+        q_d2 = _sqdist(z, z_all, "cosine")
         q_logits = -q_d2 / (2 * self.temperature)
-        q_logits = q_logits.masked_fill(eye, -math.inf)
+        q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = p_mask.any(1)
-        return p_mask, log_q, keep
+        return p_mask, log_q, keep, world
 
     def forward(self, z: Tensor, *, y: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, y=y)
+        p, log_q, keep, world = self._terms(z, y=y, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         rows = -torch.where(p, log_q, 0.0).sum(1) / p.sum(1).clamp_min(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, y: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, y=y)
-        return self._divergence_rows(p, log_q, keep)
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, y=y)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, y: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, y=y)
+        p, log_q, keep, _ = self._terms(z, y=y)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -157,22 +190,26 @@ class SupCon(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p.to(log_q.dtype) / p.sum(1, keepdim=True).clamp_min(1)
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
-            self.last_dropped_rows = 0
-            return rows.mean()
-        kept = int(keep.sum())
-        self.last_dropped_rows = rows.shape[0] - kept
-        if kept == 0:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        kept = keep.sum()
+        self.last_dropped_rows = rows.shape[0] - int(kept)
+        if world > 1:
+            dist.all_reduce(kept)
+        if int(kept) == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].mean()
+        return rows[keep].sum() * world / kept

@@ -30,10 +30,37 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -70,22 +97,22 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
 
 
 @torch.no_grad()
-def _perplexity_beta(d2: Tensor, perplexity: float, eye: Tensor) -> Tensor:
+def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
     """Per-row beta_i = 1 / (2 sigma_i^2) giving softmax(-beta_i d2) that perplexity.
 
     Bisection on log beta, all rows at once, in log space (the entropy comes from log-softmax).
     """
-    if not 1 <= perplexity < d2.shape[0]:
-        n = d2.shape[0]
+    if not 1 <= perplexity < d2.shape[1]:
+        n = d2.shape[1]
         raise ValueError(f"perplexity {perplexity} needs a larger batch, got {n}")
-    d2 = d2.double().masked_fill(eye, math.inf)
+    d2 = d2.double().masked_fill(diag, math.inf)
     lo = torch.full((d2.shape[0], 1), -50.0, dtype=d2.dtype, device=d2.device)
     hi = torch.full_like(lo, 50.0)
     target = math.log(perplexity)
     for _ in range(64):
         mid = (lo + hi) / 2
         log_p = torch.log_softmax(-d2 * mid.exp(), dim=1)
-        entropy = -(log_p.exp() * log_p.masked_fill(eye, 0.0)).sum(1, keepdim=True)
+        entropy = -(log_p.exp() * log_p.masked_fill(diag, 0.0)).sum(1, keepdim=True)
         too_peaked = entropy < target
         hi = torch.where(too_peaked, mid, hi)
         lo = torch.where(too_peaked, lo, mid)
@@ -124,9 +151,11 @@ class TSNE(nn.Module):
         self,
         *,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -134,39 +163,43 @@ class TSNE(nn.Module):
         """The spec's mapper: table(dim=2)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, x: Tensor) -> _Terms:
-        """p (prob), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
-        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather)
+        z_all = _gather(z, world)
+        x_all = _gather(x, world)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
-        p_d2 = _sqdist(x, x, "euclidean")
-        p_logits = -p_d2 * _perplexity_beta(p_d2, 30, eye)
-        p_logits = p_logits.masked_fill(eye, -math.inf)
+        p_d2 = _sqdist(x, x_all, "euclidean")
+        p_logits = -p_d2 * _perplexity_beta(p_d2, 30, diag)
+        p_logits = p_logits.masked_fill(diag, -math.inf)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
-        q_d2 = _sqdist(z, z, "euclidean")
+        q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
-        q_logits = q_logits.masked_fill(eye, -math.inf)
+        q_logits = q_logits.masked_fill(diag, -math.inf)
         p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
-        return p_logits_p, log_q, keep
+        return p_logits_p, log_q, keep, world
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
+        p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep)
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, x=x)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, x=x)
+        p, log_q, keep, _ = self._terms(z, x=x)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -175,22 +208,26 @@ class TSNE(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
-            self.last_dropped_rows = 0
-            return rows.mean()
-        kept = int(keep.sum())
-        self.last_dropped_rows = rows.shape[0] - kept
-        if kept == 0:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        kept = keep.sum()
+        self.last_dropped_rows = rows.shape[0] - int(kept)
+        if world > 1:
+            dist.all_reduce(kept)
+        if int(kept) == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].mean()
+        return rows[keep].sum() * world / kept

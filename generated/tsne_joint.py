@@ -31,10 +31,37 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None"]
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool) -> tuple[int, int]:
+    """(number of processes, this process's rank) when torch.distributed is running."""
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        from torch.distributed.nn.functional import all_gather
+
+        return torch.cat(all_gather(t))
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -71,22 +98,22 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
 
 
 @torch.no_grad()
-def _perplexity_beta(d2: Tensor, perplexity: float, eye: Tensor) -> Tensor:
+def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
     """Per-row beta_i = 1 / (2 sigma_i^2) giving softmax(-beta_i d2) that perplexity.
 
     Bisection on log beta, all rows at once, in log space (the entropy comes from log-softmax).
     """
-    if not 1 <= perplexity < d2.shape[0]:
-        n = d2.shape[0]
+    if not 1 <= perplexity < d2.shape[1]:
+        n = d2.shape[1]
         raise ValueError(f"perplexity {perplexity} needs a larger batch, got {n}")
-    d2 = d2.double().masked_fill(eye, math.inf)
+    d2 = d2.double().masked_fill(diag, math.inf)
     lo = torch.full((d2.shape[0], 1), -50.0, dtype=d2.dtype, device=d2.device)
     hi = torch.full_like(lo, 50.0)
     target = math.log(perplexity)
     for _ in range(64):
         mid = (lo + hi) / 2
         log_p = torch.log_softmax(-d2 * mid.exp(), dim=1)
-        entropy = -(log_p.exp() * log_p.masked_fill(eye, 0.0)).sum(1, keepdim=True)
+        entropy = -(log_p.exp() * log_p.masked_fill(diag, 0.0)).sum(1, keepdim=True)
         too_peaked = entropy < target
         hi = torch.where(too_peaked, mid, hi)
         lo = torch.where(too_peaked, lo, mid)
@@ -125,9 +152,11 @@ class TSNEJoint(nn.Module):
         self,
         *,
         validate: bool = True,
+        gather: bool = True,
     ) -> None:
         super().__init__()
         self.validate = validate
+        self.gather = gather
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -135,43 +164,50 @@ class TSNEJoint(nn.Module):
         """The spec's mapper: table(dim=2)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, x: Tensor) -> _Terms:
-        """p (prob), log q and the rows kept."""
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
-        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather)
+        z_all = _gather(z, world)
+        x_all = _gather(x, world)
+        # this objective needs every row: each process computes the full loss
+        z, x = z_all, x_all
+        world, offset = 1, 0
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
-        p0_d2 = _sqdist(x, x, "euclidean")
-        p0_logits = -p0_d2 * _perplexity_beta(p0_d2, 30, eye)
-        p0_logits = p0_logits.masked_fill(eye, -math.inf)
+        p0_d2 = _sqdist(x, x_all, "euclidean")
+        p0_logits = -p0_d2 * _perplexity_beta(p0_d2, 30, diag)
+        p0_logits = p0_logits.masked_fill(diag, -math.inf)
         p0_logits_p = torch.softmax(p0_logits, dim=1)
         # joint(gaussian(x, perplexity=30)): (P + P^T) / 2N, symmetric and summing to 1 over the matrix
         p_joint = (p0_logits_p + p0_logits_p.T) / (2 * p0_logits_p.shape[0])
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
-        q0_d2 = _sqdist(z, z, "euclidean")
+        q0_d2 = _sqdist(z, z_all, "euclidean")
         q0_logits = -(1 + 1) / 2 * torch.log1p(q0_d2 / (1 * 1**2))
-        q0_logits = q0_logits.masked_fill(eye, -math.inf)
+        q0_logits = q0_logits.masked_fill(diag, -math.inf)
         # joint(student_t(f(x), dof=1)): log of w / sum_(k != l) w_kl, one normaliser for the matrix
         q_joint = q0_logits - torch.logsumexp(q0_logits.flatten(), 0)
         log_q = q_joint
         keep = None
-        return p_joint, log_q, keep
+        return p_joint, log_q, keep, world
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
+        p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors."""
-        p, log_q, keep = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep)
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, x=x)
+        return self._divergence_rows(p, log_q, keep, world)
 
     def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep = self._terms(z, x=x)
+        p, log_q, keep, _ = self._terms(z, x=x)
         p_dense = self._dense_p(p, log_q)
         if keep is not None:
             p_dense = p_dense * keep[:, None]
@@ -180,14 +216,17 @@ class TSNEJoint(nn.Module):
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p
 
-    def _divergence_rows(self, p: Tensor, log_q: Tensor, keep: Tensor | None) -> Tensor:
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
         p = self._dense_p(p, log_q)
         log_p = torch.log(torch.where(p > 0, p, 1.0))
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep)
+        return self._mean(rows, keep, world)
 
-    def _mean(self, rows: Tensor, keep: Tensor | None) -> Tensor:
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         # joint normalisation: one divergence over the whole matrix, not a mean over rows
         self.last_dropped_rows = 0
         return rows.sum()

@@ -148,20 +148,26 @@ class _Interpreter:
         return self.support(t.diagonal)
 
     def kernel(self, op: str, args: dict, kids: list[Tensor]) -> Tensor:
+        """Row-normalised kernel (a distribution), or raw weights for user kernels and joint.
+
+        Works from the log of the registry's sympy weight formula so that a narrow kernel does
+        not underflow; raw weights are scaled by one global constant, which no normalisation sees.
+        """
         v = kids[0]
         cols = kids[1] if len(kids) > 1 else v
         metric = args.get("metric", "euclidean")
         d2 = _sqdist(v, cols, metric)
         if "perplexity" in args:
-            weights = torch.exp(
-                -d2 * _perplexity_beta(d2, self.num(args["perplexity"]), self.eye())
-            )
+            log_w = -d2 * _perplexity_beta(d2, self.num(args["perplexity"]), self.eye())
         else:
             formula, env = self.formula(op, args)
-            weights = torch.as_tensor(sym_eval(formula, {**env, "d2": d2}))
+            log_formula = sp.expand_log(sp.log(formula), force=True)
+            log_w = torch.as_tensor(sym_eval(log_formula, {**env, "d2": d2}))
         if len(kids) == 1 and not args.get("diagonal", False):
-            weights = weights.masked_fill(self.eye(), 0.0)
-        return weights if op == "kernel" or args.get("_raw") else _rows(weights)
+            log_w = log_w.masked_fill(self.eye(), -torch.inf)
+        if op == "kernel" or args.get("_raw"):
+            return torch.exp(log_w - log_w.max())
+        return torch.softmax(log_w, dim=1)
 
     def formula(self, op: str, args: dict) -> tuple[sp.Expr, dict[str, float]]:
         if op == "kernel":
@@ -212,6 +218,11 @@ def _perplexity_beta(d2: Tensor, perplexity: float, eye: Tensor) -> Tensor:
     return torch.exp((lo + hi) / 2).to(d2.dtype)
 
 
+def _log_where(t: Tensor, used: Tensor) -> Tensor:
+    """log t where `used`, 0 elsewhere: log(0) = -inf never meets a zero weight in autograd."""
+    return torch.log(torch.where(used, t, torch.ones_like(t)))
+
+
 def _safe_log(t: Tensor) -> Tensor:
     return torch.log(torch.where(t > 0, t, torch.ones_like(t)))
 
@@ -237,20 +248,23 @@ def interpret(
     div_op = ir.op(ir.roots["loss"])
     if ir.dist_type(ir.roots["p"]).normalised == "joint":
         # one KL over the whole matrix, not a mean over rows
-        kl_all = (p * (_safe_log(p) - torch.log(q))).where(p > 0, torch.zeros_like(p)).sum()
-        ce_all = -(p * torch.log(q)).where(p > 0, torch.zeros_like(p)).sum()
+        log_q = _log_where(q, p > 0)
+        kl_all = (p * (_safe_log(p) - log_q)).where(p > 0, torch.zeros_like(p)).sum()
+        ce_all = -(p * log_q).where(p > 0, torch.zeros_like(p)).sum()
         return Evaluation(p, q, valid, ce_all, kl_all)
     pv, qv = p[valid], q[valid]
-    kl_pq = (pv * (_safe_log(pv) - torch.log(qv))).where(pv > 0, torch.zeros_like(pv)).sum(1)
+    log_qv = _log_where(qv, pv > 0)
+    kl_pq = (pv * (_safe_log(pv) - log_qv)).where(pv > 0, torch.zeros_like(pv)).sum(1)
     if div_op == "kl":
         divergence = kl_pq.mean()
         if ir.dist_type(ir.roots["p"]).learned:
             loss = divergence
         else:
-            ce = -(pv * torch.log(qv)).where(pv > 0, torch.zeros_like(pv)).sum(1)
+            ce = -(pv * log_qv).where(pv > 0, torch.zeros_like(pv)).sum(1)
             loss = ce.mean()
     elif div_op == "reverse_kl":
-        rows = (qv * (_safe_log(qv) - torch.log(pv))).where(qv > 0, torch.zeros_like(qv)).sum(1)
+        log_pv = _log_where(pv, qv > 0)
+        rows = (qv * (_safe_log(qv) - log_pv)).where(qv > 0, torch.zeros_like(qv)).sum(1)
         divergence = loss = rows.mean()
     else:
         m = (pv + qv) / 2

@@ -24,14 +24,40 @@ from . import names
 
 INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
+# Blocks whose value for a row needs the rows of every process: a distributed run gathers the
+# whole batch and every process computes the full loss (replicated) instead of its own rows.
+REPLICATED_OPS = ("walk", "joint")
+
+
+def _gather_lines(
+    inputs: list[str], replicated: bool, needs_diag: bool, body: list[str]
+) -> list[str]:
+    """The top of `_terms`: columns are the whole batch, across processes when distributed."""
+    text = "\n".join(body)
+    names_ = ["z", *inputs]
+    if not replicated:
+        names_ = [n for n in names_ if f"{n}_all" in text or (n == "z" and needs_diag)]
+    lines = ["# columns: the whole batch, gathered across processes under torch.distributed"]
+    uses_offset = needs_diag or replicated
+    lines.append("world, offset = _world(gather)" if uses_offset else "world, _ = _world(gather)")
+    lines += [f"{n}_all = _gather({n}, world)" for n in names_]
+    if replicated:
+        lines.append("# this objective needs every row: each process computes the full loss")
+        lines.append(f"{', '.join(names_)} = {', '.join(n + '_all' for n in names_)}")
+        lines.append("world, offset = 1, 0")
+    if needs_diag:
+        lines.append("diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)")
+    return lines
+
 
 @dataclass
 class Val:
     """A lowered node: its representation and the variable holding it."""
 
-    kind: str  # "tensor", "logits", "mask", "onehot", "prob"
-    var: str
+    kind: str  # "tensor", "logits", "mask", "onehot", "prob", "jointlog"
+    var: str  # the value for this process's rows
     columns: str | None = None  # code for the number of columns of a onehot
+    cols: str | None = None  # a data tensor's column side: the whole (gathered) batch
 
 
 @dataclass
@@ -42,7 +68,7 @@ class Body:
     helpers: set[str] = field(default_factory=set)
     keeps: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
-    needs_eye: bool = False
+    needs_diag: bool = False
     taken: set[str] = field(default_factory=set)
 
     def fresh(self, base: str) -> str:
@@ -57,6 +83,16 @@ class Body:
 
     def comment(self, text: str) -> None:
         self.lines.append("# " + names.safe_comment(text))
+
+
+class _KernelPrinter(TorchPrinter):
+    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too."""
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        base, exp = expr.args
+        if exp == sp.Rational(1, 2):
+            return f"torch.sqrt({self._print(base)})"
+        return f"({self._print(base)}) ** ({self._print(exp)})"
 
 
 class _NumPrinter(StrPrinter):
@@ -105,11 +141,11 @@ class Emitter:
         b = self.body
         if op == "input":
             self.inputs.add(args["name"])
-            return Val("tensor", args["name"])
+            return Val("tensor", args["name"], cols=f"{args['name']}_all")
         if op == "f":
-            return Val("tensor", "z")
+            return Val("tensor", "z", cols="z_all")
         if op == "prototypes":
-            return Val("tensor", "self.prototypes")
+            return Val("tensor", "self.prototypes", cols="self.prototypes")
         text = self._text(node)
         if op in ("gaussian", "student_t", "kernel"):
             return self._kernel(node, op, args, kids, prefix, text)
@@ -117,45 +153,42 @@ class Emitter:
             v = self.lower(kids[0], prefix)
             d2, mask = b.fresh(f"{prefix}_d2"), b.fresh(f"{prefix}_mask")
             k = self.num(args["k"])
-            b.helpers.add("sqdist")
-            b.needs_eye = True
+            b.helpers.update(("sqdist", "check_k"))
+            b.needs_diag = True
             b.comment(f"{text}: uniform over the {k} nearest neighbours j != i")
             b.checks.append(f'_check_k({k}, {v.var}.shape[0], "knn")')
-            b.helpers.add("check_k")
-            b.add(
-                f'{d2} = _sqdist({v.var}, {v.var}, "{args["metric"]}").masked_fill(eye, math.inf)'
-            )
+            b.add(f'{d2} = _sqdist({v.var}, {v.cols}, "{args["metric"]}")')
+            b.add(f"{d2} = {d2}.masked_fill(diag, math.inf)")
             b.add(f"{mask} = torch.zeros_like({d2}, dtype=torch.bool)")
             b.add(f"{mask}.scatter_(1, {d2}.topk({k}, dim=1, largest=False).indices, True)")
             return Val("mask", mask)
         if op in ("label", "augmentation"):
             v = self.lower(kids[0], prefix)
             mask = b.fresh(f"{prefix}_mask")
-            b.needs_eye = True
+            b.needs_diag = True
             what = "label" if op == "label" else "sample (the other views)"
             b.comment(f"{text}: uniform over j != i with the same {what}")
-            b.add(f"{mask} = ({v.var}[:, None] == {v.var}[None, :]) & ~eye")
+            b.add(f"{mask} = ({v.var}[:, None] == {v.cols}[None, :]) & ~diag")
             b.keeps.append(f"{mask}.any(1)")
             return Val("mask", mask)
         if op == "cross_modal":
-            index, modality = (self.lower(k, prefix).var for k in kids)
+            index, modality = (self.lower(k, prefix) for k in kids)
             mask = b.fresh(f"{prefix}_mask")
             b.comment(f"{text}: uniform over partners in the other modality")
-            b.add(f"same_sample = {index}[:, None] == {index}[None, :]")
-            b.add(f"{mask} = same_sample & ({modality}[:, None] != {modality}[None, :])")
+            b.add(f"same_sample = {index.var}[:, None] == {index.cols}[None, :]")
+            b.add(f"{mask} = same_sample & ({modality.var}[:, None] != {modality.cols}[None, :])")
             b.keeps.append(f"{mask}.any(1)")
             return Val("mask", mask)
         if op == "graph":
-            index = self.lower(kids[0], prefix).var
+            index = self.lower(kids[0], prefix)
             weights, prob = b.fresh(f"{prefix}_adjacency"), b.fresh(f"{prefix}_prob")
-            b.needs_eye = True
+            b.needs_diag = True
             self.graph = True
             b.helpers.add("check_graph")
-            b.checks.append(f"_check_graph(self.adjacency, {index})")
+            b.checks.append(f"_check_graph(self.adjacency, {index.var})")
             b.comment(f"{text}: random-walk normalised graph weights within the batch")
-            b.add(
-                f"{weights} = self.adjacency[{index}][:, {index}].to(z.dtype).masked_fill(eye, 0)"
-            )
+            b.add(f"{weights} = self.adjacency[{index.var}][:, {index.cols}].to(z.dtype)")
+            b.add(f"{weights} = {weights}.masked_fill(diag, 0.0)")
             b.add(f"{prob} = {weights} / {weights}.sum(1, keepdim=True).clamp_min(1e-300)")
             b.keeps.append(f"{weights}.sum(1) > 0")
             return Val("prob", prob)
@@ -168,8 +201,8 @@ class Emitter:
             b.add(f"    {step} = {step} @ {inner}")
             b.add(f"    {total} = {total} + {step}")
             if not self.ir.dist_type(node).diagonal:
-                b.needs_eye = True
-                b.add(f"{total} = {total}.masked_fill(eye, 0.0)")
+                b.needs_diag = True
+                b.add(f"{total} = {total}.masked_fill(diag, 0.0)")
             b.add(f"{total} = {total} / {total}.sum(1, keepdim=True)")
             return Val("prob", total)
         if op == "union":
@@ -192,20 +225,19 @@ class Emitter:
             v = self.lower(kids[0], prefix)
             prob = b.fresh(f"{prefix}_prob")
             b.comment(f"{text}: sum_c v_ic v_jc / sum_k v_kc, j = i included")
-            b.add(f"{prob} = ({v.var} / {v.var}.sum(0, keepdim=True)) @ {v.var}.T")
+            b.add(f"{prob} = ({v.var} / {v.cols}.sum(0, keepdim=True)) @ {v.cols}.T")
             return Val("prob", prob)
         if op == "uniform":
             mask = b.fresh(f"{prefix}_mask")
-            b.needs_eye = True
+            b.needs_diag = True
             b.comment(f"{text}: uniform over the row's support")
-            b.add(
-                f"{mask} = ~eye" if not args.get("diagonal") else f"{mask} = torch.ones_like(eye)"
-            )
+            full = args.get("diagonal")
+            b.add(f"{mask} = torch.ones_like(diag)" if full else f"{mask} = ~diag")
             return Val("mask", mask)
         if op == "identity":
-            b.needs_eye = True
+            b.needs_diag = True
             b.comment(f"{text}: all mass on j = i")
-            return Val("mask", "eye")
+            return Val("mask", "diag")
         if op == "normalize":
             inner = self.lower(kids[0], prefix)
             return Val("logits", inner.var)  # raw log-weights; normalised by log_softmax
@@ -215,8 +247,7 @@ class Emitter:
             vals = [self.lower(k, f"{prefix}{i + 1}") for i, k in enumerate(kids)]
             prob = b.fresh(f"{prefix}_prob")
             terms = [
-                f"{self.num(w)} * {self.prob(v)}"
-                for w, v in zip(args["weights"], vals, strict=True)
+                f"{self.num(w)} * {self.prob(v)}" for w, v in zip(args["weights"], vals, strict=True)
             ]
             b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
             b.add(f"{prob} = " + " + ".join(terms))
@@ -227,9 +258,7 @@ class Emitter:
         span = self.ir.span(node)
         return " ".join(self.ir.source.snippet(span).split()) if span else self.ir.op(node)
 
-    def _kernel(
-        self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str
-    ) -> Val:
+    def _kernel(self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str) -> Val:
         b = self.body
         v = self.lower(kids[0], prefix)
         cols = self.lower(kids[1], prefix) if len(kids) > 1 else v
@@ -237,12 +266,12 @@ class Emitter:
         d2, logits = b.fresh(f"{prefix}_d2"), b.fresh(f"{prefix}_logits")
         b.helpers.add("sqdist")
         b.comment(f"{text}: log-weights from d2 ({metric})")
-        b.add(f'{d2} = _sqdist({v.var}, {cols.var}, "{metric}")')
+        b.add(f'{d2} = _sqdist({v.var}, {cols.cols}, "{metric}")')
         if "perplexity" in args:
             perp = self.num(args["perplexity"])
             b.helpers.add("perplexity")
-            b.needs_eye = True
-            b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, eye)")
+            b.needs_diag = True
+            b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)")
         elif op == "kernel":
             b.add(f"{logits} = {self._user_log_weight(args, d2)}")
         else:
@@ -250,15 +279,13 @@ class Emitter:
             holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
             if op == "gaussian":
                 holes["sigma2"] = (
-                    self.num(args["temperature"])
-                    if "temperature" in args
-                    else f"{holes['sigma']}**2"
+                    self.num(args["temperature"]) if "temperature" in args else f"{holes['sigma']}**2"
                 )
             assert block.log_weight_torch is not None
             b.add(f"{logits} = " + block.log_weight_torch.format(d2=d2, **holes))
         if len(kids) == 1 and not args.get("diagonal", False):
-            b.needs_eye = True
-            b.add(f"{logits} = {logits}.masked_fill(eye, -math.inf)")
+            b.needs_diag = True
+            b.add(f"{logits} = {logits}.masked_fill(diag, -math.inf)")
         return Val("logits", logits)
 
     def _joint(self, child: int, prefix: str, text: str) -> Val:
@@ -284,7 +311,7 @@ class Emitter:
             else:
                 value = args[sym.name]
                 subs[sym] = sp.Symbol(self.num(value)) if not value.is_Number else value
-        return str(TorchPrinter().doprint(kernel.log_weight.xreplace(subs)))
+        return str(_KernelPrinter().doprint(kernel.log_weight.xreplace(subs)))
 
     def _debias(self, node: int, args: dict, kids: list[int], prefix: str, text: str) -> Val:
         b = self.body
@@ -295,7 +322,9 @@ class Emitter:
         spread = "all" if inner_type.support == "columns" or inner_type.diagonal else "off-diagonal"
         b.helpers.add("debias")
         b.comment(f"{text}: (1 - alpha) p + alpha * uniform over the row's support")
-        b.add(f'{prob} = _debias({inner}, {alpha}, "{spread}")')
+        if spread == "off-diagonal":
+            b.needs_diag = True
+        b.add(f"{prob} = _debias({inner}, {alpha}, {'diag' if spread == 'off-diagonal' else 'None'})")
         return Val("prob", prob)
 
     # -- conversions -----------------------------------------------------------------------
@@ -387,7 +416,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     pt: DistType = ir.dist_type(p_root)
     if pt.cross and not ir.dist_type(q_root).cross and q_val.kind == "logits":
         b.comment("a cross-modal p restricts q to the other modality")
-        b.add("same_modality = modality[:, None] == modality[None, :]")
+        b.add("same_modality = modality[:, None] == modality_all[None, :]")
         b.add(f"{q_val.var} = {q_val.var}.masked_fill(same_modality, -math.inf)")
     if q_val.kind == "jointlog":
         q_log = q_val.var
@@ -414,9 +443,9 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         if ir.op(node) == "prototypes":
             n = ir.args(node)["n"]
             protos = {"n": e.num(n), "dim": mapper["dim"]}
-    if b.needs_eye:
-        b.lines.insert(0, "eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)")
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
+    replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
+    b.lines[:0] = _gather_lines(inputs, replicated, b.needs_diag, b.lines)
     return Plan(
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
@@ -487,9 +516,10 @@ def define(name: str, params: list[str], returns: str, indent: int = 4) -> str:
     return f"{pad}def {name}(\n{body}{pad}) -> {returns}:"
 
 
-def call(name: str, args: list[str], indent: int = 8) -> str:
+def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
     """A call statement laid out as ruff format lays it out (88 columns)."""
     pad = " " * indent
+    name = f"{target} = {name}" if target else name
     one_line = f"{pad}{name}({', '.join(args)})"
     if len(one_line) <= 88:
         return one_line
@@ -508,10 +538,15 @@ def render(p: Plan) -> str:
         "plan": p,
         "safe_comment": names.safe_comment,
         "docstring": names.docstring_text,
-        "define": lambda name, returns: define(name, params, returns),
+        "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
         "call": call,
         "inputs_tuple": f"({inputs_tuple},)" if len(p.inputs) == 1 else f"({inputs_tuple})",
         "call_args": "".join(f", {name}={name}" for name in p.inputs),
+        "terms_call": lambda target, gather: call(
+            "self._terms",
+            ["z", *(f"{n}={n}" for n in p.inputs), *(["gather=self.gather"] if gather else [])],
+            target=target,
+        ),
         "inputs_dict": "{" + ", ".join(f'"{n}": {n}' for n in p.inputs) + "}",
     }
     template = _env().get_template("module.py.j2")
@@ -525,6 +560,8 @@ def _imports(draft: str) -> str:
     if "math." in draft:
         lines.append("import math\n")
     lines.append("import torch")
+    if "dist." in draft:
+        lines.append("import torch.distributed as dist")
     if "F." in draft:
         lines.append("import torch.nn.functional as F")
     lines.append("from torch import Tensor, nn")
