@@ -38,10 +38,13 @@ from torch import Tensor, nn
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
-def _world(enabled: bool) -> tuple[int, int]:
-    """(number of processes, this process's rank) when torch.distributed is running."""
+def _world(enabled: bool, n: int) -> tuple[int, int]:
+    """(number of processes, index of this process's first row in the gathered batch).
+
+    Under torch.distributed every process must hold the same number of rows, n.
+    """
     if enabled and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
+        return dist.get_world_size(), dist.get_rank() * n
     return 1, 0
 
 
@@ -168,7 +171,7 @@ class MLM(nn.Module):
             _check_batch(z, {"y": y})
             _check_classes(y, self.vocab)
         # columns: the whole batch, gathered across processes under torch.distributed
-        world, _ = _world(gather)
+        world, _ = _world(gather, z.shape[0])
         # classes(y, vocab): one-hot over self.vocab class columns, kept as the class index
         # gaussian(f(x), prototypes(vocab), metric=dot, temperature=1): log-weights from d2 (dot)
         q_d2 = _sqdist(z, self.prototypes, "dot")

@@ -37,10 +37,13 @@ from torch import Tensor, nn
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
-def _world(enabled: bool) -> tuple[int, int]:
-    """(number of processes, this process's rank) when torch.distributed is running."""
+def _world(enabled: bool, n: int) -> tuple[int, int]:
+    """(number of processes, index of this process's first row in the gathered batch).
+
+    Under torch.distributed every process must hold the same number of rows, n.
+    """
     if enabled and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
+        return dist.get_world_size(), dist.get_rank() * n
     return 1, 0
 
 
@@ -155,7 +158,7 @@ class PMIClustering(nn.Module):
             _check_batch(z, {"x": x})
             _check_k(10, x.shape[0], "knn")
         # columns: the whole batch, gathered across processes under torch.distributed
-        world, offset = _world(gather)
+        world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
         x_all = _gather(x, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)

@@ -37,10 +37,13 @@ from torch import Tensor, nn
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
-def _world(enabled: bool) -> tuple[int, int]:
-    """(number of processes, this process's rank) when torch.distributed is running."""
+def _world(enabled: bool, n: int) -> tuple[int, int]:
+    """(number of processes, index of this process's first row in the gathered batch).
+
+    Under torch.distributed every process must hold the same number of rows, n.
+    """
     if enabled and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
+        return dist.get_world_size(), dist.get_rank() * n
     return 1, 0
 
 
@@ -96,6 +99,91 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     return sq.clamp_min(0)
 
 
+# Dense logits up to this many entries per batch; past it, row blocks (memory N x block).
+_DENSE_LIMIT = 2**27
+
+
+def _block_logits(a: Tensor, b: Tensor, c: Tensor | None, first: int) -> Tensor:
+    """s_ij = a_i . b_j + c_j for rows first.., with s_ii = -inf (j = first + i)."""
+    s = a @ b.T
+    if c is not None:
+        s = s + c
+    rows = torch.arange(a.shape[0], device=a.device)
+    s[rows, rows + first] = -math.inf
+    return s
+
+
+class _BlockLogSumExp(torch.autograd.Function):
+    """logsumexp_(j != i) (a_i . b_j + c_j), one block of rows at a time, forward and backward.
+
+    Memory grows as N x block: the backward recomputes each block's logits instead of storing
+    the N x N matrix.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, c, offset, block):  # type: ignore[no-untyped-def]
+        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        for start in range(0, a.shape[0], block):
+            s = _block_logits(a[start : start + block], b, c, offset + start)
+            out[start : start + block] = torch.logsumexp(s, dim=1)
+        ctx.save_for_backward(a, b, c, out)
+        ctx.offset, ctx.block = offset, block
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        a, b, c, out = ctx.saved_tensors
+        grad_a, grad_b = torch.zeros_like(a), torch.zeros_like(b)
+        grad_c = None if c is None else torch.zeros_like(c)
+        for start in range(0, a.shape[0], ctx.block):
+            rows = slice(start, start + ctx.block)
+            s = _block_logits(a[rows], b, c, ctx.offset + start)
+            # d lse_i / d s_ij = softmax_ij, weighted by the incoming gradient of row i
+            w = torch.exp(s - out[rows, None]) * grad[rows, None]
+            grad_a[rows] = w @ b
+            grad_b += w.T @ a[rows]
+            if grad_c is not None:
+                grad_c += w.sum(0)
+        return grad_a, grad_b, grad_c, None, None
+
+
+def _logsumexp_off_diagonal(
+    a: Tensor, b: Tensor, c: Tensor | None, offset: int, block: int | None
+) -> Tensor:
+    """logsumexp over j != i of s_ij = a_i . b_j + c_j (row i is column offset + i)."""
+    n, m = a.shape[0], b.shape[0]
+    if block is None and n * m > _DENSE_LIMIT:
+        block = max(1, 2**24 // m)
+    if block is not None:
+        return _BlockLogSumExp.apply(a, b, c, offset, block)
+    s = _block_logits(a, b, c, offset)
+    # cross-entropy against any column t_i != i gives lse_i - s_it in one fused pass;
+    # s_it is added back from the vectors, so no N x N gather or mask is built
+    target = (torch.arange(n, device=a.device) + offset + 1) % m
+    lse = F.cross_entropy(s, target, reduction="none") + (a * b[target]).sum(1)
+    return lse if c is None else lse + c[target]
+
+
+def _group_mean(
+    a: Tensor, b: Tensor, c: Tensor | None, keys: Tensor, keys_all: Tensor, offset: int
+) -> tuple[Tensor, Tensor]:
+    """Mean of s_ij = a_i . b_j + c_j over the other columns j with keys_j = keys_i.
+
+    The sum over a group is a_i . (sum of the group's b) + (sum of its c): O(N D), no mask.
+    """
+    groups, inverse = torch.unique(keys_all, return_inverse=True)
+    sums = torch.zeros(len(groups), b.shape[1], dtype=b.dtype, device=b.device)
+    sums = sums.index_add(0, inverse, b)
+    rows = slice(offset, offset + a.shape[0])
+    group = inverse[rows]
+    total = (a * (sums[group] - b[rows])).sum(1)
+    if c is not None:
+        c_sums = torch.zeros(len(groups), dtype=c.dtype, device=c.device)
+        total = total + c_sums.index_add(0, inverse, c)[group] - c[rows]
+    count = torch.bincount(inverse, minlength=len(groups))[group] - 1
+    return total / count.clamp_min(1), count
+
+
 class _Mapper(nn.Module):
     """mlp: a ReLU multilayer perceptron."""
 
@@ -131,12 +219,15 @@ class Triplet(nn.Module):
     def __init__(
         self,
         *,
+        block_size: int | None = None,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
         super().__init__()
         self.validate = validate
         self.gather = gather
+        # rows per block of the loss (memory N x block_size); None: dense up to 2**27 entries
+        self.block_size = block_size
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -149,7 +240,7 @@ class Triplet(nn.Module):
         if self.validate:
             _check_batch(z, {"index": index})
         # columns: the whole batch, gathered across processes under torch.distributed
-        world, offset = _world(gather)
+        world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
         index_all = _gather(index, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
@@ -165,10 +256,19 @@ class Triplet(nn.Module):
 
     def forward(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep, world = self._terms(z, index=index, gather=self.gather)
-        # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        rows = -torch.where(p, log_q, 0.0).sum(1) / p.sum(1).clamp_min(1)
-        return self._mean(rows, keep, world)
+        if self.validate:
+            _check_batch(z, {"index": index})
+        world, offset = _world(self.gather, z.shape[0])
+        # q = gaussian(f(x), sigma=0.05): logits s_ij = a_i . b_j + c_j
+        u = z
+        a, b = u / 0.05**2, _gather(u, world)
+        c = -(b * b).sum(1) / (2 * 0.05**2)  # -|b_j|^2 / 2 sigma^2
+        index_all = _gather(index, world)
+        lse = _logsumexp_off_diagonal(a, b, c, offset, self.block_size)
+        # p = augmentation(index): uniform over the other members of i's group, so
+        # sum_j p_ij log q_ij = (mean of s_ij over the group) - lse_i
+        positives, count = _group_mean(a, b, c, index, index_all, offset)
+        return self._mean(lse - positives, count > 0, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""

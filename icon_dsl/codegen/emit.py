@@ -39,7 +39,8 @@ def _gather_lines(
         names_ = [n for n in names_ if f"{n}_all" in text or (n == "z" and needs_diag)]
     lines = ["# columns: the whole batch, gathered across processes under torch.distributed"]
     uses_offset = needs_diag or replicated
-    lines.append("world, offset = _world(gather)" if uses_offset else "world, _ = _world(gather)")
+    target = "world, offset" if uses_offset else "world, _"
+    lines.append(f"{target} = _world(gather, z.shape[0])")
     lines += [f"{n}_all = _gather({n}, world)" for n in names_]
     if replicated:
         lines.append("# this objective needs every row: each process computes the full loss")
@@ -376,6 +377,7 @@ class Plan:
     joint: bool
     graph: bool
     keep: str | None
+    fast: list[str] | None
     divergence: str
     mapper: dict[str, Any]
 
@@ -405,6 +407,60 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
     desc = dom.describe(py)
     return cond, desc
+
+
+def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
+    """The contrastive fast path, or None when the spec is not of that family.
+
+    An indicator p over groups (same label, same sample) against a Gaussian q on f(x) has
+    logits s_ij = a_i . b_j + c_j (the row constant of -d2 / 2 sigma^2 cancels in the loss),
+    so the cross-entropy is logsumexp_j s_ij minus the mean of s_ij over i's group, and the
+    group mean is a sum of vectors: no N x N p, mask or log q is materialised.
+    """
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    q_args = ir.args(q_root)
+    if (
+        ir.op(ir.roots["loss"]) != "kl"
+        or ir.op(p_root) not in ("label", "augmentation")
+        or ir.op(q_root) != "gaussian"
+        or len(ir.children(q_root)) != 1
+        or ir.op(ir.children(q_root)[0]) != "f"
+        or "perplexity" in q_args
+        or q_args.get("diagonal")
+    ):
+        return None
+    key = ir.args(ir.children(p_root)[0])["name"]
+    sigma2 = (
+        e.num(q_args["temperature"])
+        if "temperature" in q_args
+        else f"{e.num(q_args['sigma'])}**2"
+    )
+    metric = q_args["metric"]
+    lines = [
+        "if self.validate:",
+        f'    _check_batch(z, {{"{key}": {key}}})',
+        "world, offset = _world(self.gather, z.shape[0])",
+        f"# q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j",
+    ]
+    if metric == "cosine":
+        lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
+    else:
+        lines += ["u = z"]
+    lines += [f"a, b = u / {sigma2}, _gather(u, world)"]
+    if metric == "euclidean":
+        lines += [f"c = -(b * b).sum(1) / (2 * {sigma2})  # -|b_j|^2 / 2 sigma^2"]
+    else:
+        lines += ["c = None"]
+    lines += [
+        f"{key}_all = _gather({key}, world)",
+        "lse = _logsumexp_off_diagonal(a, b, c, offset, self.block_size)",
+        f"# p = {e._text(p_root)}: uniform over the other members of i's group, so",
+        "# sum_j p_ij log q_ij = (mean of s_ij over the group) - lse_i",
+        f"positives, count = _group_mean(a, b, c, {key}, {key}_all, offset)",
+        "return self._mean(lse - positives, count > 0, world)",
+    ]
+    e.body.helpers.add("contrastive")
+    return lines
 
 
 def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> Plan:
@@ -444,6 +500,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
             n = ir.args(node)["n"]
             protos = {"n": e.num(n), "dim": mapper["dim"]}
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
+    fast = _fast_forward(ir, e)
     replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     b.lines[:0] = _gather_lines(inputs, replicated, b.needs_diag, b.lines)
     return Plan(
@@ -468,6 +525,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         joint=pt.normalised == "joint",
         graph=e.graph,
         keep=keep,
+        fast=fast,
         divergence=ir.op(ir.roots["loss"]),
         mapper=mapper,
     )
