@@ -44,7 +44,63 @@ def cell(ir: IR) -> tuple[str, str]:
     return P_COLUMNS.get(p, p), Q_ROWS.get(q, q)
 
 
-def explain(spec: str | Path | Source) -> str:
+# Live N x M tensors at the loss's peak (forward and backward), counted from what the generated
+# code keeps: the fast path holds the logits, their log-softmax and the gradient; the dense path
+# also d2, the masked logits and p. benchmarks/losses.py measures the real peaks.
+FAST_MATRICES, DENSE_MATRICES = 3, 6
+BLOCK_SIZE_DEFAULT = 1024
+
+
+def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
+    """Predicted peak bytes of the loss at batch size N for dense and block modes."""
+    from .codegen.emit import has_fast_path
+
+    p = ir.dist_type(ir.roots["p"])
+    columns = batch if p.support == "pairs" else None
+    if columns is None:
+        return {"dense": None, "block": None}  # N x n prototypes: memory is linear in N
+    fast = has_fast_path(ir)
+    matrices = FAST_MATRICES if fast else DENSE_MATRICES
+    dense = float(matrices * batch * columns * bytes_per_value)
+    block = float(2 * min(batch, BLOCK_SIZE_DEFAULT) * columns * bytes_per_value) if fast else None
+    return {"dense": dense, "block": block}
+
+
+def _physical_memory() -> float | None:
+    try:
+        import os
+
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_report(ir: IR, batch: int) -> list[str]:
+    est = memory_estimate(ir, batch)
+    gib = 2.0**30
+    if est["dense"] is None:
+        return [f"memory at N = {batch}: linear in N (p and q are N x n over prototypes)"]
+    lines = [f"predicted peak memory of the loss at N = {batch} (float32):"]
+    lines.append(f"    dense: {est['dense'] / gib:.2f} GiB")
+    if est["block"] is not None:
+        lines.append(f"    block mode (block_size={BLOCK_SIZE_DEFAULT}): {est['block'] / gib:.2f} GiB")
+    else:
+        lines.append("    block mode: not available for this spec (only the contrastive family)")
+    total = _physical_memory()
+    if total is not None and est["dense"] > 0.8 * total:
+        hint = (
+            f"pass block_size={BLOCK_SIZE_DEFAULT} (block mode) to the module"
+            if est["block"] is not None
+            else "use a smaller batch"
+        )
+        lines.append(
+            f"    a batch of {batch} does not fit in dense mode on this machine "
+            f"({total / gib:.0f} GiB): {hint}"
+        )
+    return lines
+
+
+def explain(spec: str | Path | Source, batch: int | None = None) -> str:
     checked = check(spec)
     ir = checked.ir
     known = recognise(ir)
@@ -62,6 +118,9 @@ def explain(spec: str | Path | Source) -> str:
         for h in sorted(ir.hypers.values(), key=lambda h: h.name):
             default = "required" if h.default is None else f"default {h.default:g}"
             lines.append(f"    {h.name}: {h.domain.describe(h.name)}, {default}")
+    if batch is not None:
+        lines.append("")
+        lines += memory_report(ir, batch)
     for note in checked.notes:
         lines.append("")
         lines.append(note.render(ir.source))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -409,6 +410,21 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     return cond, desc
 
 
+def has_fast_path(ir: IR) -> bool:
+    """Is the spec in the contrastive family that `forward` lowers to group sums (and blocks)?"""
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    q_args = ir.args(q_root)
+    return not (
+        ir.op(ir.roots["loss"]) != "kl"
+        or ir.op(p_root) not in ("label", "augmentation")
+        or ir.op(q_root) != "gaussian"
+        or len(ir.children(q_root)) != 1
+        or ir.op(ir.children(q_root)[0]) != "f"
+        or "perplexity" in q_args
+        or q_args.get("diagonal")
+    )
+
+
 def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     """The contrastive fast path, or None when the spec is not of that family.
 
@@ -417,18 +433,10 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     so the cross-entropy is logsumexp_j s_ij minus the mean of s_ij over i's group, and the
     group mean is a sum of vectors: no N x N p, mask or log q is materialised.
     """
+    if not has_fast_path(ir):
+        return None
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     q_args = ir.args(q_root)
-    if (
-        ir.op(ir.roots["loss"]) != "kl"
-        or ir.op(p_root) not in ("label", "augmentation")
-        or ir.op(q_root) != "gaussian"
-        or len(ir.children(q_root)) != 1
-        or ir.op(ir.children(q_root)[0]) != "f"
-        or "perplexity" in q_args
-        or q_args.get("diagonal")
-    ):
-        return None
     key = ir.args(ir.children(p_root)[0])["name"]
     sigma2 = (
         e.num(q_args["temperature"])
@@ -507,7 +515,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
         title=ir.title,
-        source_name=ir.source.name,
+        source_name=_display_path(ir.source.name),
         source_text=ir.source.text,
         known_as=known_as,
         formulas=formulas(ir),
@@ -529,6 +537,17 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         divergence=ir.op(ir.roots["loss"]),
         mapper=mapper,
     )
+
+
+def _display_path(name: str) -> str:
+    """The spec's path as shown in a generated file: relative, never absolute (determinism)."""
+    path = Path(name)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def formulas(ir: IR) -> list[str]:
