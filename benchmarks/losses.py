@@ -165,8 +165,10 @@ def main() -> None:
                 )
         if args.block_n:
             res = run(task, "generated_blocks", args.block_n, args.timeout)
-            shown = res if isinstance(res, str) else (
-                f"{res['seconds'] * 1e3:.0f} ms, peak {res['peak_mib']:.0f} MiB"
+            shown = (
+                res
+                if isinstance(res, str)
+                else (f"{res['seconds'] * 1e3:.0f} ms, peak {res['peak_mib']:.0f} MiB")
             )
             print(f"\n{task} block mode at N = {args.block_n}: {shown}\n", flush=True)
 

@@ -161,3 +161,107 @@ def test_limits_are_trends_not_equalities() -> None:
     _, q_large = load("vicreg")().distributions(z, index=index)
     off = q_large[~torch.eye(8, dtype=torch.bool)]
     assert float(off.max() - off.min()) < 1e-3
+
+
+def test_lgsimclr_knn_on_guidance_features() -> None:
+    g = torch.Generator().manual_seed(9)
+    n = 12
+    z = torch.randn(n, 4, dtype=torch.float64, generator=g)
+    side = torch.randn(n, 6, dtype=torch.float64, generator=g)
+    eye = torch.eye(n, dtype=torch.bool)
+    s = side / side.norm(dim=1, keepdim=True)
+    cos = (s @ s.T).masked_fill(eye, -math.inf)
+    nearest = cos.topk(5, dim=1).indices  # cosine neighbours = smallest 2 - 2 cos
+    p = torch.zeros(n, n, dtype=torch.float64).scatter(1, nearest, 0.2)
+    zn = z / z.norm(dim=1, keepdim=True)
+    log_q = torch.log_softmax((zn @ zn.T / 0.5).masked_fill(eye, -math.inf), 1)
+    close(load("lgsimclr")()(z, side=side), _rowwise_ce(p, log_q.masked_fill(eye, 0.0)))
+
+
+def test_spectral_is_kmeans_identity_on_the_side_embedding() -> None:
+    g = torch.Generator().manual_seed(10)
+    n, sigma = 15, 1.3
+    side = torch.randn(n, 3, dtype=torch.float64, generator=g)
+    phi = torch.softmax(torch.randn(n, 10, dtype=torch.float64, generator=g), 1)
+    lhs, rhs = R.soft_kmeans_reverse_kl(side, phi, sigma)
+    got = load("spectral")(sigma=sigma)(phi, side=side)
+    close(got * n, lhs, 1e-9)
+    close(got * n, rhs, 1e-9)
+
+
+def test_normalized_cuts_random_walk_graph() -> None:
+    g = torch.Generator().manual_seed(11)
+    a = (torch.rand(30, 30, generator=g) > 0.6).double()
+    a = a + a.T
+    index = torch.randperm(30, generator=g)[:12]
+    phi = torch.softmax(torch.randn(12, 10, dtype=torch.float64, generator=g), 1)
+    w = a[index][:, index].fill_diagonal_(0)
+    keep = w.sum(1) > 0
+    p = w / w.sum(1, keepdim=True).clamp_min(1e-300)
+    q = R.cluster_kernel(phi)
+    expected = -(torch.where(p > 0, p * torch.log(q), 0.0)).sum(1)[keep].mean()
+    module = load("normalized_cuts")(adjacency=a)
+    close(module(phi, index=index), expected)
+    assert module.last_dropped_rows == int((~keep).sum())
+
+
+def test_debiased_infonce_clustering_formula() -> None:
+    g = torch.Generator().manual_seed(12)
+    n, alpha = 16, 0.2
+    x = torch.randn(n, 3, dtype=torch.float64, generator=g)
+    index = torch.arange(n // 2).repeat(2)
+    phi = torch.softmax(torch.randn(n, 10, dtype=torch.float64, generator=g), 1)
+    eye = torch.eye(n, dtype=torch.bool)
+    d2 = (torch.cdist(x, x) ** 2).masked_fill(eye, math.inf)
+    knn = torch.zeros(n, n, dtype=torch.float64).scatter(1, d2.topk(10, largest=False).indices, 1.0)
+    knn_p = knn / 10
+    walk = knn_p + knn_p @ knn_p
+    walk = walk.masked_fill(eye, 0)
+    views = (index[:, None] == index[None, :]) & ~eye
+    union = (views | (knn > 0) | (walk > 0)).double()
+    p = R.debias(union / union.sum(1, keepdim=True), alpha)
+    q = (1 - alpha) * R.cluster_kernel(phi) + alpha / n
+    expected = -(p * torch.log(q)).sum(1).mean()
+    close(load("debiased_infonce_clustering")(alpha=alpha)(phi, x=x, index=index), expected)
+
+
+def test_pca_limit_matches_the_variance_expansion() -> None:
+    """sigma -> inf: loss = log N - tr(Cov(f(x))) / sigma^2 + O(1 / sigma^4): PCA's objective."""
+    g = torch.Generator().manual_seed(13)
+    n = 20
+    z = torch.randn(n, 2, dtype=torch.float64, generator=g)
+    loss = load("pca")()(z)  # sigma = 100
+    variance = ((z - z.mean(0)) ** 2).sum(1).mean()
+    expansion = math.log(n) - variance / 100**2
+    assert abs(float(loss) - float(expansion)) < 1e-6
+    assert abs(float(loss) - math.log(n)) > 1e-5  # the variance term is what is learned
+
+
+def test_vicreg_limit_matches_the_attraction_expansion() -> None:
+    """sigma -> inf: loss = log(N - 1) + (d2_partner - mean_j d2_ij) / (2 sigma^2) + O(sigma^-4)."""
+    g = torch.Generator().manual_seed(14)
+    n = 12
+    z = torch.randn(n, 3, dtype=torch.float64, generator=g)
+    index = torch.arange(n // 2).repeat(2)
+    d2 = torch.cdist(z, z) ** 2
+    partner = (torch.arange(n) + n // 2) % n
+    mean_other = d2.sum(1) / (n - 1)
+    expansion = math.log(n - 1) + ((d2[torch.arange(n), partner] - mean_other) / 2e4).mean()
+    assert abs(float(load("vicreg")()(z, index=index)) - float(expansion)) < 1e-7
+
+
+def test_triplet_limit_is_bounded_by_the_hinge() -> None:
+    """sigma -> 0: the loss tends to max(0, d2_pos - min_neg d2) / (2 sigma^2) per anchor."""
+    g = torch.Generator().manual_seed(15)
+    n = 10
+    z = torch.randn(n, 3, dtype=torch.float64, generator=g)
+    index = torch.arange(n // 2).repeat(2)
+    eye = torch.eye(n, dtype=torch.bool)
+    d2 = torch.cdist(z, z) ** 2
+    partner = (torch.arange(n) + n // 2) % n
+    d_pos = d2[torch.arange(n), partner]
+    d_neg = d2.masked_fill(eye | (index[:, None] == index[None, :]), math.inf).min(1).values
+    hinge = (torch.clamp(d_pos - d_neg, min=0) / (2 * 0.05**2)).mean()
+    loss = load("triplet")()(z, index=index)
+    # log(N - 1) bounds the soft-max's slack above the hinge
+    assert float(hinge) <= float(loss) <= float(hinge) + math.log(n - 1) + 1e-9
