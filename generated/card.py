@@ -151,7 +151,7 @@ class Card(nn.Module):
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # gaussian(x, sigma): log-weights from d2 (euclidean)
         p_d2 = _sqdist(x, x_all, "euclidean")
-        p_logits = -p_d2 / (2 * self.sigma**2)
+        p_logits = -p_d2 / (2 * (self.sigma**2))
         p_logits = p_logits.masked_fill(diag, -math.inf)
         # student_t(f(x)): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")

@@ -19,7 +19,7 @@ Spec (specs/clip.icon):
 
     # CLIP: each image's partner is its caption and vice versa; q is a softmax over the other modality.
     # The mean over all anchors (images and texts) is the symmetric CLIP loss.
-    method clip "CLIP (Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021)\"
+    method clip \"CLIP (Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     param temperature = 0.07
     p = cross_modal(index, modality)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/cmc.icon):
 
     # CMC: contrastive multiview coding between two views (modalities) of a sample.
-    method cmc "CMC (Tian et al., Contrastive Multiview Coding, ECCV 2020)\"
+    method cmc \"CMC (Tian et al., Contrastive Multiview Coding, ECCV 2020)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     param temperature = 0.07
     p = cross_modal(index, modality)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/cross_entropy.icon):
 
     # Cross-entropy classification: one-hot classes against a softmax over learned class prototypes.
-    method cross_entropy "Cross-entropy classification as I-Con (Alshammari et al., ICLR 2025)\"
+    method cross_entropy \"Cross-entropy classification as I-Con (Alshammari et al., ICLR 2025)\"
     mapper = mlp(dim=32, hidden=256, depth=2)
     p = classes(y, 10)
     q = gaussian(f(x), prototypes(10), metric=dot, temperature=1)

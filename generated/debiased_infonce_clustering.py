@@ -19,7 +19,7 @@ Spec (specs/debiased_infonce_clustering.icon):
 
     # The I-Con paper's new method: debiased neighbours (the other view, kNN and one-step walks over
     # kNN) against a debiased cluster kernel, with a linear head on frozen features.
-    method debiased_infonce_clustering "Debiased InfoNCE clustering (Alshammari et al., I-Con, ICLR 2025)\"
+    method debiased_infonce_clustering \"Debiased InfoNCE clustering (Alshammari et al., I-Con, ICLR 2025)\"
     mapper = linear(dim=10, softmax=true)
     param alpha = 0.2
     p = debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), alpha)
@@ -96,16 +96,27 @@ def _check_k(k: int, n: int, what: str) -> None:
         raise ValueError(f"{what}: k = {k} needs a batch of more than k items, got {n}")
 
 
+def _check_assignments(v: Tensor) -> None:
+    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
+    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
+    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
+        raise ValueError(
+            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
+            "(a mapper with softmax=true)"
+        )
+
+
 def _uniform_rows(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """Uniform probabilities over each row's True entries (empty rows stay zero)."""
     return mask.to(dtype) / mask.sum(1, keepdim=True).clamp_min(1)
 
 
-def _debias(p: Tensor, alpha: float, diag: Tensor | None) -> Tensor:
-    """(1 - alpha) p + alpha * uniform over the row's support (j != i when diag is given)."""
-    if diag is None:
+def _debias(p: Tensor, alpha: float, support: Tensor | None) -> Tensor:
+    """(1 - alpha) p + alpha * uniform over the row's support (every column when None)."""
+    if support is None:
         return (1 - alpha) * p + alpha / p.shape[1]
-    return (1 - alpha) * p + alpha * (~diag).to(p.dtype) / (p.shape[1] - 1)
+    uniform = support.to(p.dtype) / support.sum(1, keepdim=True).clamp_min(1)
+    return (1 - alpha) * p + alpha * uniform
 
 
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
@@ -170,6 +181,7 @@ class DebiasedInfoNCEClustering(nn.Module):
             _check_batch(z, {"x": x, "index": index})
             _check_k(10, x.shape[0], "knn")
             _check_k(10, x.shape[0], "knn")
+            _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
@@ -203,9 +215,10 @@ class DebiasedInfoNCEClustering(nn.Module):
         p0_mask = p01_mask | p02_mask | (p03_walk > 0)
         p0_mask_p = _uniform_rows(p0_mask, z.dtype)
         # debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), alpha): (1 - alpha) p + alpha * uniform over the row's support
-        p_prob = _debias(p0_mask_p, self.alpha, diag)
+        p_prob = _debias(p0_mask_p, self.alpha, ~diag)
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q0_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
+        q0_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
+        q0_prob = (z / torch.where(q0_mass > 0, q0_mass, 1.0)) @ z_all.T
         # debias(cluster(f(x)), alpha): (1 - alpha) p + alpha * uniform over the row's support
         q_prob = _debias(q0_prob, self.alpha, None)
         log_q = torch.log(q_prob)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/debiased_tsimclr.icon):
 
     # Debiased t-SimCLR: uniform mass alpha spread over the other items (I-Con's debiasing).
-    method debiased_tsimclr "Debiased t-SimCLR (Alshammari et al., I-Con, ICLR 2025, section 5)\"
+    method debiased_tsimclr \"Debiased t-SimCLR (Alshammari et al., I-Con, ICLR 2025, section 5)\"
     mapper = mlp(dim=2, hidden=256, depth=2)
     param alpha = 0.6
     p = debias(augmentation(index), alpha)
@@ -95,11 +95,12 @@ def _uniform_rows(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return mask.to(dtype) / mask.sum(1, keepdim=True).clamp_min(1)
 
 
-def _debias(p: Tensor, alpha: float, diag: Tensor | None) -> Tensor:
-    """(1 - alpha) p + alpha * uniform over the row's support (j != i when diag is given)."""
-    if diag is None:
+def _debias(p: Tensor, alpha: float, support: Tensor | None) -> Tensor:
+    """(1 - alpha) p + alpha * uniform over the row's support (every column when None)."""
+    if support is None:
         return (1 - alpha) * p + alpha / p.shape[1]
-    return (1 - alpha) * p + alpha * (~diag).to(p.dtype) / (p.shape[1] - 1)
+    uniform = support.to(p.dtype) / support.sum(1, keepdim=True).clamp_min(1)
+    return (1 - alpha) * p + alpha * uniform
 
 
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
@@ -176,7 +177,7 @@ class DebiasedTSimCLR(nn.Module):
         p0_mask = (index[:, None] == index_all[None, :]) & ~diag
         p0_mask_p = _uniform_rows(p0_mask, z.dtype)
         # debias(augmentation(index), alpha): (1 - alpha) p + alpha * uniform over the row's support
-        p_prob = _debias(p0_mask_p, self.alpha, diag)
+        p_prob = _debias(p0_mask_p, self.alpha, ~diag)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))

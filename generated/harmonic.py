@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/harmonic.icon):
 
     # Harmonic loss: one-hot classes against a heavy-tailed kernel of distances to class prototypes.
-    method harmonic "Harmonic loss (Baek et al., Harmonic Loss Trains Interpretable AI Models, 2025)\"
+    method harmonic \"Harmonic loss (Baek et al., Harmonic Loss Trains Interpretable AI Models, 2025)\"
     mapper = mlp(dim=32, hidden=256, depth=2)
     p = classes(y, 10)
     q = student_t(f(x), prototypes(10), dof=1)

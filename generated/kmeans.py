@@ -19,7 +19,7 @@ Spec (specs/kmeans.icon):
 
     # Probabilistic k-means: reverse KL between the cluster kernel of soft assignments and Gaussian
     # neighbours in the input, j = i included on both sides.
-    method kmeans "k-means as I-Con (Alshammari et al., ICLR 2025, section 3)\"
+    method kmeans \"k-means as I-Con (Alshammari et al., ICLR 2025, section 3)\"
     mapper = linear(dim=10, softmax=true)
     param sigma = 1
     p = gaussian(x, sigma=sigma, diagonal=true)
@@ -91,6 +91,16 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor]) -> None:
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+def _check_assignments(v: Tensor) -> None:
+    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
+    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
+    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
+        raise ValueError(
+            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
+            "(a mapper with softmax=true)"
+        )
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -148,15 +158,17 @@ class KMeans(nn.Module):
         """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
+            _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, _ = _world(gather, z.shape[0])
         z_all = _gather(z, world)
         x_all = _gather(x, world)
         # gaussian(x, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
         p_d2 = _sqdist(x, x_all, "euclidean")
-        p_logits = -p_d2 / (2 * self.sigma**2)
+        p_logits = -p_d2 / (2 * (self.sigma**2))
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
+        q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
+        q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log(q_prob)
         keep = None

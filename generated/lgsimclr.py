@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/lgsimclr.icon):
 
     # LGSimCLR: uniform over the k nearest neighbours in a guidance (language) embedding.
-    method lgsimclr "LGSimCLR (El Banani et al., Learning Visual Representations via Language-Guided Sampling, CVPR 2023)\"
+    method lgsimclr \"LGSimCLR (El Banani et al., Learning Visual Representations via Language-Guided Sampling, CVPR 2023)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     p = knn(side, 5, metric=cosine)
     q = gaussian(f(x), temperature=0.5, metric=cosine)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/mlm.icon):
 
     # Masked language modelling: the masked token's id (y) against a softmax over a token table.
-    method mlm "Masked language modelling (Devlin et al., BERT, NAACL 2019) as I-Con\"
+    method mlm \"Masked language modelling (Devlin et al., BERT, NAACL 2019) as I-Con\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     param vocab = 1000
     p = classes(y, vocab)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/normalized_cuts.icon):
 
     # Normalized cuts: random-walk normalised graph weights against the cluster kernel.
-    method normalized_cuts "Normalized cuts (Shi and Malik, TPAMI 2000) as I-Con\"
+    method normalized_cuts \"Normalized cuts (Shi and Malik, TPAMI 2000) as I-Con\"
     mapper = linear(dim=10, softmax=true)
     p = graph(index)
     q = cluster(f(x))
@@ -86,6 +86,16 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor]) -> None:
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+def _check_assignments(v: Tensor) -> None:
+    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
+    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
+    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
+        raise ValueError(
+            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
+            "(a mapper with softmax=true)"
+        )
+
+
 def _check_graph(adjacency: Tensor, index: Tensor) -> None:
     if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < len(adjacency):
         raise ValueError(f"index must lie in [0, {len(adjacency)}): rows of adjacency")
@@ -142,6 +152,7 @@ class NormalizedCuts(nn.Module):
         if self.validate:
             _check_batch(z, {"index": index})
             _check_graph(self.adjacency, index)
+            _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
@@ -150,9 +161,11 @@ class NormalizedCuts(nn.Module):
         # graph(index): random-walk normalised graph weights within the batch
         p_adjacency = self.adjacency[index][:, index_all].to(z.dtype)
         p_adjacency = p_adjacency.masked_fill(diag, 0.0)
-        p_prob = p_adjacency / p_adjacency.sum(1, keepdim=True).clamp_min(1e-300)
+        p_degree = p_adjacency.sum(1, keepdim=True)
+        p_prob = p_adjacency / torch.where(p_degree > 0, p_degree, 1.0)
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
+        q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
+        q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         log_q = torch.log(q_prob)
         keep = p_adjacency.sum(1) > 0
         return p_prob, log_q, keep, world

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/pca.icon):
 
     # PCA as a limit: all mass on j = i against a very wide Gaussian of a linear map (sigma -> inf).
-    method pca "PCA as the sigma -> infinity limit of I-Con (Alshammari et al., ICLR 2025)\"
+    method pca \"PCA as the sigma -> infinity limit of I-Con (Alshammari et al., ICLR 2025)\"
     mapper = linear(dim=2)
     p = identity()
     q = gaussian(f(x), sigma=100, diagonal=true)
@@ -149,7 +149,7 @@ class PCA(nn.Module):
         # identity(): all mass on j = i
         # gaussian(f(x), sigma=100, diagonal=true): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 100**2)
+        q_logits = -q_d2 / (2 * 10000)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
         return diag, log_q, keep, world

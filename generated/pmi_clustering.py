@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/pmi_clustering.icon):
 
     # PMI / TEMI clustering: kNN pairs in a frozen feature space against a clustering head.
-    method pmi_clustering "TEMI (Adaloglou et al., Exploring the Limits of Deep Image Clustering using Pretrained Models, BMVC 2023)\"
+    method pmi_clustering \"TEMI (Adaloglou et al., Exploring the Limits of Deep Image Clustering using Pretrained Models, BMVC 2023)\"
     mapper = mlp(dim=10, hidden=256, depth=2, softmax=true)
     p = knn(x, 10)
     q = cluster(f(x))
@@ -94,6 +94,16 @@ def _check_k(k: int, n: int, what: str) -> None:
         raise ValueError(f"{what}: k = {k} needs a batch of more than k items, got {n}")
 
 
+def _check_assignments(v: Tensor) -> None:
+    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
+    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
+    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
+        raise ValueError(
+            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
+            "(a mapper with softmax=true)"
+        )
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -157,6 +167,7 @@ class PMIClustering(nn.Module):
         if self.validate:
             _check_batch(z, {"x": x})
             _check_k(10, x.shape[0], "knn")
+            _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
@@ -168,7 +179,8 @@ class PMIClustering(nn.Module):
         p_mask = torch.zeros_like(p_d2, dtype=torch.bool)
         p_mask.scatter_(1, p_d2.topk(10, dim=1, largest=False).indices, True)
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
-        q_prob = (z / z_all.sum(0, keepdim=True)) @ z_all.T
+        q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
+        q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         log_q = torch.log(q_prob)
         keep = None
         return p_mask, log_q, keep, world

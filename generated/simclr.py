@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/simclr.icon):
 
     # SimCLR / NT-Xent: the other view of the same sample against a softmax of cosine similarities.
-    method simclr "SimCLR (Chen et al., A Simple Framework for Contrastive Learning, ICML 2020)\"
+    method simclr \"SimCLR (Chen et al., A Simple Framework for Contrastive Learning, ICML 2020)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     param temperature = 0.5
     p = augmentation(index)

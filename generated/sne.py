@@ -19,7 +19,7 @@ Spec (specs/sne.icon):
 
     # SNE: Gaussian neighbours in the input (per-row width from the perplexity) against Gaussian
     # neighbours of a free 2-D embedding.
-    method sne "SNE (Hinton and Roweis, Stochastic Neighbor Embedding, NeurIPS 2002)\"
+    method sne \"SNE (Hinton and Roweis, Stochastic Neighbor Embedding, NeurIPS 2002)\"
     mapper = table(dim=2)
     p = gaussian(x, perplexity=30)
     q = gaussian(f(x), sigma=0.7071067811865476)  # exp(-|y_i - y_j|^2), as in the SNE paper
@@ -182,7 +182,7 @@ class SNE(nn.Module):
         p_logits = p_logits.masked_fill(diag, -math.inf)
         # gaussian(f(x), sigma=0.7071067811865476): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 0.7071067811865476**2)
+        q_logits = -q_d2 / (2 * 0.5000000000000001)
         q_logits = q_logits.masked_fill(diag, -math.inf)
         p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log_softmax(q_logits, dim=1)

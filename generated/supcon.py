@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/supcon.icon):
 
     # SupCon (L_out): uniform over the other items of the same class, against SimCLR's q.
-    method supcon "SupCon (Khosla et al., Supervised Contrastive Learning, NeurIPS 2020)\"
+    method supcon \"SupCon (Khosla et al., Supervised Contrastive Learning, NeurIPS 2020)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     param temperature = 0.1
     p = label(y)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/tsimclr.icon):
 
     # t-SimCLR / t-SimCNE: SimCLR's p against a heavy-tailed Student-t q in a low-dimensional output.
-    method tsimclr "t-SimCNE (Boehm et al., Unsupervised visualization of image datasets using contrastive learning, ICLR 2023)\"
+    method tsimclr \"t-SimCNE (Boehm et al., Unsupervised visualization of image datasets using contrastive learning, ICLR 2023)\"
     mapper = mlp(dim=2, hidden=256, depth=2)
     p = augmentation(index)
     q = student_t(f(x), dof=1)

@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/tsne.icon):
 
     # t-SNE in the I-Con paper's conditional form: a per-row KL with row-normalised Student-t q.
-    method tsne "t-SNE, conditional form (van der Maaten and Hinton, JMLR 2008; I-Con, ICLR 2025)\"
+    method tsne \"t-SNE, conditional form (van der Maaten and Hinton, JMLR 2008; I-Con, ICLR 2025)\"
     mapper = table(dim=2)
     p = gaussian(x, perplexity=30)
     q = student_t(f(x), dof=1)

@@ -8,10 +8,10 @@ Objective (mean over anchors i with a non-empty row of p):
 
     p = joint(gaussian(x, perplexity=30))
         P = (P_c + P_c^T) / (2N);  Q = w / sum_{k != l} w_kl
-        support: N x N, jointly normalised over all pairs
+        support: N x N, jointly normalised over all pairs, j != i
     q = joint(student_t(f(x), dof=1))
         P = (P_c + P_c^T) / (2N);  Q = w / sum_{k != l} w_kl
-        support: N x N, jointly normalised over all pairs
+        support: N x N, jointly normalised over all pairs, j != i
     loss = kl(p, q)
         L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))
 
@@ -19,7 +19,7 @@ Spec (specs/tsne_joint.icon):
 
     # t-SNE as van der Maaten wrote it: joint P from per-row perplexity, symmetrised; Q the Student-t
     # weights normalised over all pairs; one KL over the whole matrix.
-    method tsne_joint "t-SNE, joint form (van der Maaten and Hinton, Visualizing Data using t-SNE, JMLR 2008)\"
+    method tsne_joint \"t-SNE, joint form (van der Maaten and Hinton, Visualizing Data using t-SNE, JMLR 2008)\"
     mapper = table(dim=2)
     p = joint(gaussian(x, perplexity=30))
     q = joint(student_t(f(x), dof=1))

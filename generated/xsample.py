@@ -18,7 +18,7 @@ Objective (mean over anchors i with a non-empty row of p):
 Spec (specs/xsample.icon):
 
     # X-Sample contrastive learning: p is a softmax of similarities of side information (captions).
-    method xsample "X-Sample CL (Sobal et al., Learning from Memory: Non-Parametric Memory Augmented Self-Supervised Learning of Visual Features / X-Sample Contrastive Loss, 2024)\"
+    method xsample \"X-Sample CL (Sobal et al., Learning from Memory: Non-Parametric Memory Augmented Self-Supervised Learning of Visual Features / X-Sample Contrastive Loss, 2024)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     p = gaussian(side, temperature=0.1, metric=cosine)
     q = gaussian(f(x), temperature=0.5, metric=cosine)

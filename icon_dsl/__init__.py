@@ -8,6 +8,7 @@ loss = SimCLR(temperature=0.5)(z, index=index)
 
 from .api import check, compile, load_source, parse
 from .diagnostics import SpecError
+from .enumeration import enumerate_methods
 
-__all__ = ["parse", "check", "compile", "load_source", "SpecError"]
+__all__ = ["parse", "check", "compile", "load_source", "enumerate_methods", "SpecError"]
 __version__ = "0.1.0"

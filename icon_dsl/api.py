@@ -128,8 +128,12 @@ def _class_name(ir: IR, known: object) -> str:
 
 
 def _identifier(stem: str) -> str:
-    out = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in stem)
-    return out if out and not out[0].isdigit() else f"m_{out}"
+    """A module / method name: an identifier that is not a Python keyword."""
+    import keyword
+
+    out = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in stem)
+    out = out if out and not out[0].isdigit() else f"m_{out}"
+    return out + "_" if keyword.iskeyword(out) else out
 
 
 __all__ = ["parse", "check", "compile", "load_source", "SpecError", "Checked", "CompiledModule"]

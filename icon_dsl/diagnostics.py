@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "conflicting-arguments": "two arguments that cannot be given together",
     "shape-mismatch": "p and q are over different supports (N x N against N x n, or different n)",
     "diagonal-mismatch": "p and q disagree on whether j = i is in the support",
+    "infinite-divergence": "a divergence that is infinite by construction (reverse KL to a sparse p)",
     "joint-mismatch": "one side is jointly normalised (joint) and the other is not",
     "not-row-stochastic": "a distribution that is not provably row-stochastic",
     "mixture-weights": "mixture weights not provably nonnegative or not summing to 1",

@@ -24,6 +24,8 @@ P_COLUMNS = {
     "label": "same label",
     "classes": "class one-hot",
     "uniform": "uniform",
+    "cross_modal": "cross-modal",
+    "graph": "graph",
 }
 Q_ROWS = {"gaussian": "Gaussian", "student_t": "Student-t", "cluster": "cluster"}
 
@@ -31,7 +33,7 @@ Q_ROWS = {"gaussian": "Gaussian", "student_t": "Student-t", "cluster": "cluster"
 def _family(ir: IR, node: int) -> str:
     """The family of a distribution, looking through modifiers (debias, normalize)."""
     op = ir.op(node)
-    if op in ("debias", "normalize") and ir.children(node):
+    if op in ("debias", "normalize", "walk", "union", "joint") and ir.children(node):
         return _family(ir, ir.children(node)[0])
     if op == "kernel":
         return str(ir.args(node)["kernel"])
@@ -83,7 +85,9 @@ def memory_report(ir: IR, batch: int) -> list[str]:
     lines = [f"predicted peak memory of the loss at N = {batch} (float32):"]
     lines.append(f"    dense: {est['dense'] / gib:.2f} GiB")
     if est["block"] is not None:
-        lines.append(f"    block mode (block_size={BLOCK_SIZE_DEFAULT}): {est['block'] / gib:.2f} GiB")
+        lines.append(
+            f"    block mode (block_size={BLOCK_SIZE_DEFAULT}): {est['block'] / gib:.2f} GiB"
+        )
     else:
         lines.append("    block mode: not available for this spec (only the contrastive family)")
     total = _physical_memory()

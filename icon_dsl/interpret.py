@@ -110,7 +110,8 @@ class _Interpreter:
             return torch.nn.functional.one_hot(kids[0], int(self.num(args["n"]))).to(self.z.dtype)
         if op == "cluster":
             v = kids[0]
-            return (v / v.sum(0, keepdim=True)) @ v.T
+            mass = v.sum(0, keepdim=True)
+            return (v / torch.where(mass > 0, mass, torch.ones_like(mass))) @ v.T
         if op == "uniform":
             return _rows(self.support(bool(args.get("diagonal", False))))
         if op == "identity":
@@ -145,6 +146,9 @@ class _Interpreter:
         t = self.ir.dist_type(node)
         if t.support == "columns":
             return torch.ones_like(value)
+        if t.cross:
+            modality = self.inputs["modality"]
+            return (modality[:, None] != modality[None, :]).to(value.dtype)
         return self.support(t.diagonal)
 
     def kernel(self, op: str, args: dict, kids: list[Tensor]) -> Tensor:
@@ -204,6 +208,8 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
 
 def _perplexity_beta(d2: Tensor, perplexity: float, eye: Tensor) -> Tensor:
     """Per-row precision beta_i = 1/(2 sigma_i^2) with entropy log(perplexity), by bisection."""
+    if not 1 <= perplexity < d2.shape[1]:
+        raise ValueError(f"perplexity {perplexity} needs a larger batch, got {d2.shape[1]}")
     d2 = d2.detach().double().masked_fill(eye, float("inf"))
     lo = torch.full((d2.shape[0], 1), -30.0, dtype=d2.dtype, device=d2.device)
     hi = torch.full_like(lo, 30.0)

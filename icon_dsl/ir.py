@@ -40,7 +40,8 @@ class DistType:
         if self.support == "columns":
             return f"N x {self.columns} (columns)"
         if self.normalised == "joint":
-            return "N x N, jointly normalised over all pairs"
+            inside = "j = i included" if self.diagonal else "j != i"
+            return f"N x N, jointly normalised over all pairs, {inside}"
         if self.cross:
             return "N x N, the other modality"
         return "N x N, j = i included" if self.diagonal else "N x N, j != i"
@@ -78,6 +79,8 @@ class IR:
     roots: dict[str, int] = field(default_factory=dict)  # p, q, loss, mapper
     hypers: dict[str, Hyper] = field(default_factory=dict)
     kernels: dict[str, UserKernel] = field(default_factory=dict)
+    # (expression of hyperparameters, the domain of the slot it fills, the slot's name)
+    constraints: list[tuple[sp.Expr, Domain, str]] = field(default_factory=list)
     method: str = "method"
     title: str | None = None
     _next: int = 0

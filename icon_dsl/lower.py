@@ -224,6 +224,9 @@ class Lowerer:
     def _hyper_use(self, value: sp.Expr, arg: Arg, span: Span) -> None:
         """Record each hyperparameter in `value` with the domain of the slot it fills."""
         domain = arg.domain or reg.REAL
+        if value.free_symbols and not value.is_Symbol and arg.domain is not None:
+            # `temperature=2 * t`: the slot's domain binds the expression, checked at run time
+            self.ir.constraints.append((value, arg.domain, arg.name))
         for sym in sorted(value.free_symbols, key=str):
             name = str(sym)
             direct = value == sym
@@ -572,6 +575,16 @@ class Lowerer:
         if not ok:
             return None
         if not self._check_options(block, call, args, kids):
+            return None
+        if block.name in ("walk", "joint") and any(
+            isinstance(self.ir.type(k), DistType) and self.ir.dist_type(k).support == "columns"
+            for k in kids
+        ):
+            self.diags.error(
+                "shape-mismatch",
+                f"{block.name}() needs an N x N distribution over items, not N x n columns",
+                call.span,
+            )
             return None
         return self.ir.add(block.name, self._type(block, kids, args), call.span, args, kids)
 

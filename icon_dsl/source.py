@@ -59,4 +59,6 @@ class Source:
         width = max(1, width)
         gutter = f"{line:>4} | "
         pad = " " * (len(gutter) - 2) + "| "
-        return f"{gutter}{text}\n{pad}{' ' * (col - 1)}{'^' * width}"
+        # tabs before the span are kept, so the carets line up however tabs are shown
+        indent = "".join(ch if ch == "\t" else " " for ch in text[: col - 1])
+        return f"{gutter}{text}\n{pad}{indent}{'^' * width}"

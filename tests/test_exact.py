@@ -10,13 +10,13 @@ Tolerances (absolute, on O(1) losses and gradients):
   cross-entropy, the fixed-sigma Gaussian / Student-t of ``card``, k-means' reverse KL).
 - Perplexity (SNE, t-SNE): the generated module and the reference find sigma_i by different
   bisections (generated: 64 steps on log beta in [-50, 50]; reference: bisection on beta until
-  |H - log perplexity| < 1e-13). Both stop at slightly different betas, so P differs by about
-  1e-13 relative, and the loss by a little more. End-to-end comparisons use PERP_TOL = 1e-8
-  (measured differences are ~1e-13, so 1e-8 still catches any real formula error, which would be
-  O(1e-2) or more). The exactness of everything AFTER the search is checked separately at TOL:
-  the module's P hits the target perplexity (row entropy = log(perplexity) within 1e-10), and
-  loss / divergence / gradient computed from the module's own P with reference formulas match
-  at TOL.
+  |H - log perplexity| < 1e-13), so they stop at slightly different betas. Measured: P differs by
+  ~2e-14, the KL by ~1e-14, the gradient by ~1e-14. End-to-end comparisons use PERP_TOL = 1e-9:
+  five orders of margin for the two stopping rules (and platform BLAS), while any real formula
+  error (a wrong sigma, a missing factor 2, the diagonal in the support) is O(1e-2) or more.
+  Everything AFTER the search is also checked at TOL: the module's P hits the target perplexity
+  (row entropy = log(perplexity) within 1e-10) and is a per-row Gaussian in x, and loss /
+  divergence / gradient computed from the module's own P with reference formulas match at TOL.
 """
 
 from __future__ import annotations
@@ -289,7 +289,7 @@ def _ce_and_kl(p: torch.Tensor, log_q: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 @pytest.mark.parametrize("stem", ["sne", "tsne"])
-@pytest.mark.parametrize("seed,n,d", [(0, 40, 5), (1, 33, 3), (2, 48, 10)])
+@pytest.mark.parametrize("seed,n,d", [(0, 40, 5), (1, 33, 10)])
 def test_sne_tsne_end_to_end_against_reference(stem, seed, n, d):
     """divergence == the reference KL; forward == the reference cross-entropy (= KL + mean H(p))
     with the reference P; gradients of forward and of the reference KL agree (H(p) is constant).

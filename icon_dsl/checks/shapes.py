@@ -44,6 +44,15 @@ def check(ir: IR, diags: Diagnostics) -> None:
             span,
         )
     divergence = ir.op(ir.roots["loss"])
+    if divergence == "reverse_kl" and not full_support(ir, ir.roots["p"]):
+        diags.error(
+            "infinite-divergence",
+            "reverse_kl(p, q) = KL(q || p) is infinite: q puts mass where this p is zero",
+            ir.span(ir.roots["p"]),
+            "use a p with full support (a gaussian or student_t kernel, or debias(...)), "
+            "or kl(p, q)",
+        )
+        return
     source, target = (q, p) if divergence == "reverse_kl" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:
         diags.error(
@@ -53,3 +62,19 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "the divergence is infinite where one side has mass at j = i and the other excludes it; "
             "pass the same diagonal= to both (k-means-style specs include j = i on both sides)",
         )
+
+
+# Blocks whose rows are nonzero over their whole support (kernels, uniform, debiasing).
+_FULL = ("gaussian", "student_t", "normalize", "uniform", "debias")
+
+
+def full_support(ir: IR, node: int) -> bool:
+    """Is the distribution nonzero everywhere on its support (so KL(q || p) stays finite)?"""
+    op = ir.op(node)
+    if op in _FULL:
+        return True
+    if op in ("mixture",):
+        return any(full_support(ir, k) for k in ir.children(node))
+    if op == "joint":
+        return full_support(ir, ir.children(node)[0])
+    return False

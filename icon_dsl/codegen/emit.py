@@ -9,6 +9,8 @@ training loss, rows of p that may be empty dropped and counted.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -87,6 +89,19 @@ class Body:
         self.lines.append("# " + names.safe_comment(text))
 
 
+def python_expr(code: str) -> str:
+    """Normalised Python for an expression (spacing as ruff formats it), bracketed unless atomic."""
+    tree = ast.parse(code, mode="eval").body
+    # ruff hugs ** between simple operands (names, attributes, numbers): self.t**2
+    text = re.sub(
+        r"(?<![\w.)\]])([A-Za-z_][\w.]*|\d[\d.]*) \*\* ([A-Za-z_][\w.]*|\d[\d.]*)(?![\w.(\[])",
+        r"\1**\2",
+        ast.unparse(tree),
+    )
+    atomic = isinstance(tree, (ast.Name, ast.Attribute, ast.Constant, ast.Call))
+    return text if atomic else f"({text})"
+
+
 class _KernelPrinter(TorchPrinter):
     """Torch code for a kernel formula; powers as `**` so float hyperparameters work too."""
 
@@ -100,12 +115,13 @@ class _KernelPrinter(TorchPrinter):
 class _NumPrinter(StrPrinter):
     """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
 
-    def __init__(self, hyper_names: dict[str, str]) -> None:
+    def __init__(self, hyper_names: dict[str, str], prefix: str = "self.") -> None:
         super().__init__()
         self.hyper_names = hyper_names
+        self.prefix = prefix
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return f"self.{self.hyper_names[expr.name]}"
+        return f"{self.prefix}{self.hyper_names[expr.name]}"
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
@@ -123,12 +139,13 @@ class Emitter:
 
     # -- numbers ---------------------------------------------------------------------------
     def num(self, value: Any) -> str:
+        """Code for a number or hyperparameter expression, safe to drop into any expression."""
         if isinstance(value, sp.Basic):
             if value.is_Integer:
                 return str(int(value))
             if value.is_Number:
                 return repr(float(value))
-            return _NumPrinter(self.hyper_names).doprint(value)
+            return python_expr(_NumPrinter(self.hyper_names).doprint(value))
         return repr(value)
 
     # -- nodes -----------------------------------------------------------------------------
@@ -191,7 +208,9 @@ class Emitter:
             b.comment(f"{text}: random-walk normalised graph weights within the batch")
             b.add(f"{weights} = self.adjacency[{index.var}][:, {index.cols}].to(z.dtype)")
             b.add(f"{weights} = {weights}.masked_fill(diag, 0.0)")
-            b.add(f"{prob} = {weights} / {weights}.sum(1, keepdim=True).clamp_min(1e-300)")
+            degree = b.fresh(f"{prefix}_degree")
+            b.add(f"{degree} = {weights}.sum(1, keepdim=True)")
+            b.add(f"{prob} = {weights} / torch.where({degree} > 0, {degree}, 1.0)")
             b.keeps.append(f"{weights}.sum(1) > 0")
             return Val("prob", prob)
         if op == "walk":
@@ -227,7 +246,12 @@ class Emitter:
             v = self.lower(kids[0], prefix)
             prob = b.fresh(f"{prefix}_prob")
             b.comment(f"{text}: sum_c v_ic v_jc / sum_k v_kc, j = i included")
-            b.add(f"{prob} = ({v.var} / {v.cols}.sum(0, keepdim=True)) @ {v.cols}.T")
+            mass = b.fresh(f"{prefix}_mass")
+            if self.ir.op(kids[0]) == "f":
+                b.helpers.add("check_assignments")
+                b.checks.append("_check_assignments(z)")
+            b.add(f"{mass} = {v.cols}.sum(0, keepdim=True)  # empty clusters contribute nothing")
+            b.add(f"{prob} = ({v.var} / torch.where({mass} > 0, {mass}, 1.0)) @ {v.cols}.T")
             return Val("prob", prob)
         if op == "uniform":
             mask = b.fresh(f"{prefix}_mask")
@@ -241,15 +265,16 @@ class Emitter:
             b.comment(f"{text}: all mass on j = i")
             return Val("mask", "diag")
         if op == "normalize":
-            inner = self.lower(kids[0], prefix)
-            return Val("logits", inner.var)  # raw log-weights; normalised by log_softmax
+            raw = self.lower(kids[0], prefix)
+            return Val("logits", raw.var)  # raw log-weights; normalised by log_softmax
         if op == "debias":
             return self._debias(node, args, kids, prefix, text)
         if op == "mixture":
             vals = [self.lower(k, f"{prefix}{i + 1}") for i, k in enumerate(kids)]
             prob = b.fresh(f"{prefix}_prob")
             terms = [
-                f"{self.num(w)} * {self.prob(v)}" for w, v in zip(args["weights"], vals, strict=True)
+                f"{self.num(w)} * {self.prob(v)}"
+                for w, v in zip(args["weights"], vals, strict=True)
             ]
             b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
             b.add(f"{prob} = " + " + ".join(terms))
@@ -260,7 +285,9 @@ class Emitter:
         span = self.ir.span(node)
         return " ".join(self.ir.source.snippet(span).split()) if span else self.ir.op(node)
 
-    def _kernel(self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str) -> Val:
+    def _kernel(
+        self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str
+    ) -> Val:
         b = self.body
         v = self.lower(kids[0], prefix)
         cols = self.lower(kids[1], prefix) if len(kids) > 1 else v
@@ -280,9 +307,8 @@ class Emitter:
             block = reg.BLOCKS[op]
             holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
             if op == "gaussian":
-                holes["sigma2"] = (
-                    self.num(args["temperature"]) if "temperature" in args else f"{holes['sigma']}**2"
-                )
+                width = args["temperature"] if "temperature" in args else args["sigma"] ** 2
+                holes["sigma2"] = self.num(width)
             assert block.log_weight_torch is not None
             b.add(f"{logits} = " + block.log_weight_torch.format(d2=d2, **holes))
         if len(kids) == 1 and not args.get("diagonal", False):
@@ -321,12 +347,16 @@ class Emitter:
         inner = self.prob(self.lower(kids[0], f"{prefix}0"))
         alpha = self.num(args["alpha"])
         prob = b.fresh(f"{prefix}_prob")
-        spread = "all" if inner_type.support == "columns" or inner_type.diagonal else "off-diagonal"
         b.helpers.add("debias")
         b.comment(f"{text}: (1 - alpha) p + alpha * uniform over the row's support")
-        if spread == "off-diagonal":
+        if inner_type.cross:
+            support = "modality[:, None] != modality_all[None, :]"
+        elif inner_type.support == "columns" or inner_type.diagonal:
+            support = "None"
+        else:
             b.needs_diag = True
-        b.add(f"{prob} = _debias({inner}, {alpha}, {'diag' if spread == 'off-diagonal' else 'None'})")
+            support = "~diag"
+        b.add(f"{prob} = _debias({inner}, {alpha}, {support})")
         return Val("prob", prob)
 
     # -- conversions -----------------------------------------------------------------------
@@ -365,6 +395,7 @@ class Plan:
     known_as: str | None
     formulas: list[str]
     hypers: list[dict[str, str]]
+    constraints: list[dict[str, str]]
     prototypes: dict[str, Any] | None
     inputs: list[str]
     body: list[str]
@@ -394,6 +425,25 @@ def _hyper_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
         )
         cond, desc = _domain_code(py, h.domain, h.integer)
         out.append({"name": py, "type": kind, "default": default, "cond": cond, "desc": desc})
+    return out
+
+
+def _constraint_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
+    """Run-time checks for hyperparameters inside expressions: `temperature=2 * t` needs 2t > 0."""
+    out = []
+    for expr, domain, slot in ir.constraints:
+        code = python_expr(_NumPrinter(emitter.hyper_names, prefix="").doprint(expr))
+        names_ = sorted(emitter.hyper_names[str(s)] for s in expr.free_symbols)
+        cond, desc = _domain_code(code, domain, False)
+        values = "(" + ", ".join(names_) + ("," if len(names_) == 1 else "") + ")"
+        out.append(
+            {
+                "cond": cond,
+                "name": ", ".join(names_),
+                "value": values,
+                "desc": f"{slot} = {code}: {domain.describe(slot)}",
+            }
+        )
     return out
 
 
@@ -438,11 +488,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     q_args = ir.args(q_root)
     key = ir.args(ir.children(p_root)[0])["name"]
-    sigma2 = (
-        e.num(q_args["temperature"])
-        if "temperature" in q_args
-        else f"{e.num(q_args['sigma'])}**2"
-    )
+    sigma2 = e.num(q_args["temperature"] if "temperature" in q_args else q_args["sigma"] ** 2)
     metric = q_args["metric"]
     lines = [
         "if self.validate:",
@@ -520,6 +566,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         known_as=known_as,
         formulas=formulas(ir),
         hypers=_hyper_plan(ir, e),
+        constraints=_constraint_plan(ir, e),
         prototypes=protos,
         inputs=inputs,
         body=b.lines,

@@ -7,15 +7,20 @@ can never become code.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 
 import torch
 
 _RESERVED = {
-    "self", "z", "x", "y", "index", "modality", "torch", "nn", "F", "math", "Tensor",
-    "p", "q", "log_q", "log_p", "keep", "eye", "n", "rows", "inputs",
+    "self", "z", "x", "y", "index", "modality", "side", "torch", "nn", "F", "math", "dist",
+    "Tensor", "p", "q", "log_q", "log_p", "keep", "eye", "diag", "n", "rows", "inputs", "world",
+    "offset", "gather", "validate", "block_size", "last_dropped_rows", "divergence",
+    "distributions", "build_mapper", "embedding_dim", "adjacency", "prototypes", "INPUTS",
+    "MAPPER_INPUT", "KNOWN_AS", "a", "b", "c", "u", "lse", "positives", "count",
 }  # fmt: skip
+_BUILTINS = set(dir(builtins))
 
 _MODULE_ATTRS = set(dir(torch.nn.Module))
 
@@ -23,13 +28,14 @@ _MODULE_ATTRS = set(dir(torch.nn.Module))
 def identifier(name: str) -> str:
     """A safe attribute / keyword-argument name for a spec name."""
     clean = re.sub(r"\W", "_", name, flags=re.ASCII)
-    if not clean or clean[0].isdigit():
-        clean = "h_" + clean
+    if not clean or clean[0].isdigit() or clean[0] == "_":
+        # the module's own helpers and private methods start with "_": never shadow them
+        clean = "h" + clean if clean.startswith("_") else "h_" + clean
     while (
         keyword.iskeyword(clean)
         or clean in _RESERVED
         or clean in _MODULE_ATTRS
-        or clean in dir(__builtins__)
+        or clean in _BUILTINS
     ):
         clean += "_"
     return clean
@@ -52,9 +58,19 @@ def safe_comment(text: str) -> str:
 
 
 def docstring_text(text: str) -> str:
-    """Text safe inside a triple-quoted docstring: no way to close the string early."""
-    out = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    out = "".join(ch if ch in "\n" or 32 <= ord(ch) < 127 else f"\\u{ord(ch):04x}" for ch in out)
-    if out.endswith('"'):
-        out = out[:-1] + '\\"'
-    return out
+    """Text safe inside a triple-quoted docstring: no way to close the string early.
+
+    Backslashes and double quotes are escaped, and anything outside printable ASCII becomes a
+    \\u or \\U escape, so the docstring's value is exactly the text.
+    """
+    out = []
+    for ch in text:
+        if ch in ("\\", '"'):
+            out.append("\\" + ch)
+        elif ch == "\n" or 32 <= ord(ch) < 127:
+            out.append(ch)
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)

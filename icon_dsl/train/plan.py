@@ -1,0 +1,206 @@
+"""What a spec needs from the training loop, and the defaults chosen for it.
+
+``make_plan`` reads a compiled spec (the generated class's ``INPUTS`` and ``MAPPER_INPUT``, the
+mapper's options in the IR, the hyperparameters) and the data set, and returns a ``Plan``: how
+batches are built (views, labels, sample indices, full batch or mini-batches), the optimiser and
+its learning rate, the number of epochs, and the keyword arguments of the loss constructor.
+Every choice a user did not make is a documented default below; every request that cannot be
+honoured raises TrainError (or DataError for missing labels) before anything is trained.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from icon_dsl.api import CompiledModule
+from icon_dsl.train.data import Dataset, require_labels
+from icon_dsl.train.errors import TrainError
+
+#: Table-mapper specs whose p is a fixed function of x (no views, no labels) on data of at most
+#: this many rows train full-batch: p over the whole data set, one step per epoch (t-SNE on
+#: digits is one batch of 1797). Above it, and for parametric mappers (which generalise from
+#: batches), they use mini-batches of ``LARGE_BATCH`` (tables) or ``CLUSTER_BATCH`` (networks).
+FULL_BATCH_LIMIT = 4096
+LARGE_BATCH = 1024
+#: Mini-batch sizes (samples, before views) for label-based and view-based specs.
+CLUSTER_BATCH = 256
+LABEL_BATCH = 256
+VIEW_BATCH = 256
+N_VIEWS = 2
+
+#: Defaults per kind: (epochs, learning rate). A table mapper is a free embedding per sample
+#: optimised by Adam with a large step (see docs/training.md: it stands in for t-SNE's early
+#: exaggeration and gains); networks use Adam at 1e-3, clustering heads a larger step.
+TABLE_FULL_BATCH = (100, 1.0)
+TABLE_MINI_BATCH = (50, 0.1)
+CLUSTER_FULL_BATCH = (100, 0.05)
+CLUSTER_MINI_BATCH = (30, 0.05)
+NETWORK_FULL_BATCH = (300, 1e-3)
+NETWORK_MINI_BATCH = (100, 1e-3)
+LABEL_MINI_BATCH = (50, 1e-3)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one spec is trained on one data set (all fields are plain values)."""
+
+    name: str  # the spec's stem: runs/<name>-<timestamp>
+    class_name: str
+    inputs: tuple[str, ...]  # the loss's keyword inputs, among x, y, index, modality
+    table: bool  # the mapper is a table of free embeddings, indexed by sample
+    views: bool  # batches hold N_VIEWS augmented views of each sample
+    labels: bool  # the loss needs y
+    mapper_kind: str  # table, linear, mlp
+    dim: int
+    softmax: bool  # the mapper outputs cluster assignments
+    columns: bool  # q is over prototype columns (N x n), e.g. cross-entropy
+    full_batch: bool
+    batch_size: int  # samples per batch (before views)
+    epochs: int
+    lr: float
+    hyperparameters: dict[str, float] = field(default_factory=dict)
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a checkpoint must agree on to be resumed."""
+        return {
+            "class_name": self.class_name,
+            "full_batch": self.full_batch,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "hyperparameters": dict(sorted(self.hyperparameters.items())),
+        }
+
+
+def make_plan(
+    module: CompiledModule,
+    loss_class: type,
+    dataset: Dataset,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    hyperparameters: Mapping[str, float] | None = None,
+) -> Plan:
+    """Decide how to train ``module`` on ``dataset``; raise TrainError / DataError early."""
+    ir = module.ir
+    mapper_node = ir.roots["mapper"]
+    mapper_kind = ir.op(mapper_node)
+    options = ir.args(mapper_node)
+    inputs = tuple(getattr(loss_class, "INPUTS", ()))
+    table = getattr(loss_class, "MAPPER_INPUT", "x") == "index"
+    views = not table and ("index" in inputs or "modality" in inputs)
+    if table and "modality" in inputs:
+        raise TrainError(
+            f"{module.stem}: a cross-modal spec needs a parametric mapper (linear or mlp) to "
+            "embed two views as two modalities; a table mapper has one row per sample"
+        )
+    labels = "y" in inputs
+    if labels:
+        require_labels(dataset, "its p or q uses y")
+    q_type = ir.type(ir.roots["q"])
+    columns = getattr(q_type, "support", "pairs") == "columns"
+    softmax = bool(options.get("softmax", False))
+    n = dataset.n_samples
+    full_batch = table and not views and not labels
+    if batch_size is not None:
+        if batch_size < 2:
+            raise TrainError(f"batch size must be at least 2, got {batch_size}")
+        full_batch = batch_size >= n
+    elif full_batch and n > FULL_BATCH_LIMIT:
+        full_batch = False
+    size = n if full_batch else min(n, batch_size or _default_batch(table, views, labels))
+    default_epochs, lr = _defaults(table, softmax, full_batch, labels)
+    if epochs is not None and epochs < 1:
+        raise TrainError(f"epochs must be at least 1, got {epochs}")
+    hypers = resolve_hyperparameters(module, hyperparameters)
+    loss_kwargs: dict[str, Any] = dict(hypers)
+    if "embedding_dim" in inspect.signature(loss_class).parameters:
+        loss_kwargs["embedding_dim"] = int(options.get("dim", 2))
+    return Plan(
+        name=module.stem,
+        class_name=module.class_name,
+        inputs=inputs,
+        table=table,
+        views=views,
+        labels=labels,
+        mapper_kind=mapper_kind,
+        dim=int(options.get("dim", 2)),
+        softmax=softmax,
+        columns=columns,
+        full_batch=full_batch,
+        batch_size=size,
+        epochs=epochs if epochs is not None else default_epochs,
+        lr=lr,
+        hyperparameters=hypers,
+        loss_kwargs=loss_kwargs,
+    )
+
+
+def resolve_hyperparameters(
+    module: CompiledModule, given: Mapping[str, float] | None
+) -> dict[str, float]:
+    """The values passed to the loss constructor: the user's, checked against the spec.
+
+    Unknown names and required hyperparameters without a value raise TrainError naming them,
+    where they are declared in the spec, and how to pass them. Defaults stay the spec's own
+    (they are not passed, so the generated constructor applies them).
+    """
+    hypers = module.ir.hypers
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(hypers))
+    if unknown:
+        known = ", ".join(sorted(hypers)) or "none"
+        raise TrainError(
+            f"{module.stem}: unknown hyperparameter(s) {', '.join(unknown)}; "
+            f"the spec's hyperparameters are: {known}"
+        )
+    missing = [h for name, h in sorted(hypers.items()) if h.default is None and name not in given]
+    if missing:
+        where = []
+        for hyper in missing:
+            if hyper.span is not None:
+                line, col = module.ir.source.line_col(hyper.span.start)
+                where.append(f"{hyper.name} ({module.ir.source.name}:{line}:{col})")
+            else:
+                where.append(hyper.name)
+        example = ", ".join(f'"{h.name}": 1.0' for h in missing)
+        flags = " ".join(f"--param {h.name}=1.0" for h in missing)
+        raise TrainError(
+            f"{module.stem}: the spec has hyperparameter(s) without a default: {', '.join(where)}. "
+            f"Pass a value: hyperparameters={{{example}}} in Python, or {flags} on the command "
+            "line (1.0 is only an example), or declare a default in the spec with `param NAME = "
+            "VALUE`"
+        )
+    resolved: dict[str, float] = {}
+    for name, value in sorted(given.items()):
+        hyper = hypers[name]
+        number = float(value)
+        if hyper.integer:
+            if number != int(number):
+                raise TrainError(f"{module.stem}: hyperparameter {name} must be an integer")
+            resolved[name] = int(number)
+        else:
+            resolved[name] = number
+    return resolved
+
+
+def _default_batch(table: bool, views: bool, labels: bool) -> int:
+    if views:
+        return VIEW_BATCH
+    if labels:
+        return LABEL_BATCH
+    return LARGE_BATCH if table else CLUSTER_BATCH
+
+
+def _defaults(table: bool, softmax: bool, full_batch: bool, labels: bool) -> tuple[int, float]:
+    if table:
+        return TABLE_FULL_BATCH if full_batch else TABLE_MINI_BATCH
+    if full_batch:
+        return CLUSTER_FULL_BATCH if softmax else NETWORK_FULL_BATCH
+    if softmax:
+        return CLUSTER_MINI_BATCH
+    return LABEL_MINI_BATCH if labels else NETWORK_MINI_BATCH

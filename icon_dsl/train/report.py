@@ -1,0 +1,104 @@
+"""What a training run leaves behind, and the metrics table it prints.
+
+``write_outputs`` fills the run folder:
+
+    metrics.json        the metrics (keys of TrainResult.metrics), sorted
+    run.json            spec, class, seed, data, and the plan (batching, epochs, lr, hypers)
+    spec.icon           the spec's source text
+    weights.pt          {"mapper": state_dict, "loss": state_dict} (prototypes live in "loss")
+    embedding.npy       the embedding (or cluster assignments) of the whole data set, (N, dim)
+    embedding.png       a scatter of it (2-D directly, else PCA to 2-D), coloured by label
+    loss.png            the loss per epoch
+    neighbours.png      p(.|i) and q(.|i) for a few anchors at several epochs
+    checkpoint.pt       the last per-epoch checkpoint (for --resume)
+
+Every file is written to a temporary name and renamed, so a folder never holds a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from icon_dsl.train.runtime import _Run
+
+METRIC_ORDER = (
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "cluster_accuracy",
+    "nmi",
+    "ari",
+    "trustworthiness",
+    "kl",
+    "wall_time_s",
+)
+
+
+def write_outputs(
+    out_dir: Path, run: _Run, embedding: np.ndarray, metrics: dict[str, float]
+) -> None:
+    """Write every file listed in the module docstring into ``out_dir``."""
+    from icon_dsl.train import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    info = {
+        "spec": run.compiled.ir.source.name,
+        "class": run.plan.class_name,
+        "known_as": run.compiled.known_as,
+        "seed": run.seed,
+        "device": str(run.device),
+        "data": {
+            "name": run.dataset.name,
+            "n_samples": run.dataset.n_samples,
+            "n_features": run.dataset.n_features,
+            "labels": run.dataset.y is not None,
+        },
+        "plan": asdict(run.plan),
+    }
+    _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
+    _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)
+    weights = {"mapper": run.mapper.state_dict(), "loss": run.loss.state_dict()}
+    _atomic(out_dir / "weights.pt", lambda path: torch.save(weights, path))
+    _atomic(out_dir / "embedding.npy", lambda path: np.save(path, embedding))
+    title = f"{run.plan.name}: {run.plan.class_name} on {run.dataset.name}"
+    plots.plot_embedding(embedding, run.dataset.y, out_dir / "embedding.png", title)
+    if run.losses:
+        plots.plot_loss(run.losses, out_dir / "loss.png", title=f"{run.plan.name}: training loss")
+    if run.snapshots:
+        plots.plot_neighbour_distributions(
+            run.snapshots, run.anchor_ids(), out_dir / "neighbours.png"
+        )
+
+
+def format_metrics(name: str, metrics: dict[str, float], out_dir: Path | None) -> str:
+    """The table printed at the end of a run: one metric a line, in a fixed order."""
+    keys = [k for k in METRIC_ORDER if k in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
+    width = max(len(k) for k in keys) if keys else 6
+    lines = [f"{name}: results", f"  {'metric'.ljust(width)}  value", f"  {'-' * width}  ------"]
+    for key in keys:
+        value = metrics[key]
+        shown = f"{value:.2f}" if key == "wall_time_s" else f"{value:.4f}"
+        lines.append(f"  {key.ljust(width)}  {shown}")
+    if out_dir is not None:
+        lines.append(f"  outputs in {out_dir}")
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _atomic(path: Path, write: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix == ".npy":
+        tmp = path.with_name(f".{path.stem}.tmp.npy")  # np.save appends .npy otherwise
+    write(tmp)  # type: ignore[operator]
+    os.replace(tmp, path)

@@ -1,0 +1,569 @@
+"""``train``: from a spec to a trained mapper, metrics and pictures, with the spec's own loss.
+
+Takes a spec (a path, spec text or an ``icon_dsl.compile`` result) and data (digits by default,
+a file, a ``Dataset`` or arrays). It compiles the spec, builds the mapper with the generated
+``build_mapper``, the loss with the generated class, and optimises ``loss(mapper(batch), **inputs)``
+- nothing else: there is no hand-written loss for any named method. What the runtime adds around
+the generated loss:
+
+- batches that fit the spec (``batches.py``) and defaults per kind (``plan.py``);
+- PCA initialisation of table mappers (scaled to a standard deviation of ``TABLE_INIT_STD`` in
+  the first coordinate, like t-SNE implementations);
+- memoisation of the generated ``_perplexity_beta`` helper: it is a pure function of the squared
+  input distances, so for a fixed batch (full-batch mode) the per-row bisection runs once instead
+  of every step; the loss values are bit-for-bit those of the unmemoised module;
+- Adam with a cosine learning-rate decay over all steps, seeded and resumable;
+- the generated module's input validation on the first step only (it is repeated work after).
+
+Guarantees: the same seed gives the same losses, embedding and metrics on CPU; a run resumed from
+its per-epoch checkpoint ends exactly where the uninterrupted run ends. User mistakes raise
+DataError, TrainError or SpecError with a message that names the culprit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from icon_dsl.api import CompiledModule
+from icon_dsl.train import checkpoint
+from icon_dsl.train.batches import Batch, Batcher
+from icon_dsl.train.data import Dataset, load_dataset
+from icon_dsl.train.errors import DataError, TrainError
+from icon_dsl.train.plan import Plan, make_plan
+
+TABLE_INIT_STD = 1e-4
+EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
+N_SNAPSHOTS = 7  # p/q snapshots taken at evenly spaced epochs (plus the initial state)
+N_ANCHORS = 3
+EMBED_CHUNK = 4096
+
+
+@dataclass
+class TrainedModel:
+    """The trained pieces behind a TrainResult (for the estimator and for inspection)."""
+
+    plan: Plan
+    mapper: nn.Module
+    loss: nn.Module
+    device: torch.device
+
+    def embed(self, x: np.ndarray) -> np.ndarray:
+        """Embed new feature rows (N, D) with a parametric mapper; TrainError for a table."""
+        if self.plan.table:
+            raise TrainError(
+                f"{self.plan.name}: the mapper is a table (one free embedding per training "
+                "sample), so it cannot embed new points; use fit_transform on all the data, or a "
+                "spec with a parametric mapper (linear or mlp)"
+            )
+        features = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        if features.ndim != 2:
+            raise DataError(f"expected features of shape (N, D), got {tuple(features.shape)}")
+        return _embed(self.mapper, features)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: metrics, the embedding of the whole data set, per-epoch losses and
+    the output folder (None when nothing was written)."""
+
+    metrics: dict[str, float]
+    embedding: np.ndarray
+    losses: list[float]
+    out_dir: Path | None
+    model: TrainedModel | None = field(default=None, repr=False)
+
+
+def train(
+    spec: str | Path | CompiledModule,
+    *,
+    data: str | Path | Dataset | np.ndarray | tuple[np.ndarray, np.ndarray | None] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path | None | bool = None,
+    compile: bool = False,
+    progress: bool = True,
+    label_column: str | None = None,
+    resume: bool = False,
+    hyperparameters: Mapping[str, float] | None = None,
+) -> TrainResult:
+    """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
+
+    ``data``: None or "digits" (scikit-learn's bundled digits), a .npy / .npz / .csv path, a
+    ``Dataset``, an array X (N, D) or a tuple (X, y). ``epochs`` / ``batch_size``: None picks the
+    defaults of ``plan.py`` for the spec's kind. ``out``: the output folder; None means
+    ``runs/<spec>-<timestamp>``, False writes nothing (and cannot resume). ``resume``: continue
+    from ``out/checkpoint.pt`` (with ``out`` None, the newest ``runs/<spec>-*`` folder).
+    ``hyperparameters``: values for the spec's hyperparameters (required for those without a
+    default). ``compile``: wrap the mapper and the loss in ``torch.compile``. ``progress``: a tqdm
+    bar and the final metrics table on stdout.
+    """
+    started = time.perf_counter()
+    compiled = _compile_spec(spec)
+    dataset = _as_dataset(data, label_column)
+    loss_class = compiled.load()
+    memoise_fixed_p(loss_class)
+    plan = make_plan(
+        compiled,
+        loss_class,
+        dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        hyperparameters=hyperparameters,
+    )
+    run = _Run(plan, compiled, loss_class, dataset, seed, _device(device), compile)
+    out_dir = _output_folder(out, plan.name, resume)
+    state = _resume_state(out_dir, run) if resume else None
+    elapsed = run.restore(state) if state is not None else 0.0
+    if state is None:
+        run.snapshot(0)
+    run.fit(out_dir, started, elapsed, progress)
+    embedding = _embed(run.mapper, run.batcher.all_inputs())
+    run.wall_time = run.elapsed_before + (time.perf_counter() - started)
+    metrics = run.metrics(embedding)
+    if out_dir is not None:
+        from icon_dsl.train.report import write_outputs
+
+        write_outputs(out_dir, run, embedding, metrics)
+    if progress:
+        from icon_dsl.train.report import format_metrics
+
+        print(format_metrics(plan.name, metrics, out_dir))
+    model = TrainedModel(plan, run.mapper, run.loss, run.device)
+    return TrainResult(metrics, embedding, list(run.losses), out_dir, model)
+
+
+class _Run:
+    """The state of one training run: mapper, loss, optimiser, schedule, history."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        compiled: CompiledModule,
+        loss_class: type,
+        dataset: Dataset,
+        seed: int,
+        device: torch.device,
+        use_compile: bool,
+    ) -> None:
+        self.plan, self.compiled, self.dataset = plan, compiled, dataset
+        self.seed, self.device = seed, device
+        torch.manual_seed(seed)
+        num_samples = dataset.n_samples if plan.table else None
+        self.mapper: nn.Module = loss_class.build_mapper(  # type: ignore[attr-defined]
+            dataset.n_features, num_samples
+        ).to(device)
+        try:
+            self.loss: nn.Module = loss_class(**plan.loss_kwargs).to(device)
+        except ValueError as error:
+            raise TrainError(f"{plan.name}: {error}") from None
+        if plan.table:
+            _pca_init(self.mapper, dataset.x, dataset.n_samples, plan.dim, seed)
+        elif plan.softmax:
+            _centroid_init(self.mapper, dataset.x, plan.dim, seed)
+        self.batcher = Batcher(plan, dataset, device)
+        params = [p for p in (*self.mapper.parameters(), *self.loss.parameters())]
+        self.optimizer = torch.optim.Adam(params, lr=plan.lr)
+        steps = plan.epochs * self.steps_per_epoch()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(steps))
+        self.call_mapper: Callable[..., torch.Tensor] = self.mapper
+        self.call_loss: Callable[..., torch.Tensor] = self.loss
+        if use_compile:
+            self.call_mapper = torch.compile(self.mapper)
+            self.call_loss = torch.compile(self.loss)
+        self.losses: list[float] = []
+        self.snapshots: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.start_epoch = 0
+        self.elapsed_before = 0.0
+        self.wall_time = 0.0
+        self.validated = False
+        self.eval_batch = self._make_eval_batch()
+        rows = len(self.eval_batch.mapper_input)
+        self.anchor_rows = sorted({(rows * k) // N_ANCHORS for k in range(N_ANCHORS)})
+
+    # -- setup --------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        if self.plan.full_batch:
+            return 1
+        return max(1, self.dataset.n_samples // self.plan.batch_size)
+
+    def _make_eval_batch(self) -> Batch:
+        generator = torch.Generator().manual_seed(_mix(self.seed, 0x5EED))
+        n = self.dataset.n_samples
+        if self.plan.full_batch:
+            ids = torch.arange(n)
+        else:
+            ids = torch.randperm(n, generator=generator)[: min(n, EVAL_BATCH)]
+        return self.batcher.make_batch(ids.to(self.device), generator)
+
+    def restore(self, state: dict[str, Any]) -> float:
+        self.mapper.load_state_dict(state["mapper"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.losses = list(state["losses"])
+        self.snapshots = list(state["snapshots"])
+        self.start_epoch = int(state["epoch"])
+        self.validated = True
+        self.elapsed_before = float(state["elapsed"])
+        return self.elapsed_before
+
+    def state(self, epoch: int, elapsed: float) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint(),
+            "epoch": epoch,
+            "mapper": self.mapper.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "losses": list(self.losses),
+            "snapshots": list(self.snapshots),
+            "elapsed": elapsed,
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        x = self.dataset.x
+        return {
+            **self.plan.fingerprint(),
+            "spec": self.compiled.ir.canonical_hash(),
+            "seed": self.seed,
+            "data": (self.dataset.name, x.shape, float(np.float64(x.sum(dtype=np.float64)))),
+        }
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, out_dir: Path | None, started: float, elapsed: float, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        wanted = _snapshot_epochs(self.plan.epochs)
+        bar = tqdm(
+            range(self.start_epoch, self.plan.epochs),
+            initial=self.start_epoch,
+            total=self.plan.epochs,
+            desc=self.plan.name,
+            unit="epoch",
+            disable=not progress,
+            leave=True,
+        )
+        for epoch in bar:
+            self.losses.append(self.epoch(epoch))
+            bar.set_postfix(loss=f"{self.losses[-1]:.4f}")
+            if epoch + 1 in wanted:
+                self.snapshot(epoch + 1)
+            if out_dir is not None:
+                now = elapsed + (time.perf_counter() - started)
+                save_checkpoint(out_dir, self.state(epoch + 1, now))
+        bar.close()
+
+    def epoch(self, epoch: int) -> float:
+        self.mapper.train()
+        generator = torch.Generator().manual_seed(_mix(self.seed, epoch))
+        total, count = 0.0, 0
+        for ids in self.batcher.epoch_batches(generator):
+            batch = self.batcher.make_batch(ids, generator)
+            value = self.step(batch)
+            if not math.isfinite(value):
+                raise TrainError(
+                    f"{self.plan.name}: the loss became {value} at epoch {epoch + 1}; the "
+                    "optimisation diverged (try fewer epochs, another seed or other "
+                    "hyperparameters)"
+                )
+            total += value
+            count += 1
+        return total / max(count, 1)
+
+    def step(self, batch: Batch) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        z = self.call_mapper(batch.mapper_input)
+        if not self.validated:
+            loss = self._first_loss(z, batch)
+        else:
+            loss = self.call_loss(z, **batch.inputs)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _first_loss(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The first step runs the generated module's own input checks and reports failures."""
+        set_validate(self.loss, True)
+        try:
+            loss = self.loss(z, **batch.inputs)
+        except ValueError as error:
+            raise TrainError(
+                f"{self.plan.name}: the spec's loss rejected the first batch "
+                f"({len(z)} rows): {error}"
+            ) from None
+        set_validate(self.loss, False)
+        self.validated = True
+        return loss
+
+    # -- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def snapshot(self, epoch: int) -> None:
+        """Record p and q rows of a few anchors of the fixed evaluation batch."""
+        self.mapper.eval()
+        z = self.mapper(self.eval_batch.mapper_input)
+        try:
+            p, q = self.loss.distributions(z, **self.eval_batch.inputs)  # type: ignore[operator]
+        except ValueError:
+            return  # a batch the loss rejects; the first training step reports it clearly
+        rows = self.anchor_rows
+        self.snapshots.append(
+            (epoch, p[rows].double().cpu().numpy(), q[rows].double().cpu().numpy())
+        )
+
+    def anchor_ids(self) -> list[int]:
+        """The sample ids of the snapshot anchors."""
+        source = self.eval_batch.inputs.get("index")
+        if self.plan.table:
+            source = self.eval_batch.mapper_input
+        if source is None:
+            return list(self.anchor_rows)
+        return [int(source[row]) for row in self.anchor_rows]
+
+    @torch.no_grad()
+    def final_kl(self) -> float:
+        self.mapper.eval()
+        z = self.mapper(self.eval_batch.mapper_input)
+        value = self.loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
+        return float(value)
+
+    def metrics(self, embedding: np.ndarray) -> dict[str, float]:
+        from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
+
+        y = self.dataset.y
+        results: dict[str, float] = {}
+        if self.plan.softmax:
+            if y is not None:
+                results.update(cluster_metrics(embedding, y))
+        else:
+            results.update(embedding_metrics(self.dataset.x, embedding, y))
+        results["kl"] = self.final_kl()
+        results["wall_time_s"] = self.wall_time
+        return results
+
+
+def set_validate(loss: nn.Module, value: bool) -> None:
+    """Switch the generated module's own input checks (its ``validate`` flag) on or off."""
+    if "validate" in vars(loss):
+        vars(loss)["validate"] = value
+
+
+def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+    """Write the per-epoch checkpoint (a module-level hook, so tests can interrupt a run)."""
+    checkpoint.save(out_dir, state)
+
+
+def memoise_fixed_p(loss_class: type) -> None:
+    """Memoise the generated ``_perplexity_beta`` (a pure function of its inputs) in place.
+
+    The per-row perplexity bisection is the costly part of a Gaussian-perplexity p and depends
+    only on the squared input distances; on a fixed batch it gives the same tensor every step.
+    The memo compares the distances exactly (``torch.equal``), so results never change.
+    """
+    namespace = getattr(loss_class.forward, "__globals__", None)  # type: ignore[attr-defined]
+    if namespace is None:
+        return
+    original = namespace.get("_perplexity_beta")
+    if original is None or isinstance(original, _ExactMemo):
+        return
+    namespace["_perplexity_beta"] = _ExactMemo(original)
+
+
+class _ExactMemo:
+    """Caches the last few results of a pure function of tensors and numbers, by exact equality
+    of every argument (tensors compared with ``torch.equal``, on the same shape, dtype, device)."""
+
+    def __init__(self, function: Callable[..., torch.Tensor], size: int = 2) -> None:
+        self.function = function
+        self.size = size
+        self.entries: list[tuple[tuple[Any, ...], torch.Tensor]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        key = (*args, *sorted(kwargs.items()))
+        for saved, result in self.entries:
+            if _same_arguments(saved, key):
+                return result
+        result = self.function(*args, **kwargs)
+        frozen = tuple(_frozen(value) for value in key)
+        self.entries = [(frozen, result), *self.entries][: self.size]
+        return result
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _same_arguments(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and a.device == b.device
+            and bool(torch.equal(a, b))
+        )
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_arguments(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _compile_spec(spec: str | Path | CompiledModule) -> CompiledModule:
+    if isinstance(spec, CompiledModule):
+        return spec
+    from icon_dsl.api import compile as compile_spec
+
+    return compile_spec(spec)
+
+
+def _as_dataset(
+    data: str | Path | Dataset | np.ndarray | tuple[np.ndarray, np.ndarray | None] | None,
+    label_column: str | None,
+) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    if data is None or isinstance(data, (str, Path)):
+        return load_dataset(None if data is None else str(data), label_column)
+    if isinstance(data, tuple):
+        features, labels = data
+    else:
+        features, labels = data, None
+    return dataset_from_arrays(features, labels)
+
+
+def dataset_from_arrays(x: Any, y: Any = None, name: str = "array") -> Dataset:
+    """A validated Dataset from in-memory arrays (the estimator's path); DataError if unusable."""
+    from icon_dsl.train import data as data_module
+
+    features = data_module._as_features(np.asarray(x), name)
+    labels = None
+    if y is not None:
+        labels = data_module._as_labels(np.asarray(y), f"{name} labels", features.shape[0])
+    return Dataset(name=name, x=features, y=labels)
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise TrainError(f"unknown device {name!r} ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {name!r} requested but no CUDA GPU is available; use cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainError(f"device {name!r} requested but MPS is not available; use cpu")
+    return device
+
+
+def _output_folder(out: str | Path | None | bool, name: str, resume: bool) -> Path | None:
+    if out is False:
+        if resume:
+            raise TrainError("resume needs an output folder holding a checkpoint (out=False)")
+        return None
+    if out is None or out is True:
+        if resume:
+            found = sorted(Path("runs").glob(f"{name}-*/{checkpoint.CHECKPOINT_NAME}"))
+            if not found:
+                raise TrainError(
+                    f"nothing to resume: no runs/{name}-*/checkpoint.pt; pass --out DIR"
+                )
+            return found[-1].parent
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"{name}-{stamp}"
+    return Path(out)
+
+
+def _resume_state(out_dir: Path | None, run: _Run) -> dict[str, Any] | None:
+    assert out_dir is not None
+    return checkpoint.load(out_dir, run.fingerprint())
+
+
+def _pca_init(mapper: nn.Module, x: np.ndarray, n: int, dim: int, seed: int) -> None:
+    """Set a table mapper's (n, dim) weight to the data's leading principal components, scaled
+    so the first has standard deviation TABLE_INIT_STD (as scikit-learn's TSNE init="pca")."""
+    weights = [p for p in mapper.parameters() if tuple(p.shape) == (n, dim)]
+    if len(weights) != 1:
+        return
+    centred = np.asarray(x, dtype=np.float64) - x.mean(axis=0, dtype=np.float64)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    vt = vt[:dim]
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    coords = centred @ (vt * signs[:, None]).T
+    if coords.shape[1] < dim:
+        rng = np.random.default_rng(seed)
+        extra = rng.standard_normal((n, dim - coords.shape[1])) * 1e-3
+        coords = np.concatenate([coords, extra * (coords.std() or 1.0)], axis=1)
+    scale = coords[:, 0].std() or 1.0
+    init = torch.as_tensor(coords / scale * TABLE_INIT_STD, dtype=weights[0].dtype)
+    with torch.no_grad():
+        weights[0].copy_(init.to(weights[0].device))
+
+
+def _centroid_init(mapper: nn.Module, x: np.ndarray, k: int, seed: int) -> None:
+    """Start a linear softmax (cluster) head at k-means++ seeds: k data points picked one by one
+    with probability proportional to the squared distance to the nearest seed so far (seeded).
+
+    softmax(W x + b) with W = 2 mu / s, b = -|mu|^2 / s equals softmax(-|x - mu|^2 / s), soft
+    assignments to the seeds, with s the mean squared distance of the points to their nearest
+    seed. Only a mapper whose sole linear layer maps the features to the k clusters is touched;
+    the loss then moves the seeds and the assignments.
+    """
+    linears = [m for m in mapper.modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or linears[0].out_features != k or linears[0].bias is None:
+        return
+    layer = linears[0]
+    points = np.asarray(x, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    seeds = [int(rng.integers(len(points)))]
+    nearest = ((points - points[seeds[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = nearest.sum()
+        choice = int(rng.choice(len(points), p=nearest / total)) if total > 0 else 0
+        seeds.append(choice)
+        nearest = np.minimum(nearest, ((points - points[choice]) ** 2).sum(axis=1))
+    centres = points[seeds]
+    scale = float(nearest.mean()) or 1.0
+    weight = torch.as_tensor(2 * centres / scale, dtype=layer.weight.dtype)
+    bias = torch.as_tensor(-(centres**2).sum(axis=1) / scale, dtype=layer.bias.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight.to(layer.weight.device))
+        layer.bias.copy_(bias.to(layer.bias.device))
+
+
+@torch.no_grad()
+def _embed(mapper: nn.Module, inputs: torch.Tensor) -> np.ndarray:
+    mapper.eval()
+    parts = [mapper(inputs[i : i + EMBED_CHUNK]) for i in range(0, len(inputs), EMBED_CHUNK)]
+    return torch.cat(parts).double().cpu().numpy()
+
+
+def _cosine(total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        progress = min(step, total_steps) / max(total_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _mix(seed: int, salt: int) -> int:
+    """A per-epoch (or per-purpose) generator seed derived from the run's seed."""
+    return (seed * 1_000_003 + salt * 7_919 + 12_345) % (2**63 - 1)
+
+
+def _snapshot_epochs(epochs: int) -> set[int]:
+    return {int(round(v)) for v in np.linspace(0, epochs, N_SNAPSHOTS)} | {epochs}

@@ -1,0 +1,213 @@
+"""The training runtime: determinism, resume, outputs, metrics per kind, clear errors, the CLI.
+
+Fast: small subsets of digits and a few epochs; every test here trains for well under a second
+of real work on an idle machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import icon_dsl
+from icon_dsl.cli import main
+from icon_dsl.train import runtime
+from icon_dsl.train.data import Dataset, load_digits
+from icon_dsl.train.errors import DataError, TrainError
+from icon_dsl.train.estimator import Estimator
+from icon_dsl.train.runtime import train
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_digits()
+
+
+def subset(ds: Dataset, n: int) -> Dataset:
+    assert ds.y is not None
+    return Dataset(name=f"digits{n}", x=ds.x[:n].copy(), y=ds.y[:n].copy(), image_shape=(8, 8))
+
+
+def quick(spec: str, data: Dataset, **kwargs: object) -> runtime.TrainResult:
+    options: dict[str, object] = {"epochs": 2, "out": False, "progress": False, **kwargs}
+    return train(SPECS / f"{spec}.icon", data=data, **options)  # type: ignore[arg-type]
+
+
+def test_same_seed_same_result_and_other_seed_differs(digits: Dataset) -> None:
+    data = subset(digits, 120)
+    first = quick("tsne", data, epochs=3)
+    second = quick("tsne", data, epochs=3)
+    other = quick("tsne", data, epochs=3, seed=1, batch_size=60)
+    assert np.array_equal(first.embedding, second.embedding)
+    assert first.losses == second.losses
+    drop = {"wall_time_s"}
+    assert {k: v for k, v in first.metrics.items() if k not in drop} == {
+        k: v for k, v in second.metrics.items() if k not in drop
+    }
+    assert not np.array_equal(first.embedding, other.embedding)
+
+
+def test_full_batch_for_table_mappers_and_views_for_augmentation(digits: Dataset) -> None:
+    data = subset(digits, 120)
+    tsne = quick("tsne", data, epochs=1).model
+    simclr = quick("simclr", data, epochs=1, batch_size=40).model
+    assert tsne is not None and simclr is not None
+    assert tsne.plan.table and tsne.plan.full_batch and tsne.plan.batch_size == 120
+    assert simclr.plan.views and not simclr.plan.full_batch and simclr.plan.batch_size == 40
+
+
+@pytest.fixture
+def no_pictures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip writing the run folder's files except checkpoints (the slow part is matplotlib)."""
+    from icon_dsl.train import report
+
+    monkeypatch.setattr(report, "write_outputs", lambda *args, **kwargs: None)
+
+
+@pytest.mark.usefixtures("no_pictures")
+def test_resume_continues_to_the_uninterrupted_result(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = subset(digits, 160)
+    whole = quick("simclr", data, epochs=3, batch_size=40, out=tmp_path / "whole")
+
+    saves = {"count": 0}
+    real_save = runtime.save_checkpoint
+
+    def save_then_die(out_dir: Path, state: dict) -> None:
+        real_save(out_dir, state)
+        saves["count"] += 1
+        if saves["count"] == 2:
+            raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        quick("simclr", data, epochs=3, batch_size=40, out=tmp_path / "cut")
+    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
+    resumed = quick("simclr", data, epochs=3, batch_size=40, out=tmp_path / "cut", resume=True)
+
+    assert resumed.losses == whole.losses
+    assert np.array_equal(resumed.embedding, whole.embedding)
+    for key in ("knn_accuracy", "linear_probe_accuracy", "kl"):
+        assert resumed.metrics[key] == whole.metrics[key]
+
+
+@pytest.mark.usefixtures("no_pictures")
+def test_resume_refuses_a_checkpoint_of_another_run(digits: Dataset, tmp_path: Path) -> None:
+    data = subset(digits, 120)
+    quick("tsne", data, epochs=1, out=tmp_path)
+    with pytest.raises(TrainError, match="different run"):
+        quick("tsne", data, epochs=1, out=tmp_path, resume=True, seed=5)
+
+
+def test_output_folder_holds_every_artefact(digits: Dataset, tmp_path: Path) -> None:
+    result = quick("tsne", subset(digits, 120), out=tmp_path / "run")
+    assert result.out_dir == tmp_path / "run"
+    names = {p.name for p in result.out_dir.iterdir()}
+    expected = {
+        "metrics.json",
+        "run.json",
+        "spec.icon",
+        "weights.pt",
+        "embedding.npy",
+        "embedding.png",
+        "loss.png",
+        "neighbours.png",
+        "checkpoint.pt",
+    }
+    assert expected <= names
+    assert json.loads((result.out_dir / "metrics.json").read_text()) == pytest.approx(
+        result.metrics
+    )
+    assert np.array_equal(np.load(result.out_dir / "embedding.npy"), result.embedding)
+    weights = torch.load(result.out_dir / "weights.pt", weights_only=True)
+    assert set(weights) == {"mapper", "loss"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "keys"),
+    [
+        ("tsne", {"knn_accuracy", "linear_probe_accuracy", "trustworthiness"}),
+        ("simclr", {"knn_accuracy", "linear_probe_accuracy"}),
+        ("kmeans", {"cluster_accuracy", "nmi", "ari"}),
+        ("cross_entropy", {"knn_accuracy", "linear_probe_accuracy"}),
+    ],
+)
+def test_metrics_fit_the_kind(digits: Dataset, spec: str, keys: set[str]) -> None:
+    result = quick(spec, subset(digits, 120), epochs=1, batch_size=60)
+    assert set(result.metrics) == keys | {"kl", "wall_time_s"}
+    assert all(np.isfinite(v) for v in result.metrics.values())
+    assert result.embedding.shape[0] == 120
+    assert len(result.losses) == 1
+
+
+def test_memoised_perplexity_gives_the_generated_loss_exactly(digits: Dataset) -> None:
+    module = icon_dsl.compile(SPECS / "sne.icon")
+    plain, memoised = module.load(), module.load()
+    runtime.memoise_fixed_p(memoised)
+    x = torch.from_numpy(digits.x[:100])
+    z = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    expected = plain()(z, x=x)
+    loss = memoised()
+    assert torch.equal(loss(z, x=x), expected)
+    assert torch.equal(loss(z, x=x), expected)  # second call served from the memo
+
+
+def test_missing_labels_are_a_data_error(tmp_path: Path, digits: Dataset) -> None:
+    path = tmp_path / "features.npy"
+    np.save(path, digits.x[:50])
+    with pytest.raises(DataError, match="needs labels"):
+        train(SPECS / "supcon.icon", data=str(path), epochs=1, out=False, progress=False)
+
+
+def test_required_and_unknown_hyperparameters_are_named(digits: Dataset) -> None:
+    data = subset(digits, 60)
+    with pytest.raises(TrainError, match=r"sigma .*--param sigma="):
+        quick("card", data)
+    with pytest.raises(TrainError, match="unknown hyperparameter.*bogus"):
+        quick("simclr", data, hyperparameters={"bogus": 1.0})
+    result = quick("card", data, epochs=1, hyperparameters={"sigma": 1.0})
+    assert np.isfinite(result.metrics["kl"])
+
+
+def test_estimator_transform_for_networks_and_a_clear_error_for_tables(digits: Dataset) -> None:
+    assert digits.y is not None
+    x, y = digits.x[:120], digits.y[:120]
+    tsne = Estimator(SPECS / "tsne.icon", epochs=1)
+    assert tsne.fit_transform(x).shape == (120, 2)
+    with pytest.raises(TrainError, match="table"):
+        tsne.transform(x)
+    classifier = Estimator(SPECS / "cross_entropy.icon", epochs=2, batch_size=40).fit(x, y)
+    assert classifier.transform(digits.x[120:150]).shape == (30, 32)
+    assert classifier.predict(digits.x[120:150]).shape == (30,)
+    with pytest.raises(TrainError, match="not fitted"):
+        Estimator(SPECS / "tsne.icon").transform(x)
+
+
+def test_cli_exit_codes(
+    tmp_path: Path, digits: Dataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unlabeled = tmp_path / "x.npy"
+    np.save(unlabeled, digits.x[:60])
+    assert main(["train", str(SPECS / "supcon.icon"), "--data", str(unlabeled)]) == 1
+    err = capsys.readouterr().err
+    assert "needs labels" in err and "Traceback" not in err
+    assert main(["train", str(tmp_path / "missing.icon")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", str(SPECS / "card.icon"), "--data", str(unlabeled)]) == 1
+    assert "--param sigma=" in capsys.readouterr().err
+    assert main(["train", str(SPECS / "tsne.icon"), "--param", "oops"]) == 2
+    labelled = tmp_path / "small.npz"
+    np.savez(labelled, x=digits.x[:80], y=digits.y[:80] if digits.y is not None else None)
+    out = tmp_path / "run"
+    args = ["train", str(SPECS / "tsne.icon"), "--data", str(labelled), "--epochs", "2"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert (out / "metrics.json").is_file()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert "trustworthiness" in capsys.readouterr().out
