@@ -248,7 +248,7 @@ class Triplet(nn.Module):
         p_mask = (index[:, None] == index_all[None, :]) & ~diag
         # gaussian(f(x), sigma=0.05): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 0.0025000000000000005)
+        q_logits = -q_d2 / (2 * 0.0025)
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = p_mask.any(1)
@@ -261,8 +261,8 @@ class Triplet(nn.Module):
         world, offset = _world(self.gather, z.shape[0])
         # q = gaussian(f(x), sigma=0.05): logits s_ij = a_i . b_j + c_j
         u = z
-        a, b = u / 0.0025000000000000005, _gather(u, world)
-        c = -(b * b).sum(1) / (2 * 0.0025000000000000005)  # -|b_j|^2 / 2 sigma^2
+        a, b = u / 0.0025, _gather(u, world)
+        c = -(b * b).sum(1) / (2 * 0.0025)  # -|b_j|^2 / 2 sigma^2
         index_all = _gather(index, world)
         lse = _logsumexp_off_diagonal(a, b, c, offset, self.block_size)
         # p = augmentation(index): uniform over the other members of i's group, so

@@ -29,7 +29,8 @@ def load_source(spec: str | Path | Source) -> Source:
         if not path.is_file():
             src = Source("", str(path))
             diags = Diagnostics(src)
-            diags.error("file", f"spec file {path} does not exist")
+            why = "is a directory, not a spec file" if path.is_dir() else "does not exist"
+            diags.error("file", f"spec file {path} {why}")
             diags.raise_if_errors()
         try:
             text = path.read_text(encoding="utf-8")

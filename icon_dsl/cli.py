@@ -50,7 +50,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
             status = EXIT_ERRORS
             continue
         _print_notes(module.notes, module.ir.source)
-        path = module.write(args.output)
+        try:
+            path = module.write(args.output)
+        except OSError as err:
+            print(
+                f"icon-dsl: error: cannot write to {args.output}: {err.strerror}", file=sys.stderr
+            )
+            return EXIT_USAGE
         known = f" ({module.known_as})" if module.known_as else ""
         print(f"{spec} -> {path}: class {module.class_name}{known}")
     return status

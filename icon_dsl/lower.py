@@ -32,10 +32,11 @@ def did_you_mean(name: str, candidates: list[str]) -> str | None:
 
 @dataclass
 class _Bound:
-    """A call's arguments bound to a block's parameters."""
+    """A call's arguments bound to a block's parameters (ok: no binding error was found)."""
 
     values: dict[str, s.Expr]
     spans: dict[str, Span]
+    ok: bool = True
 
 
 class Lowerer:
@@ -45,6 +46,7 @@ class Lowerer:
         self.assigns: dict[str, s.Assign] = {}
         self.declared: dict[str, s.Param] = {}
         self._inputs: dict[str, int] = {}
+        self.broken_kernels: set[str] = set()
 
     # -- statements ------------------------------------------------------------------------
     def run(self, spec: s.Spec) -> IR | None:
@@ -155,6 +157,7 @@ class Lowerer:
         symbols.update({p.id: sp.Symbol(p.id, positive=True) for p in stmt.params[1:]})
         body = self._formula(stmt.body, symbols)
         if body is None:
+            self.broken_kernels.add(name)  # its uses are not reported again
             return
         log_weight = sp.expand_log(sp.log(body), force=True)
         self.ir.kernels[name] = UserKernel(
@@ -199,8 +202,8 @@ class Lowerer:
     # -- numbers and hyperparameters -------------------------------------------------------
     def _number(self, expr: s.Expr, allow_hypers: bool = True) -> sp.Expr | None:
         if isinstance(expr, s.Number):
-            v = expr.value
-            return sp.Integer(int(v)) if v == int(v) and abs(v) < 1e15 else sp.Float(v)
+            # the literal's exact value: 0.6 + 0.3 + 0.1 sums to 1 in a mixture proof
+            return sp.Rational(expr.text) if expr.text else sp.Rational(expr.value)
         if isinstance(expr, s.Neg):
             inner = self._number(expr.operand, allow_hypers)
             return None if inner is None else -inner
@@ -321,6 +324,8 @@ class Lowerer:
         name = call.func.id
         if name in self.ir.kernels:
             return self._kernel_call(self.ir.kernels[name], call)
+        if name in self.broken_kernels:
+            return None
         block = reg.BLOCKS.get(name)
         if block is None:
             candidates = [b.name for b in reg.blocks("distribution")] + list(self.ir.kernels)
@@ -329,7 +334,7 @@ class Lowerer:
                     "wrong-role",
                     f"`{name}` is data, not a distribution",
                     call.func.span,
-                    f"build one from it, e.g. gaussian({'f(x)' if name == 'f' else name})",
+                    "build one from it, e.g. " + _DATA_ADVICE.get(name, f"gaussian({name})"),
                 )
             else:
                 self.diags.error(
@@ -401,7 +406,7 @@ class Lowerer:
         return [(scale, expr)]
 
     # -- calls -------------------------------------------------------------------------------
-    def _bind(self, block_name: str, params: list[Arg], call: s.Call) -> _Bound | None:
+    def _bind(self, block_name: str, params: list[Arg], call: s.Call) -> _Bound:
         values: dict[str, s.Expr] = {}
         spans: dict[str, Span] = {}
         ok = True
@@ -442,22 +447,20 @@ class Lowerer:
                     "arity", f"{block_name}() is missing its argument `{arg.name}`", call.span
                 )
                 ok = False
-        return _Bound(values, spans) if ok else None
+        return _Bound(values, spans, ok)
 
     def _static_args(self, block: Block, call: s.Call) -> dict[str, Any] | None:
         bound = self._bind(block.name, list(block.args), call)
-        if bound is None:
-            return None
         out: dict[str, Any] = {}
+        ok = bound.ok
         for arg in block.args:
             if arg.name in bound.values:
                 value = self._static(arg, bound.values[arg.name], bound.spans[arg.name])
-                if value is None:
-                    return None
+                ok = ok and value is not None
                 out[arg.name] = value
             elif arg.default is not None:
                 out[arg.name] = _default(arg)
-        return out
+        return out if ok else None
 
     def _static(self, arg: Arg, expr: s.Expr, span: Span) -> Any:
         """A number, choice or bool argument."""
@@ -541,12 +544,10 @@ class Lowerer:
                 columns_call = second
                 call = replace(call, args=call.args[:1] + call.args[2:])
         bound = self._bind(block.name, params, call)
-        if bound is None:
-            return None
         kids: list[int] = []
         types: list[Any] = []
         args: dict[str, Any] = {}
-        ok = True
+        ok = bound.ok
         for arg in params:
             if arg.name not in bound.values:
                 if arg.default is not None and arg.default is not reg.REQUIRED:
@@ -702,20 +703,20 @@ class Lowerer:
             reg._DIAGONAL,
         ]
         bound = self._bind(kernel.name, params, call)
-        if bound is None:
-            return None
-        kid = self._operand(params[0], bound.values["v"], reg.BLOCKS["normalize"])
-        if kid is None:
-            return None
+        kid = None
+        if "v" in bound.values:
+            kid = self._operand(params[0], bound.values["v"], reg.BLOCKS["normalize"])
         args: dict[str, Any] = {"kernel": kernel.name}
+        ok = bound.ok and kid is not None
         for arg in params[1:]:
             if arg.name in bound.values:
                 value = self._static(arg, bound.values[arg.name], bound.spans[arg.name])
-                if value is None:
-                    return None
+                ok = ok and value is not None
                 args[arg.name] = value
             else:
                 args[arg.name] = _default(arg)
+        if not ok or kid is None:
+            return None
         learned = self._learned(kid)
         t = DistType("pairs", None, bool(args["diagonal"]), "raw", learned, True, False)
         return self.ir.add("kernel", t, call.span, args, [kid])
@@ -772,6 +773,14 @@ class Lowerer:
             )
             return None
         return self.ir.add(call.func.id, "divergence", call.span, {}, [p, q])
+
+
+_DATA_ADVICE = {
+    "y": "label(y) or classes(y, n)",
+    "index": "augmentation(index)",
+    "modality": "cross_modal(index, modality)",
+    "f": "gaussian(f(x))",
+}
 
 
 def _as_call(expr: s.Expr) -> s.Call | None:

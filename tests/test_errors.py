@@ -987,6 +987,7 @@ mapper = mlp(dim=0)
         icon_dsl.check(spec)
     assert sorted(info.value.codes) == [
         "domain",
+        "domain",
         "unknown-keyword",
         "unknown-name",
         "unknown-statement",
@@ -998,6 +999,9 @@ mapper = mlp(dim=0)
    1 | p = gausian(x)
      |     ^^^^^^^
   help: did you mean `gaussian`?
+<string>:2:20: error: sigma = -1 is outside its domain: sigma > 0  [domain]
+   2 | q = gaussian(f(x), sigma=-1, colour=red)
+     |                    ^^^^^^^^
 <string>:2:30: error: gaussian() has no argument `colour`  [unknown-keyword]
    2 | q = gaussian(f(x), sigma=-1, colour=red)
      |                              ^^^^^^

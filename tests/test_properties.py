@@ -86,7 +86,13 @@ class _Builder:
         return self.number(["0", "0.1", "0.5", "1", "2/5"], 0.3, "[0, 1]")
 
     def positive_unit(self) -> str:
-        return self.number(["0.1", "0.5", "1", "2/5"], 0.3, "[0.1, 1]")
+        """A weight the checker can prove > 0: a literal, or a param declared in [0.1, 1] (a bare
+        hyperparameter only gets debias' [0, 1], and alpha = 0 keeps p's zeros)."""
+        if self.draw(st.booleans()):
+            return self.draw(st.sampled_from(["0.1", "0.5", "1", "2/5"]))
+        name = self.fresh()
+        self.params.append(f"param {name} in [0.1, 1] = 0.3")
+        return name
 
     def count(self) -> str:
         return self.number(["1", "2", "3"], 2, "[1, 3]")
@@ -138,9 +144,9 @@ def _p_leaf(b: _Builder, diagonal: bool, dense: bool = False) -> str:
     return "label(y)" if kind == "label" else "augmentation(index)"
 
 
-#: Literal mixture weights. Decimals that are not binary fractions (0.3, 0.7) are off while the
-#: checker adds them as floats (see test_decimal_mixture_weights_sum_to_one).
+#: Literal mixture weights, decimals that are not binary fractions among them.
 _WEIGHTS = [
+    ("0.3", "0.7"),
     ("0.5", "0.5"),
     ("0.25", "0.75"),
     ("1/3", "2/3"),
@@ -405,11 +411,8 @@ def test_hyperparameter_mixture_weights_are_bracketed() -> None:
     torch.testing.assert_close(p.sum(1), torch.ones(N, dtype=torch.float64))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the checker sums decimal weights as sympy Floats: 0.6 + 0.3 + 0.1 != 1",
-)
 def test_decimal_mixture_weights_sum_to_one() -> None:
+    """Literals are exact rationals in the proof: 0.6 + 0.3 + 0.1 is 1, not 0.9999999999999999."""
     icon_dsl.check(
         "p = 0.6 * gaussian(x) + 0.3 * knn(x, 2) + 0.1 * uniform()\n"
         "q = gaussian(f(x))\n"

@@ -8,6 +8,8 @@ against a q that includes it (InfoNCE clustering against the cluster kernel) is 
 
 from __future__ import annotations
 
+import sympy as sp
+
 from ..diagnostics import Diagnostics
 from ..ir import IR
 
@@ -64,17 +66,33 @@ def check(ir: IR, diags: Diagnostics) -> None:
         )
 
 
-# Blocks whose rows are nonzero over their whole support (kernels, uniform, debiasing).
-_FULL = ("gaussian", "student_t", "normalize", "uniform", "debias")
+# Blocks whose rows are nonzero over their whole support.
+_FULL = ("gaussian", "student_t", "normalize", "uniform")
 
 
 def full_support(ir: IR, node: int) -> bool:
     """Is the distribution nonzero everywhere on its support (so KL(q || p) stays finite)?"""
-    op = ir.op(node)
+    op, kids = ir.op(node), ir.children(node)
     if op in _FULL:
         return True
-    if op in ("mixture",):
-        return any(full_support(ir, k) for k in ir.children(node))
+    if op == "debias":
+        return _positive(ir, ir.args(node)["alpha"]) or full_support(ir, kids[0])
+    if op == "mixture":
+        # the weights sum to 1, so if every component is full, the mixture is; otherwise one
+        # full component needs a weight that is never 0
+        weights = ir.args(node)["weights"]
+        full = [full_support(ir, k) for k in kids]
+        return all(full) or any(_positive(ir, w) and f for w, f in zip(weights, full, strict=True))
     if op == "joint":
-        return full_support(ir, ir.children(node)[0])
+        return full_support(ir, kids[0])
+    return False
+
+
+def _positive(ir: IR, value: sp.Expr) -> bool:
+    """Provably > 0 for every allowed value of the hyperparameters."""
+    if value.is_number:
+        return bool(value > 0)
+    if value.is_Symbol and str(value) in ir.hypers:
+        dom = ir.hypers[str(value)].domain
+        return dom.lo > 0 or (dom.lo == 0 and dom.lo_open)
     return False

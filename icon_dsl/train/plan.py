@@ -34,7 +34,7 @@ N_VIEWS = 2
 #: Defaults per kind: (epochs, learning rate). A table mapper is a free embedding per sample
 #: optimised by Adam with a large step (see docs/training.md: it stands in for t-SNE's early
 #: exaggeration and gains); networks use Adam at 1e-3, clustering heads a larger step.
-TABLE_FULL_BATCH = (100, 1.0)
+TABLE_FULL_BATCH = (75, 1.0)
 TABLE_MINI_BATCH = (50, 0.1)
 CLUSTER_FULL_BATCH = (100, 0.05)
 CLUSTER_MINI_BATCH = (30, 0.05)
