@@ -25,6 +25,7 @@ GENERATED_END = "checker. Do not edit. -->"
 
 #: The folder the docs are written to: docs/ beside the package.
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
+SPECS_DIR = DOCS_DIR.parent / "specs"
 
 # -- inputs, kinds, metrics ---------------------------------------------------------------------
 
@@ -432,9 +433,106 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 
 
+# The conformance table of docs/methods.md: (spec stem, outside reference, tolerance, test).
+# tests/test_docs.py checks that every test named here exists.
+CONFORMANCE: tuple[tuple[str, str, str, str], ...] = (
+    ("simclr", "pytorch-metric-learning NTXentLoss; hand-written NT-Xent", "1e-10",
+     "tests/test_exact.py::test_simclr_equals_pml_ntxent_value_and_grad"),
+    ("supcon", "pytorch-metric-learning SupConLoss; SupCon L_out (Khosla et al. eq. 2)", "1e-10",
+     "tests/test_exact.py::test_supcon_equals_references_and_pml"),
+    ("cross_entropy", "torch.nn.functional.cross_entropy", "1e-10",
+     "tests/test_exact.py::test_cross_entropy_equals_torch_cross_entropy_value_and_grads"),
+    ("mlm", "torch.nn.functional.cross_entropy over a token table", "1e-10",
+     "tests/test_methods.py::test_harmonic_and_mlm"),
+    ("harmonic", "Student-t (dof 1) logits over prototypes, F.cross_entropy", "1e-10",
+     "tests/test_methods.py::test_harmonic_and_mlm"),
+    ("clip", "symmetric CLIP loss (Radford et al.), written out", "1e-10",
+     "tests/test_methods.py::test_clip_equals_symmetric_clip_loss"),
+    ("cmc", "symmetric CLIP / CMC loss, written out", "1e-10",
+     "tests/test_methods.py::test_clip_equals_symmetric_clip_loss"),
+    ("tsne_joint", "scikit-learn's exact t-SNE KL (_kl_divergence) with its own joint P", "1e-6",
+     "tests/test_methods.py::test_tsne_joint_equals_sklearn_exact_kl"),
+    ("tsne", "conditional t-SNE KL with a reference perplexity search", "1e-9",
+     "tests/test_exact.py::test_sne_tsne_end_to_end_against_reference"),
+    ("sne", "conditional SNE KL (Hinton and Roweis) with a reference perplexity search", "1e-9",
+     "tests/test_exact.py::test_sne_tsne_end_to_end_against_reference"),
+    ("card", "Gaussian p against row-normalised Cauchy q, a per-row loop", "1e-10",
+     "tests/test_exact.py::test_card_equals_hand_formula"),
+    ("kmeans", "the soft k-means identity (ICON.md 6.7); scikit-learn KMeans inertia", "1e-10",
+     "tests/test_exact.py::test_kmeans_reverse_kl_identity"),
+    ("spectral", "the soft k-means identity on the spectral (side) embedding", "1e-9",
+     "tests/test_methods.py::test_spectral_is_kmeans_identity_on_the_side_embedding"),
+    ("tsimclr", "SimCLR's p against row-normalised Cauchy q, written out", "1e-10",
+     "tests/test_methods.py::test_tsimclr_and_debiased_tsimclr_formula"),
+    ("debiased_tsimclr", "(1 - alpha) p + alpha / (N - 1) against Cauchy q", "1e-10",
+     "tests/test_methods.py::test_tsimclr_and_debiased_tsimclr_formula"),
+    ("xsample", "softmax of side-information similarities as soft targets", "1e-10",
+     "tests/test_methods.py::test_xsample_soft_targets"),
+    ("lgsimclr", "uniform over cosine kNN of the guidance features", "1e-10",
+     "tests/test_methods.py::test_lgsimclr_knn_on_guidance_features"),
+    ("dcd", "uniform kNN p against the cluster kernel", "1e-10",
+     "tests/test_methods.py::test_dcd_cluster_kernel_against_knn"),
+    ("pmi_clustering", "uniform kNN p against the cluster kernel (as DCD)", "1e-10",
+     "tests/test_methods.py::test_dcd_cluster_kernel_against_knn"),
+    ("normalized_cuts", "random-walk graph weights against the cluster kernel", "1e-10",
+     "tests/test_methods.py::test_normalized_cuts_random_walk_graph"),
+    ("debiased_infonce_clustering", "debias(union(views, kNN, 1-step walks)) vs debiased cluster",
+     "1e-10", "tests/test_methods.py::test_debiased_infonce_clustering_formula"),
+    ("pca", "limit: log N - tr Cov(f(x)) / sigma^2 (an expansion, not an equality)", "1e-6",
+     "tests/test_methods.py::test_pca_limit_matches_the_variance_expansion"),
+    ("vicreg", "limit: log(N - 1) + (d_pos - mean d) / 2 sigma^2 (an expansion)", "1e-7",
+     "tests/test_methods.py::test_vicreg_limit_matches_the_attraction_expansion"),
+    ("triplet", "bound: hinge <= loss <= hinge + log(N - 1)", "bound",
+     "tests/test_methods.py::test_triplet_limit_is_bounded_by_the_hinge"),
+)  # fmt: skip
+
+
+def methods_markdown() -> str:
+    """docs/methods.md: the conformance table and every spec's objective written out."""
+    from .api import check
+    from .codegen.emit import formulas
+    from .explain import cell
+    from .known import recognise
+
+    lines = [
+        "# Methods",
+        "",
+        "Every method I-Con unifies, as a spec in `specs/`, compiled into `generated/`, and the",
+        "test that proves the generated loss (value and gradient w.r.t. z, float64, seeded",
+        "batches) equal to an implementation written outside icon-dsl. Limits and bounds are",
+        "tested as expansions or bounds, never as equalities. Generated by `python -m icon_dsl.docs`.",
+        "",
+        "| method | spec | reference | tolerance | test |",
+        "|---|---|---|---|---|",
+    ]
+    for stem, reference, tolerance, test in CONFORMANCE:
+        known = recognise(check(SPECS_DIR / f"{stem}.icon").ir)
+        name = known.display if known else stem
+        lines.append(f"| {name} | `specs/{stem}.icon` | {reference} | {tolerance} | `{test}` |")
+    lines += ["", "## Objectives", ""]
+    for path in sorted(SPECS_DIR.glob("*.icon")):
+        ir = check(path).ir
+        known = recognise(ir)
+        p_col, q_row = cell(ir)
+        lines.append(f"### `specs/{path.name}`")
+        lines.append("")
+        if ir.title:
+            lines += [f"{ir.title}.", ""]
+        lines.append(
+            f"Known as: {known.display if known else '- (new)'}; periodic-table cell: "
+            f"p column '{p_col}', q row '{q_row}'."
+        )
+        lines += ["", "```", *formulas(ir), "```", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+PAGES["methods.md"] = methods_markdown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m icon_dsl.docs", description="Write docs/language.md and docs/errors.md."
+        prog="python -m icon_dsl.docs",
+        description="Write docs/language.md, docs/errors.md and docs/methods.md.",
     )
     parser.add_argument("--out", type=Path, default=DOCS_DIR, metavar="DIR", help="default: docs/")
     parser.add_argument("--check", action="store_true", help="only say whether they are current")
@@ -461,4 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["language_markdown", "errors_markdown", "EXAMPLES", "example_report", "main"]
+__all__ = [
+    "language_markdown",
+    "errors_markdown",
+    "methods_markdown",
+    "EXAMPLES",
+    "example_report",
+    "main",
+]

@@ -86,3 +86,15 @@ def test_main_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert (tmp_path / name).read_text(encoding="utf-8") == (DOCS / name).read_text(
             encoding="utf-8"
         )
+
+
+def test_conformance_table_names_real_tests() -> None:
+    """Every test docs/methods.md cites exists, and every spec in specs/ has an objective."""
+    root = DOCS.parent
+    for stem, _, _, test in docs.CONFORMANCE:
+        assert (root / "specs" / f"{stem}.icon").is_file(), stem
+        path, name = test.split("::")
+        assert f"def {name}(" in (root / path).read_text(encoding="utf-8"), test
+    text = docs.methods_markdown()
+    for spec in sorted((root / "specs").glob("*.icon")):
+        assert f"### `specs/{spec.name}`" in text
