@@ -358,16 +358,8 @@ class Lowerer:
             return None
         kids = [n for _, n in nodes if n is not None]
         weights = [w for w, _ in nodes]
-        types = [self.ir.dist_type(k) for k in kids]
+        types = self._same_support(kids, "mixture components")
         first = types[0]
-        for kid, t in zip(kids[1:], types[1:], strict=True):
-            if (t.support, t.columns, t.diagonal) != (first.support, first.columns, first.diagonal):
-                self.diags.error(
-                    "shape-mismatch",
-                    f"mixture components have different supports: {first.describe_support()} "
-                    f"and {t.describe_support()}",
-                    self.ir.span(kid),
-                )
         mtype = DistType(
             first.support,
             first.columns,
@@ -376,10 +368,25 @@ class Lowerer:
             any(t.learned for t in types),
             all(t.differentiable or not t.learned for t in types),
             any(t.may_be_empty for t in types),
+            any(t.cross for t in types),
         )
         return self.ir.add(
             "mixture", mtype, getattr(expr, "span", None), {"weights": weights}, kids
         )
+
+    def _same_support(self, kids: list[int], what: str) -> list[DistType]:
+        """The operands' types; an error for each whose support differs from the first's."""
+        types = [self.ir.dist_type(k) for k in kids]
+        first = types[0]
+        for kid, t in zip(kids[1:], types[1:], strict=True):
+            if (t.support, t.columns, t.diagonal) != (first.support, first.columns, first.diagonal):
+                self.diags.error(
+                    "shape-mismatch",
+                    f"{what} have different supports: {first.describe_support()} "
+                    f"and {t.describe_support()}",
+                    self.ir.span(kid),
+                )
+        return types
 
     def _terms(self, expr: s.Expr, scale: sp.Expr) -> list[tuple[sp.Expr, s.Expr]] | None:
         """Flatten `a * d1 + b * d2` into [(a, d1), (b, d2)]."""
@@ -511,16 +518,8 @@ class Lowerer:
         if any(k is None for k in kids):
             return None
         nodes = [k for k in kids if k is not None]
-        types = [self.ir.dist_type(k) for k in nodes]
+        types = self._same_support(nodes, f"{block.name}() operands")
         first = types[0]
-        for kid, t in zip(nodes[1:], types[1:], strict=True):
-            if (t.support, t.columns, t.diagonal) != (first.support, first.columns, first.diagonal):
-                self.diags.error(
-                    "shape-mismatch",
-                    f"{block.name}() of different supports: {first.describe_support()} "
-                    f"and {t.describe_support()}",
-                    self.ir.span(kid),
-                )
         utype = DistType(
             first.support,
             first.columns,
