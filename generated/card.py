@@ -141,7 +141,7 @@ class Card(nn.Module):
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
-        """p (prob) and log q for this process's rows, the rows kept, the world size."""
+        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
         # columns: the whole batch, gathered across processes under torch.distributed
@@ -157,15 +157,15 @@ class Card(nn.Module):
         q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
         q_logits = q_logits.masked_fill(diag, -math.inf)
-        p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
-        return p_logits_p, log_q, keep, world
+        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
+        p = p.exp()
         rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
         return self._mean(rows, keep, world)
 
@@ -183,13 +183,12 @@ class Card(nn.Module):
         return p_dense, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p
+        return p.exp()
 
     def _divergence_rows(
         self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
     ) -> Tensor:
-        p = self._dense_p(p, log_q)
-        log_p = torch.log(torch.where(p > 0, p, 1.0))
+        p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
         return self._mean(rows, keep, world)

@@ -254,7 +254,7 @@ class DebiasedInfoNCEClustering(nn.Module):
         self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
     ) -> Tensor:
         p = self._dense_p(p, log_q)
-        log_p = torch.log(torch.where(p > 0, p, 1.0))
+        log_p = torch.log(p)  # -inf outside p's support
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
         return self._mean(rows, keep, world)

@@ -104,23 +104,41 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
 def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
     """Per-row beta_i = 1 / (2 sigma_i^2) giving softmax(-beta_i d2) that perplexity.
 
-    Bisection on log beta, all rows at once, in log space (the entropy comes from log-softmax).
+    Newton's method on log beta (dH/dlog beta = -beta^2 Var(d2)), kept inside a bisection
+    bracket, all rows at once in float64; it stops when every row's entropy is within 1e-10
+    of log(perplexity).
     """
-    if not 1 <= perplexity < d2.shape[1]:
-        n = d2.shape[1]
+    n = d2.shape[1]
+    if not 1 <= perplexity < n:
         raise ValueError(f"perplexity {perplexity} needs a larger batch, got {n}")
-    d2 = d2.double().masked_fill(diag, math.inf)
-    lo = torch.full((d2.shape[0], 1), -50.0, dtype=d2.dtype, device=d2.device)
-    hi = torch.full_like(lo, 50.0)
+    d = d2.double().masked_fill(diag, math.inf)
+    d = d - d.min(1, keepdim=True).values  # a shift per row changes no softmax
+    finite = torch.isfinite(d)
+    lo = torch.full((d.shape[0], 1), -60.0, dtype=d.dtype, device=d.device)
+    hi = torch.full_like(lo, 60.0)
+    count = finite.sum(1, keepdim=True)
+    mean = torch.where(finite, d, 0.0).sum(1, keepdim=True) / count
+    log_beta = -torch.log(mean.clamp_min(1e-300))
     target = math.log(perplexity)
-    for _ in range(64):
-        mid = (lo + hi) / 2
-        log_p = torch.log_softmax(-d2 * mid.exp(), dim=1)
-        entropy = -(log_p.exp() * log_p.masked_fill(diag, 0.0)).sum(1, keepdim=True)
-        too_peaked = entropy < target
-        hi = torch.where(too_peaked, mid, hi)
-        lo = torch.where(too_peaked, lo, mid)
-    return ((lo + hi) / 2).exp()
+    for _ in range(100):
+        log_p = torch.log_softmax(-d * log_beta.exp(), dim=1)
+        p = log_p.exp()
+        expected = torch.where(finite, p * d, 0.0).sum(1, keepdim=True)
+        spread = torch.where(finite, p * (d - expected) ** 2, 0.0)
+        variance = spread.sum(1, keepdim=True)
+        entropy = -torch.where(finite, p * log_p, 0.0).sum(1, keepdim=True)
+        gap = entropy - target  # > 0: too flat, beta must grow
+        if float(gap.abs().max()) < 1e-10:
+            break
+        lo = torch.where(gap > 0, log_beta, lo)
+        hi = torch.where(gap > 0, hi, log_beta)
+        slope = log_beta.exp() ** 2 * variance
+        newton = log_beta + gap / slope.clamp_min(1e-300)
+        # near the root Newton may land a rounding error past the bracket: clamp it back
+        inside = (newton > lo - 1e-6) & (newton < hi + 1e-6) & (slope > 0)
+        newton = torch.minimum(torch.maximum(newton, lo), hi)
+        log_beta = torch.where(inside, newton, (lo + hi) / 2)
+    return log_beta.exp().to(d2.dtype)
 
 
 class _Mapper(nn.Module):
@@ -168,7 +186,7 @@ class SNE(nn.Module):
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
-        """p (prob) and log q for this process's rows, the rows kept, the world size."""
+        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
         # columns: the whole batch, gathered across processes under torch.distributed
@@ -184,15 +202,15 @@ class SNE(nn.Module):
         q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -q_d2 / (2 * 0.5000000000000001)
         q_logits = q_logits.masked_fill(diag, -math.inf)
-        p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
-        return p_logits_p, log_q, keep, world
+        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
+        p = p.exp()
         rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
         return self._mean(rows, keep, world)
 
@@ -210,13 +228,12 @@ class SNE(nn.Module):
         return p_dense, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p
+        return p.exp()
 
     def _divergence_rows(
         self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
     ) -> Tensor:
-        p = self._dense_p(p, log_q)
-        log_p = torch.log(torch.where(p > 0, p, 1.0))
+        p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
         return self._mean(rows, keep, world)

@@ -28,8 +28,6 @@ Spec (specs/spectral.icon):
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -154,7 +152,7 @@ class SpectralClustering(nn.Module):
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, side: Tensor, gather: bool = False) -> _Terms:
-        """p (prob) and log q for this process's rows, the rows kept, the world size."""
+        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"side": side})
             _check_assignments(z)
@@ -168,10 +166,9 @@ class SpectralClustering(nn.Module):
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
-        p_logits_p = torch.softmax(p_logits, dim=1)
         log_q = torch.log(q_prob)
         keep = None
-        return p_logits_p, log_q, keep, world
+        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
 
     def forward(self, z: Tensor, *, side: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
@@ -192,18 +189,16 @@ class SpectralClustering(nn.Module):
         return p_dense, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p
+        return p.exp()
 
     def _divergence_rows(
         self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
     ) -> Tensor:
-        p = self._dense_p(p, log_q)
-        log_p = torch.log(torch.where(p > 0, p, 1.0))
+        p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
         # KL(q || p) = sum_j q (log q - log p); infinite where q > 0 = p
         q = log_q.exp()
         # no 0 * inf in the gradient outside q's support
         log_q = torch.where(q > 0, log_q, 0.0)
-        log_p = torch.where(p > 0, log_p, -math.inf)
         rows = torch.where(q > 0, q * (log_q - log_p), 0.0).sum(1)
         return self._mean(rows, keep, world)
 

@@ -536,7 +536,8 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         q_log = f"torch.log({e.prob(q_val)})"
     p_kind, p_var = p_val.kind, p_val.var
     if p_kind == "logits":
-        p_var, p_kind = e.prob(p_val), "prob"
+        # log-probabilities: log p stays exact where p underflows (reverse KL, narrow kernels)
+        p_var, p_kind = f"torch.log_softmax({p_val.var}, dim=1)", "logprob"
     keep = " & ".join(b.keeps) if b.keeps else None
     mapper_node = ir.roots["mapper"]
     margs = ir.args(mapper_node)

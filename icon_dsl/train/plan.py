@@ -34,7 +34,7 @@ N_VIEWS = 2
 #: Defaults per kind: (epochs, learning rate). A table mapper is a free embedding per sample
 #: optimised by Adam with a large step (see docs/training.md: it stands in for t-SNE's early
 #: exaggeration and gains); networks use Adam at 1e-3, clustering heads a larger step.
-TABLE_FULL_BATCH = (75, 1.0)
+TABLE_FULL_BATCH = (60, 1.0)
 TABLE_MINI_BATCH = (50, 0.1)
 CLUSTER_FULL_BATCH = (100, 0.05)
 CLUSTER_MINI_BATCH = (30, 0.05)
@@ -97,6 +97,12 @@ def make_plan(
         raise TrainError(
             f"{module.stem}: a cross-modal spec needs a parametric mapper (linear or mlp) to "
             "embed two views as two modalities; a table mapper has one row per sample"
+        )
+    if table and any(ir.op(node) == "augmentation" for node in ir.graph.nodes):
+        raise TrainError(
+            f"{module.stem}: augmentation(index) needs several views of each sample, but a "
+            "table mapper has one free row per sample (no views to make); use a parametric "
+            "mapper (linear or mlp)"
         )
     labels = "y" in inputs
     if labels:

@@ -31,8 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  (the first optimiser step imports it; do it once, here)
 from torch import nn
+from tqdm.auto import tqdm
 
+import icon_dsl.codegen  # noqa: F401  (compile() imports these lazily: keep one-time import
+import icon_dsl.known  # noqa: F401   costs out of every run's wall time)
 from icon_dsl.api import CompiledModule
 from icon_dsl.train import checkpoint
 from icon_dsl.train.batches import Batch, Batcher
@@ -103,7 +107,8 @@ def train(
     ``Dataset``, an array X (N, D) or a tuple (X, y). ``epochs`` / ``batch_size``: None picks the
     defaults of ``plan.py`` for the spec's kind. ``out``: the output folder; None means
     ``runs/<spec>-<timestamp>``, False writes nothing (and cannot resume). ``resume``: continue
-    from ``out/checkpoint.pt`` (with ``out`` None, the newest ``runs/<spec>-*`` folder).
+    from ``out/checkpoint.pt`` (with ``out`` None, the newest ``runs/<spec>-*`` folder; a folder
+    without a checkpoint starts a fresh run).
     ``hyperparameters``: values for the spec's hyperparameters (required for those without a
     default). ``compile``: wrap the mapper and the loss in ``torch.compile``. ``progress``: a tqdm
     bar and the final metrics table on stdout.
@@ -242,8 +247,6 @@ class _Run:
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, out_dir: Path | None, started: float, elapsed: float, progress: bool) -> None:
-        from tqdm.auto import tqdm
-
         wanted = _snapshot_epochs(self.plan.epochs)
         bar = tqdm(
             range(self.start_epoch, self.plan.epochs),
@@ -365,24 +368,27 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
 
 
 def memoise_fixed_p(loss_class: type) -> None:
-    """Memoise the generated ``_perplexity_beta`` (a pure function of its inputs) in place.
+    """Memoise the generated module's pure helpers for the fixed side of the loss, in place.
 
-    The per-row perplexity bisection is the costly part of a Gaussian-perplexity p and depends
-    only on the squared input distances; on a fixed batch it gives the same tensor every step.
-    The memo compares the distances exactly (``torch.equal``), so results never change.
+    ``_perplexity_beta`` (the per-row bisection of a Gaussian-perplexity p, the costly part)
+    depends only on the squared input distances, and ``_sqdist(x, x, ...)`` only on x: on a fixed
+    batch they give the same tensors every step. The memo compares every argument exactly
+    (``torch.equal``) and is bypassed for tensors that require grad (f(x) and prototypes), so the
+    loss and its gradient are bit-for-bit those of the unmemoised module.
     """
     namespace = getattr(loss_class.forward, "__globals__", None)  # type: ignore[attr-defined]
     if namespace is None:
         return
-    original = namespace.get("_perplexity_beta")
-    if original is None or isinstance(original, _ExactMemo):
-        return
-    namespace["_perplexity_beta"] = _ExactMemo(original)
+    for name in ("_perplexity_beta", "_sqdist"):
+        original = namespace.get(name)
+        if original is not None and not isinstance(original, _ExactMemo):
+            namespace[name] = _ExactMemo(original)
 
 
 class _ExactMemo:
     """Caches the last few results of a pure function of tensors and numbers, by exact equality
-    of every argument (tensors compared with ``torch.equal``, on the same shape, dtype, device)."""
+    of every argument (tensors compared with ``torch.equal``, on the same shape, dtype, device).
+    Calls with a tensor that requires grad (while grad is enabled) are passed straight through."""
 
     def __init__(self, function: Callable[..., torch.Tensor], size: int = 2) -> None:
         self.function = function
@@ -391,13 +397,23 @@ class _ExactMemo:
 
     def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         key = (*args, *sorted(kwargs.items()))
+        if torch.is_grad_enabled() and _needs_grad(key):
+            return self.function(*args, **kwargs)
         for saved, result in self.entries:
             if _same_arguments(saved, key):
-                return result
+                return result.clone()  # a copy: callers may modify what they get in place
         result = self.function(*args, **kwargs)
         frozen = tuple(_frozen(value) for value in key)
-        self.entries = [(frozen, result), *self.entries][: self.size]
+        self.entries = [(frozen, result.detach().clone()), *self.entries][: self.size]
         return result
+
+
+def _needs_grad(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.requires_grad
+    if isinstance(value, tuple):
+        return any(_needs_grad(v) for v in value)
+    return False
 
 
 def _frozen(value: Any) -> Any:
