@@ -216,4 +216,4 @@ class Harmonic(nn.Module):
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].sum() * world / kept
+        return torch.where(keep, rows, 0.0).sum() * world / kept

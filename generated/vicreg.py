@@ -108,8 +108,7 @@ def _block_logits(a: Tensor, b: Tensor, c: Tensor | None, first: int) -> Tensor:
     s = a @ b.T
     if c is not None:
         s = s + c
-    rows = torch.arange(a.shape[0], device=a.device)
-    s[rows, rows + first] = -math.inf
+    s.diagonal(first).fill_(-math.inf)  # column first + i is row i itself
     return s
 
 
@@ -147,41 +146,54 @@ class _BlockLogSumExp(torch.autograd.Function):
         return grad_a, grad_b, grad_c, None, None
 
 
-def _logsumexp_off_diagonal(
-    a: Tensor, b: Tensor, c: Tensor | None, offset: int, block: int | None
-) -> Tensor:
-    """logsumexp over j != i of s_ij = a_i . b_j + c_j (row i is column offset + i)."""
+def _contrastive_rows(
+    a: Tensor,
+    b: Tensor,
+    c: Tensor | None,
+    keys: Tensor,
+    keys_all: Tensor,
+    offset: int,
+    block: int | None,
+) -> tuple[Tensor, Tensor]:
+    """Per row: -sum_j p_ij log q_ij, with p uniform over the other columns sharing i's key and
+    q_ij = softmax_(j != i) of s_ij = a_i . b_j + c_j. Also the number of positives per row.
+
+    lse_i minus the mean of s_ij over i's group; the group mean is a sum of vectors, so no
+    N x N p or mask is built. When every key appears exactly twice (two views per sample) the
+    row is a plain cross-entropy against the partner, which is the cheapest form.
+    """
     n, m = a.shape[0], b.shape[0]
     if block is None and n * m > _DENSE_LIMIT:
         block = max(1, 2**24 // m)
-    if block is not None:
-        return _BlockLogSumExp.apply(a, b, c, offset, block)
-    s = _block_logits(a, b, c, offset)
-    # cross-entropy against any column t_i != i gives lse_i - s_it in one fused pass;
-    # s_it is added back from the vectors, so no N x N gather or mask is built
-    target = (torch.arange(n, device=a.device) + offset + 1) % m
-    lse = F.cross_entropy(s, target, reduction="none") + (a * b[target]).sum(1)
-    return lse if c is None else lse + c[target]
-
-
-def _group_mean(
-    a: Tensor, b: Tensor, c: Tensor | None, keys: Tensor, keys_all: Tensor, offset: int
-) -> tuple[Tensor, Tensor]:
-    """Mean of s_ij = a_i . b_j + c_j over the other columns j with keys_j = keys_i.
-
-    The sum over a group is a_i . (sum of the group's b) + (sum of its c): O(N D), no mask.
-    """
     groups, inverse = torch.unique(keys_all, return_inverse=True)
-    sums = torch.zeros(len(groups), b.shape[1], dtype=b.dtype, device=b.device)
-    sums = sums.index_add(0, inverse, b)
-    rows = slice(offset, offset + a.shape[0])
+    sizes = torch.bincount(inverse, minlength=len(groups))
+    rows = slice(offset, offset + n)
+    count = sizes.index_select(0, inverse[rows]) - 1
+    if block is None and bool((sizes == 2).all()):
+        order = torch.argsort(inverse, stable=True).view(-1, 2)
+        partner = torch.empty_like(inverse)
+        partner[order[:, 0]], partner[order[:, 1]] = order[:, 1], order[:, 0]
+        s = _block_logits(a, b, c, offset)
+        return F.cross_entropy(s, partner[rows], reduction="none"), count
+    if block is None:
+        s = _block_logits(a, b, c, offset)
+        # cross-entropy against any column t_i != i gives lse_i - s_it in one fused pass;
+        # s_it is added back from the vectors (index_select: a cheap backward)
+        target = (torch.arange(n, device=a.device) + offset + 1) % m
+        partner_logit = (a * b.index_select(0, target)).sum(1)
+        lse = F.cross_entropy(s, target, reduction="none") + partner_logit
+        if c is not None:
+            lse = lse + c.index_select(0, target)
+    else:
+        lse = _BlockLogSumExp.apply(a, b, c, offset, block)
     group = inverse[rows]
-    total = (a * (sums[group] - b[rows])).sum(1)
+    sums = torch.zeros(len(groups), b.shape[1], dtype=b.dtype, device=b.device)
+    sums = sums.index_add(0, inverse, b).index_select(0, group) - b[rows]
+    total = (a * sums).sum(1)
     if c is not None:
         c_sums = torch.zeros(len(groups), dtype=c.dtype, device=c.device)
-        total = total + c_sums.index_add(0, inverse, c)[group] - c[rows]
-    count = torch.bincount(inverse, minlength=len(groups))[group] - 1
-    return total / count.clamp_min(1), count
+        total = total + c_sums.index_add(0, inverse, c).index_select(0, group) - c[rows]
+    return lse - total / count.clamp_min(1), count
 
 
 class _Mapper(nn.Module):
@@ -264,11 +276,10 @@ class VICReg(nn.Module):
         a, b = u / 10000, _gather(u, world)
         c = -(b * b).sum(1) / (2 * 10000)  # -|b_j|^2 / 2 sigma^2
         index_all = _gather(index, world)
-        lse = _logsumexp_off_diagonal(a, b, c, offset, self.block_size)
-        # p = augmentation(index): uniform over the other members of i's group, so
-        # sum_j p_ij log q_ij = (mean of s_ij over the group) - lse_i
-        positives, count = _group_mean(a, b, c, index, index_all, offset)
-        return self._mean(lse - positives, count > 0, world)
+        # p = augmentation(index): uniform over the other members of i's group
+        keys, keys_all, block = index, index_all, self.block_size
+        rows, count = _contrastive_rows(a, b, c, keys, keys_all, offset, block)
+        return self._mean(rows, count > 0, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
@@ -308,4 +319,4 @@ class VICReg(nn.Module):
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return rows[keep].sum() * world / kept
+        return torch.where(keep, rows, 0.0).sum() * world / kept

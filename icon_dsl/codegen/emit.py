@@ -507,11 +507,10 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         lines += ["c = None"]
     lines += [
         f"{key}_all = _gather({key}, world)",
-        "lse = _logsumexp_off_diagonal(a, b, c, offset, self.block_size)",
-        f"# p = {e._text(p_root)}: uniform over the other members of i's group, so",
-        "# sum_j p_ij log q_ij = (mean of s_ij over the group) - lse_i",
-        f"positives, count = _group_mean(a, b, c, {key}, {key}_all, offset)",
-        "return self._mean(lse - positives, count > 0, world)",
+        f"# p = {e._text(p_root)}: uniform over the other members of i's group",
+        f"keys, keys_all, block = {key}, {key}_all, self.block_size",
+        "rows, count = _contrastive_rows(a, b, c, keys, keys_all, offset, block)",
+        "return self._mean(rows, count > 0, world)",
     ]
     e.body.helpers.add("contrastive")
     return lines
