@@ -41,14 +41,30 @@ def _world(enabled: bool, n: int) -> tuple[int, int]:
     return 1, 0
 
 
+class _AllGather(torch.autograd.Function):
+    """Every process's rows in rank order; each process's rows get the gradient summed over
+    all processes (every process's loss reads them as columns)."""
+
+    @staticmethod
+    def forward(ctx, t):  # type: ignore[no-untyped-def]
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        ctx.first, ctx.n = dist.get_rank() * t.shape[0], t.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.first : ctx.first + ctx.n]
+
+
 def _gather(t: Tensor, world: int) -> Tensor:
-    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    """Every process's rows in rank order (with gradients, when t has them)."""
     if world == 1:
         return t
     if t.requires_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(t))
+        return _AllGather.apply(t)
     parts = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts)
@@ -197,8 +213,12 @@ class Card(nn.Module):
         """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
             keep = torch.ones_like(rows, dtype=torch.bool)
+        return self._mean_of_total(torch.where(keep, rows, 0.0).sum(), keep, world)
+
+    def _mean_of_total(self, total: Tensor, keep: Tensor, world: int) -> Tensor:
+        """The sum over kept rows divided by their number, across processes when distributed."""
         kept = keep.sum()
-        self.last_dropped_rows = rows.shape[0] - int(kept)
+        self.last_dropped_rows = keep.shape[0] - int(kept)
         if world > 1:
             dist.all_reduce(kept)
         if int(kept) == 0:
@@ -206,4 +226,4 @@ class Card(nn.Module):
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return torch.where(keep, rows, 0.0).sum() * world / kept
+        return total * world / kept

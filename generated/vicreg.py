@@ -47,14 +47,30 @@ def _world(enabled: bool, n: int) -> tuple[int, int]:
     return 1, 0
 
 
+class _AllGather(torch.autograd.Function):
+    """Every process's rows in rank order; each process's rows get the gradient summed over
+    all processes (every process's loss reads them as columns)."""
+
+    @staticmethod
+    def forward(ctx, t):  # type: ignore[no-untyped-def]
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        ctx.first, ctx.n = dist.get_rank() * t.shape[0], t.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.first : ctx.first + ctx.n]
+
+
 def _gather(t: Tensor, world: int) -> Tensor:
-    """Every process's rows in rank order; gradients flow back to the rows they came from."""
+    """Every process's rows in rank order (with gradients, when t has them)."""
     if world == 1:
         return t
     if t.requires_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(t))
+        return _AllGather.apply(t)
     parts = [torch.empty_like(t) for _ in range(world)]
     dist.all_gather(parts, t.contiguous())
     return torch.cat(parts)
@@ -146,7 +162,7 @@ class _BlockLogSumExp(torch.autograd.Function):
         return grad_a, grad_b, grad_c, None, None
 
 
-def _contrastive_rows(
+def _contrastive_total(
     a: Tensor,
     b: Tensor,
     c: Tensor | None,
@@ -155,12 +171,12 @@ def _contrastive_rows(
     offset: int,
     block: int | None,
 ) -> tuple[Tensor, Tensor]:
-    """Per row: -sum_j p_ij log q_ij, with p uniform over the other columns sharing i's key and
-    q_ij = softmax_(j != i) of s_ij = a_i . b_j + c_j. Also the number of positives per row.
+    """The sum over rows of -sum_j p_ij log q_ij, and which rows have positives.
 
-    lse_i minus the mean of s_ij over i's group; the group mean is a sum of vectors, so no
-    N x N p or mask is built. When every key appears exactly twice (two views per sample) the
-    row is a plain cross-entropy against the partner, which is the cheapest form.
+    p is uniform over the other columns sharing row i's key; q_ij = softmax_(j != i) of
+    s_ij = a_i . b_j + c_j. A row's term is lse_i minus the mean of s_ij over its group, and the
+    group mean is a sum of vectors, so no N x N p or mask is built. When every key appears
+    exactly twice (two views per sample) it is one fused cross-entropy against the partner.
     """
     n, m = a.shape[0], b.shape[0]
     if block is None and n * m > _DENSE_LIMIT:
@@ -174,7 +190,7 @@ def _contrastive_rows(
         partner = torch.empty_like(inverse)
         partner[order[:, 0]], partner[order[:, 1]] = order[:, 1], order[:, 0]
         s = _block_logits(a, b, c, offset)
-        return F.cross_entropy(s, partner[rows], reduction="none"), count
+        return F.cross_entropy(s, partner[rows], reduction="sum"), count > 0
     if block is None:
         s = _block_logits(a, b, c, offset)
         # cross-entropy against any column t_i != i gives lse_i - s_it in one fused pass;
@@ -193,7 +209,8 @@ def _contrastive_rows(
     if c is not None:
         c_sums = torch.zeros(len(groups), dtype=c.dtype, device=c.device)
         total = total + c_sums.index_add(0, inverse, c).index_select(0, group) - c[rows]
-    return lse - total / count.clamp_min(1), count
+    keep = count > 0
+    return torch.where(keep, lse - total / count.clamp_min(1), 0.0).sum(), keep
 
 
 class _Mapper(nn.Module):
@@ -278,8 +295,8 @@ class VICReg(nn.Module):
         index_all = _gather(index, world)
         # p = augmentation(index): uniform over the other members of i's group
         keys, keys_all, block = index, index_all, self.block_size
-        rows, count = _contrastive_rows(a, b, c, keys, keys_all, offset, block)
-        return self._mean(rows, count > 0, world)
+        total, keep = _contrastive_total(a, b, c, keys, keys_all, offset, block)
+        return self._mean_of_total(total, keep, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
@@ -310,8 +327,12 @@ class VICReg(nn.Module):
         """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
             keep = torch.ones_like(rows, dtype=torch.bool)
+        return self._mean_of_total(torch.where(keep, rows, 0.0).sum(), keep, world)
+
+    def _mean_of_total(self, total: Tensor, keep: Tensor, world: int) -> Tensor:
+        """The sum over kept rows divided by their number, across processes when distributed."""
         kept = keep.sum()
-        self.last_dropped_rows = rows.shape[0] - int(kept)
+        self.last_dropped_rows = keep.shape[0] - int(kept)
         if world > 1:
             dist.all_reduce(kept)
         if int(kept) == 0:
@@ -319,4 +340,4 @@ class VICReg(nn.Module):
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return torch.where(keep, rows, 0.0).sum() * world / kept
+        return total * world / kept

@@ -509,8 +509,8 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         f"{key}_all = _gather({key}, world)",
         f"# p = {e._text(p_root)}: uniform over the other members of i's group",
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
-        "rows, count = _contrastive_rows(a, b, c, keys, keys_all, offset, block)",
-        "return self._mean(rows, count > 0, world)",
+        "total, keep = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
+        "return self._mean_of_total(total, keep, world)",
     ]
     e.body.helpers.add("contrastive")
     return lines

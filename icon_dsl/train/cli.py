@@ -7,6 +7,7 @@ DataError, TrainError and SpecError print their message (no traceback) and exit 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -40,6 +41,13 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         help="a hyperparameter value (repeatable), e.g. --param sigma=1.0",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel over N processes (torchrun; gloo on CPU, nccl on CUDA)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -52,6 +60,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"icon-dsl train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.nproc < 1:
+        print("icon-dsl train: error: --nproc must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from icon_dsl.train.distributed import launch
+
+        return launch(_argv_without_nproc(args), args.nproc)
     try:
         from icon_dsl.train.runtime import train
 
@@ -76,6 +91,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERRORS
     return EXIT_OK
+
+
+def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
+    """The train command's own arguments, for each torchrun process."""
+    argv = ["train", args.spec, "--seed", str(args.seed), "--device", args.device]
+    for flag, value in (
+        ("--data", args.data),
+        ("--label-column", args.label_column),
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+        ("--out", args.out),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag, on in (("--compile", args.compile), ("--resume", args.resume), ("--quiet", args.quiet)):
+        if on:
+            argv.append(flag)
+    for item in args.param:
+        argv += ["--param", item]
+    return argv
 
 
 def parse_params(items: list[str]) -> dict[str, float]:

@@ -3,7 +3,8 @@
 ``write_outputs`` fills the run folder:
 
     metrics.json        the metrics (keys of TrainResult.metrics), sorted
-    run.json            spec, class, seed, data, and the plan (batching, epochs, lr, hypers)
+    run.json            spec, class, seed, data, the plan (batching, epochs, lr, hypers), the
+                        number of processes and the loss of every epoch
     spec.icon           the spec's source text
     weights.pt          {"mapper": state_dict, "loss": state_dict} (prototypes live in "loss")
     embedding.npy       the embedding (or cluster assignments) of the whole data set, (N, dim)
@@ -62,6 +63,8 @@ def write_outputs(
             "labels": run.dataset.y is not None,
         },
         "plan": asdict(run.plan),
+        "processes": run.world,
+        "losses": list(run.losses),
     }
     _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)

@@ -126,7 +126,12 @@ def train(
         batch_size=batch_size,
         hyperparameters=hyperparameters,
     )
-    run = _Run(plan, compiled, loss_class, dataset, seed, _device(device), compile)
+    from icon_dsl.train.distributed import init_from_env
+
+    rank, world = init_from_env(_device(device))
+    if rank != 0:  # one process writes the outputs and shows progress
+        out, progress = False, False
+    run = _Run(plan, compiled, loss_class, dataset, seed, _device(device), compile, rank, world)
     out_dir = _output_folder(out, plan.name, resume)
     state = _resume_state(out_dir, run) if resume else None
     elapsed = run.restore(state) if state is not None else 0.0
@@ -160,8 +165,11 @@ class _Run:
         seed: int,
         device: torch.device,
         use_compile: bool,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.plan, self.compiled, self.dataset = plan, compiled, dataset
+        self.rank, self.world = rank, world
         self.seed, self.device = seed, device
         torch.manual_seed(seed)
         num_samples = dataset.n_samples if plan.table else None
@@ -183,6 +191,11 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _cosine(steps))
         self.call_mapper: Callable[..., torch.Tensor] = self.mapper
         self.call_loss: Callable[..., torch.Tensor] = self.loss
+        self.parallel: nn.Module | None = None
+        if world > 1:
+            from icon_dsl.train.distributed import MapperAndLoss
+
+            self.parallel = nn.parallel.DistributedDataParallel(MapperAndLoss(self.mapper, self.loss))
         if use_compile:
             self.call_mapper = torch.compile(self.mapper)
             self.call_loss = torch.compile(self.loss)
@@ -285,6 +298,8 @@ class _Run:
         return total / max(count, 1)
 
     def step(self, batch: Batch) -> float:
+        if self.parallel is not None:
+            return self._parallel_step(batch)
         self.optimizer.zero_grad(set_to_none=True)
         z = self.call_mapper(batch.mapper_input)
         if not self.validated:
@@ -295,6 +310,19 @@ class _Run:
         self.optimizer.step()
         self.scheduler.step()
         return float(loss.detach())
+
+    def _parallel_step(self, batch: Batch) -> float:
+        """One step on this process's share of the batch; DDP averages the gradients."""
+        from icon_dsl.train.distributed import mean_over_processes, shard
+
+        assert self.parallel is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        local = shard(batch, self.rank, self.world)
+        loss = self.parallel(local.mapper_input, local.inputs)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return mean_over_processes(loss, self.world)
 
     def _first_loss(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The first step runs the generated module's own input checks and reports failures."""
