@@ -87,12 +87,12 @@ def _require(ok: bool, name: str, value: object, domain: str) -> None:
         raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
 
 
-def _check_batch(z: Tensor, inputs: dict[str, Tensor]) -> None:
-    """Clear errors for wrong shapes, dtypes and non-finite values."""
+def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> None:
+    """Clear errors for wrong shapes, dtypes and (with finite) non-finite values."""
     if z.dim() != 2 or not z.is_floating_point():
         shape = tuple(z.shape)
         raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
-    if not torch.isfinite(z).all():
+    if finite and not torch.isfinite(z).all():
         raise ValueError("z contains NaN or inf")
     n = z.shape[0]
     for name, value in inputs.items():
@@ -223,17 +223,19 @@ class Harmonic(nn.Module):
         """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
             keep = torch.ones_like(rows, dtype=torch.bool)
-        return self._mean_of_total(torch.where(keep, rows, 0.0).sum(), keep, world)
+        total = torch.where(keep, rows, 0.0).sum()
+        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
 
-    def _mean_of_total(self, total: Tensor, keep: Tensor, world: int) -> Tensor:
+    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
         """The sum over kept rows divided by their number, across processes when distributed."""
-        kept = keep.sum()
-        self.last_dropped_rows = keep.shape[0] - int(kept)
+        self.last_dropped_rows = rows - kept
         if world > 1:
-            dist.all_reduce(kept)
-        if int(kept) == 0:
+            count = torch.tensor(kept, device=total.device)
+            dist.all_reduce(count)
+            kept = int(count)
+        if kept == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return total * world / kept
+        return total * (world / kept)

@@ -88,12 +88,12 @@ def _require(ok: bool, name: str, value: object, domain: str) -> None:
         raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
 
 
-def _check_batch(z: Tensor, inputs: dict[str, Tensor]) -> None:
-    """Clear errors for wrong shapes, dtypes and non-finite values."""
+def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> None:
+    """Clear errors for wrong shapes, dtypes and (with finite) non-finite values."""
     if z.dim() != 2 or not z.is_floating_point():
         shape = tuple(z.shape)
         raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
-    if not torch.isfinite(z).all():
+    if finite and not torch.isfinite(z).all():
         raise ValueError("z contains NaN or inf")
     n = z.shape[0]
     for name, value in inputs.items():
@@ -171,8 +171,8 @@ def _contrastive_total(
     keys_all: Tensor,
     offset: int,
     block: int | None,
-) -> tuple[Tensor, Tensor]:
-    """The sum over rows of -sum_j p_ij log q_ij, and which rows have positives.
+) -> tuple[Tensor, int]:
+    """The sum over rows of -sum_j p_ij log q_ij, and how many rows have positives.
 
     p is uniform over the other columns sharing row i's key; q_ij = softmax_(j != i) of
     s_ij = a_i . b_j + c_j. A row's term is lse_i minus the mean of s_ij over its group, and the
@@ -191,7 +191,7 @@ def _contrastive_total(
         partner = torch.empty_like(inverse)
         partner[order[:, 0]], partner[order[:, 1]] = order[:, 1], order[:, 0]
         s = _block_logits(a, b, c, offset)
-        return F.cross_entropy(s, partner[rows], reduction="sum"), count > 0
+        return F.cross_entropy(s, partner[rows], reduction="sum"), n
     if block is None:
         s = _block_logits(a, b, c, offset)
         # cross-entropy against any column t_i != i gives lse_i - s_it in one fused pass;
@@ -211,7 +211,8 @@ def _contrastive_total(
         c_sums = torch.zeros(len(groups), dtype=c.dtype, device=c.device)
         total = total + c_sums.index_add(0, inverse, c).index_select(0, group) - c[rows]
     keep = count > 0
-    return torch.where(keep, lse - total / count.clamp_min(1), 0.0).sum(), keep
+    rows_total = torch.where(keep, lse - total / count.clamp_min(1), 0.0).sum()
+    return rows_total, int(keep.sum())
 
 
 class _Mapper(nn.Module):
@@ -289,8 +290,8 @@ class SupCon(nn.Module):
 
     def forward(self, z: Tensor, *, y: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        if self.validate:
-            _check_batch(z, {"y": y})
+        if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below
+            _check_batch(z, {"y": y}, finite=False)
         world, offset = _world(self.gather, z.shape[0])
         # q = gaussian(f(x), temperature=temperature, metric=cosine): logits s_ij = a_i . b_j + c_j
         u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2
@@ -299,8 +300,10 @@ class SupCon(nn.Module):
         y_all = _gather(y, world)
         # p = label(y): uniform over the other members of i's group
         keys, keys_all, block = y, y_all, self.block_size
-        total, keep = _contrastive_total(a, b, c, keys, keys_all, offset, block)
-        return self._mean_of_total(total, keep, world)
+        total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)
+        if self.validate and not torch.isfinite(total):
+            _check_batch(z, {"y": y})
+        return self._mean_of_total(total, kept, z.shape[0], world)
 
     def divergence(self, z: Tensor, *, y: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
@@ -331,17 +334,19 @@ class SupCon(nn.Module):
         """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
         if keep is None:
             keep = torch.ones_like(rows, dtype=torch.bool)
-        return self._mean_of_total(torch.where(keep, rows, 0.0).sum(), keep, world)
+        total = torch.where(keep, rows, 0.0).sum()
+        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
 
-    def _mean_of_total(self, total: Tensor, keep: Tensor, world: int) -> Tensor:
+    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
         """The sum over kept rows divided by their number, across processes when distributed."""
-        kept = keep.sum()
-        self.last_dropped_rows = keep.shape[0] - int(kept)
+        self.last_dropped_rows = rows - kept
         if world > 1:
-            dist.all_reduce(kept)
-        if int(kept) == 0:
+            count = torch.tensor(kept, device=total.device)
+            dist.all_reduce(count)
+            kept = int(count)
+        if kept == 0:
             raise ValueError(
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
-        return total * world / kept
+        return total * (world / kept)

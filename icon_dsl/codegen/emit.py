@@ -491,8 +491,8 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     sigma2 = e.num(q_args["temperature"] if "temperature" in q_args else q_args["sigma"] ** 2)
     metric = q_args["metric"]
     lines = [
-        "if self.validate:",
-        f'    _check_batch(z, {{"{key}": {key}}})',
+        "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
+        f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
         "world, offset = _world(self.gather, z.shape[0])",
         f"# q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j",
     ]
@@ -509,8 +509,10 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         f"{key}_all = _gather({key}, world)",
         f"# p = {e._text(p_root)}: uniform over the other members of i's group",
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
-        "total, keep = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
-        "return self._mean_of_total(total, keep, world)",
+        "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
+        "if self.validate and not torch.isfinite(total):",
+        f'    _check_batch(z, {{"{key}": {key}}})',
+        "return self._mean_of_total(total, kept, z.shape[0], world)",
     ]
     e.body.helpers.add("contrastive")
     return lines
