@@ -105,7 +105,11 @@ def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             argv += [flag, str(value)]
-    for flag, on in (("--compile", args.compile), ("--resume", args.resume), ("--quiet", args.quiet)):
+    for flag, on in (
+        ("--compile", args.compile),
+        ("--resume", args.resume),
+        ("--quiet", args.quiet),
+    ):
         if on:
             argv.append(flag)
     for item in args.param:

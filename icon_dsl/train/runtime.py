@@ -195,7 +195,9 @@ class _Run:
         if world > 1:
             from icon_dsl.train.distributed import MapperAndLoss
 
-            self.parallel = nn.parallel.DistributedDataParallel(MapperAndLoss(self.mapper, self.loss))
+            self.parallel = nn.parallel.DistributedDataParallel(
+                MapperAndLoss(self.mapper, self.loss)
+            )
         if use_compile:
             self.call_mapper = torch.compile(self.mapper)
             self.call_loss = torch.compile(self.loss)
