@@ -45,6 +45,10 @@ class _Interpreter:
         self.prototypes = prototypes
         self.values: dict[int, Tensor] = {}
         self.row_ok: list[Tensor] = []  # one (N,) bool per maybe-empty indicator
+        # log-probabilities of kernel rows, kept so that a narrow kernel's far entries, which
+        # underflow to 0 in probability space, keep their exact log
+        self.log_values: dict[int, Tensor] = {}
+        self.last_log: Tensor | None = None
         self.n = z.shape[0]
 
     def num(self, value: object) -> float:
@@ -72,7 +76,10 @@ class _Interpreter:
             assert self.prototypes is not None, "a prototype spec needs prototypes"
             return self.prototypes
         if op in ("gaussian", "student_t", "kernel"):
-            return self.kernel(op, args, kids)
+            value = self.kernel(op, args, kids)
+            if self.last_log is not None:
+                self.log_values[node] = self.last_log
+            return value
         if op == "knn":
             d2 = _sqdist(kids[0], kids[0], args["metric"]).masked_fill(self.eye(), float("inf"))
             idx = d2.topk(int(self.num(args["k"])), dim=1, largest=False).indices
@@ -169,8 +176,10 @@ class _Interpreter:
             log_w = torch.as_tensor(sym_eval(log_formula, {**env, "d2": d2}))
         if len(kids) == 1 and not args.get("diagonal", False):
             log_w = log_w.masked_fill(self.eye(), -torch.inf)
+        self.last_log = None
         if op == "kernel" or args.get("_raw"):
             return torch.exp(log_w - log_w.max())
+        self.last_log = torch.log_softmax(log_w, dim=1)
         return torch.softmax(log_w, dim=1)
 
     def formula(self, op: str, args: dict) -> tuple[sp.Expr, dict[str, float]]:
@@ -260,6 +269,9 @@ def interpret(
         return Evaluation(p, q, valid, ce_all, kl_all)
     pv, qv = p[valid], q[valid]
     log_qv = _log_where(qv, pv > 0)
+    exact = run.log_values.get(ir.roots["q"])
+    if exact is not None and not ir.dist_type(ir.roots["p"]).cross:
+        log_qv = torch.where(pv > 0, exact[valid], torch.zeros_like(pv))
     kl_pq = (pv * (_safe_log(pv) - log_qv)).where(pv > 0, torch.zeros_like(pv)).sum(1)
     if div_op == "kl":
         divergence = kl_pq.mean()

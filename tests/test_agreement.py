@@ -282,13 +282,8 @@ def _dedent(text: str) -> str:
 # ----------------------------------------------------------------------------- interpreter bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): interpret() computes q in probability space, so for a small sigma "
-    "(specs/triplet.icon, sigma=0.05) whole rows of exp(-d2/(2 sigma^2)) underflow to 0 and "
-    "Evaluation.loss is inf while the generated module (log space) is finite",
-)
 def test_interpreter_small_sigma_does_not_underflow():
+    """A narrow kernel (triplet, sigma = 0.05): exact log q where q underflows to 0."""
     module = icon_dsl.compile(ROOT / "specs" / "triplet.icon")
     cls = load_committed("triplet")
     g = _gen(0)
