@@ -475,18 +475,16 @@ class Lowerer:
             value = self._number(expr)
             if value is None:
                 return None
-            if value.is_number:
-                if not value.is_real or not arg.domain or not arg.domain.contains(float(value)):
-                    if arg.domain and not (value.is_real and arg.domain.contains(float(value))):
-                        self.diags.error(
-                            "domain",
-                            f"{arg.name} = {_show(value)} is outside its domain: "
-                            f"{arg.domain.describe(arg.name)}",
-                            span,
-                        )
-                        return None
-            else:
+            if not value.is_number:
                 self._hyper_use(value, arg, span)
+            elif arg.domain and not (value.is_real and arg.domain.contains(float(value))):
+                self.diags.error(
+                    "domain",
+                    f"{arg.name} = {_show(value)} is outside its domain: "
+                    f"{arg.domain.describe(arg.name)}",
+                    span,
+                )
+                return None
             return value
         if arg.kind == "choice":
             if isinstance(expr, s.Name) and expr.id in arg.choices:
