@@ -801,7 +801,11 @@ def _arith(op: str, left: sp.Expr, right: sp.Expr) -> sp.Expr:
 
 
 def _default(arg: Arg) -> Any:
+    """The argument's default as an IR value; None when it has none (or is required and missing,
+    which `_bind` has already reported)."""
     value = arg.default
+    if value is reg.REQUIRED:
+        return None
     if isinstance(value, bool) or isinstance(value, str) or value is None:
         return value
     assert isinstance(value, (int, float))

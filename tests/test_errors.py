@@ -1196,3 +1196,19 @@ def test_cli_bad_usage(specs: Path, capsys: pytest.CaptureFixture[str], argv: li
 def test_cli_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "usage: icon-dsl" in capsys.readouterr().out
+
+
+def test_missing_required_argument_is_reported_not_crashed() -> None:
+    """A required argument left out (classes' n, a kernel's parameter) is an arity error."""
+    for spec, message in (
+        ("mapper = mlp\np = classes(y)\nq = student_t(f(x), prototypes(2))\n", "`n`"),
+        (
+            "kernel k(d2, g) = 1 / (1 + d2 / g)\nmapper = mlp\np = gaussian(x)\n"
+            "q = normalize(k(f(x)))\n",
+            "`g`",
+        ),
+    ):
+        with pytest.raises(SpecError) as info:
+            icon_dsl.check(spec)
+        assert info.value.codes == ["arity"]
+        assert f"is missing its argument {message}" in str(info.value)
