@@ -99,6 +99,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -107,6 +129,49 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
         return 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
     return sq.clamp_min(0)
+
+
+# p, the rows kept, the world size and the offset of this process's first row
+_PTerms = tuple[Tensor, "Tensor | None", int, int]
+
+
+class _NeighbourCrossEntropy(torch.autograd.Function):
+    """Rows -sum_j p_ij log q_ij for q_ij = w(d2_ij) / sum_(k != i) w(d2_ik), j != i, with
+    d2_ij = |z_i - c_j|^2, and a closed-form backward.
+
+    kernel(d2) gives (log w, d log w / d d2). For a fixed p the gradient in log w is
+    sum_k p_ik q_ij - p_ij, so autograd's chain of N x N temporaries (distances, kernel,
+    log-softmax, product) becomes a few passes; d2's gradient S gives
+    dz_i = 2 (sum_j S_ij z_i - S c) and dc_j = 2 (sum_i S_ij c_j - S^T z).
+    """
+
+    @staticmethod
+    def forward(ctx, z, c, p, offset, kernel):  # type: ignore[no-untyped-def]
+        sq = (z * z).sum(1)[:, None] + (c * c).sum(1)[None, :]
+        d2 = torch.addmm(sq, z, c.T, alpha=-2).clamp_min_(0)
+        log_w, slope = kernel(d2)
+        cross = (p * log_w).sum(1)  # p_ii = 0, and log w(d2_ii) is finite
+        log_w.diagonal(offset).fill_(-math.inf)  # q excludes j = i
+        lse = torch.logsumexp(log_w, dim=1)
+        mass = p.sum(1)
+        # a constant slope (the gaussian's) is a number, kept on ctx
+        ctx.slope = None if isinstance(slope, Tensor) else slope
+        slopes = (slope,) if isinstance(slope, Tensor) else ()
+        ctx.save_for_backward(z, c, p, log_w, lse, mass, *slopes)
+        return mass * lse - cross
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        z, c, p, log_w, lse, mass, *slopes = ctx.saved_tensors
+        slope = slopes[0] if slopes else ctx.slope
+        # dL/dlog w_ij = g_i (mass_i q_ij - p_ij), then times d log w / d d2
+        s = torch.exp(log_w - lse[:, None]).mul_((grad * mass)[:, None])
+        s = s.sub_(p * grad[:, None]).mul_(slope)
+        # (c^T s^T)^T rather than s @ c: for few columns the wide product is several times
+        # faster on CPU (measured 0.6 ms against 4.2 ms at N = 1797, 2 columns)
+        grad_z = 2 * (s.sum(1)[:, None] * z - (c.T @ s.T).T)
+        grad_c = 2 * (s.sum(0)[:, None] * c - (z.T @ s).T)
+        return grad_z, grad_c, None, None, None
 
 
 class _Mapper(nn.Module):
@@ -141,6 +206,7 @@ class Card(nn.Module):
         self,
         *,
         sigma: float,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
@@ -149,6 +215,10 @@ class Card(nn.Module):
         self.sigma = sigma
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -156,33 +226,69 @@ class Card(nn.Module):
         """The spec's mapper: table(dim=2)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
-        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
+    def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
+        """p (logprob) for this process's rows, the rows kept, the world size, and the
+        offset of this process's first row among the columns."""
         if self.validate:
             _check_batch(z, {"x": x})
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
-        z_all = _gather(z, world)
         x_all = _gather(x, world)
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (x, x_all, self.sigma, offset, z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)
+            # gaussian(x, sigma): log-weights from d2 (euclidean)
+            p_d2 = _sqdist(x, x_all, "euclidean")
+            p_logits = -p_d2 / (2 * (self.sigma**2))
+            p_logits = p_logits.masked_fill(diag, -math.inf)
+            p, p_keep = torch.log_softmax(p_logits, dim=1), None
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
+        keep = None
+        return p, keep, world, offset
+
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
+        p, keep, world, offset = self._p_terms(z, x=x, gather=gather)
+        z_all = _gather(z, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # gaussian(x, sigma): log-weights from d2 (euclidean)
-        p_d2 = _sqdist(x, x_all, "euclidean")
-        p_logits = -p_d2 / (2 * (self.sigma**2))
-        p_logits = p_logits.masked_fill(diag, -math.inf)
         # student_t(f(x)): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = None
-        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
+        return p, log_q, keep, world
+
+    def _q_kernel(self, d2: Tensor) -> tuple[Tensor, Tensor | float]:
+        """q's kernel, student_t(f(x)): log w(d2) and d log w / d d2."""
+        return -(1 + 1) / 2 * torch.log1p(d2 / (1 * 1**2)), -1 / (d2 + 1)
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
-        # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        p = p.exp()
-        rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
+        p, keep, world, offset = self._p_terms(z, x=x, gather=self.gather)
+        z_all = _gather(z, world)
+        # -sum_j p(j|i) log q(j|i) with a closed-form gradient; H(p) is skipped
+        p = p.exp().to(z.dtype)
+        rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel)
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:

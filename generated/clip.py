@@ -107,6 +107,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -153,6 +175,7 @@ class CLIP(nn.Module):
         self,
         *,
         temperature: float = 0.07,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
@@ -161,6 +184,10 @@ class CLIP(nn.Module):
         self.temperature = temperature
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -180,9 +207,24 @@ class CLIP(nn.Module):
         index_all = _gather(index, world)
         modality_all = _gather(modality, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # cross_modal(index, modality): uniform over partners in the other modality
-        same_sample = index[:, None] == index_all[None, :]
-        p_mask = same_sample & (modality[:, None] != modality_all[None, :])
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (
+            index,
+            index_all,
+            modality,
+            modality_all,
+            offset,
+            z.dtype,
+            z.device,
+        )
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            # cross_modal(index, modality): uniform over partners in the other modality
+            same_sample = index[:, None] == index_all[None, :]
+            p_mask = same_sample & (modality[:, None] != modality_all[None, :])
+            p, p_keep = p_mask, p_mask.any(1)
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
         # gaussian(f(x), temperature=temperature, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
         q_logits = -q_d2 / (2 * self.temperature)
@@ -191,8 +233,25 @@ class CLIP(nn.Module):
         same_modality = modality[:, None] == modality_all[None, :]
         q_logits = q_logits.masked_fill(same_modality, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = p_mask.any(1)
-        return p_mask, log_q, keep, world
+        keep = p_keep
+        return p, log_q, keep, world
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, index: Tensor, modality: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""

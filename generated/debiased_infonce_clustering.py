@@ -107,6 +107,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _check_k(k: int, n: int, what: str) -> None:
     if not 0 < k < n:
         raise ValueError(f"{what}: k = {k} needs a batch of more than k items, got {n}")
@@ -174,6 +196,7 @@ class DebiasedInfoNCEClustering(nn.Module):
         self,
         *,
         alpha: float = 0.2,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
@@ -182,6 +205,10 @@ class DebiasedInfoNCEClustering(nn.Module):
         self.alpha = alpha
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -207,45 +234,69 @@ class DebiasedInfoNCEClustering(nn.Module):
         z, x, index = z_all, x_all, index_all
         world, offset = 1, 0
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # augmentation(index): uniform over j != i with the same sample (the other views)
-        p01_mask = (index[:, None] == index_all[None, :]) & ~diag
-        # knn(x, 10): uniform over the 10 nearest neighbours j != i
-        p02_d2 = _sqdist(x, x_all, "euclidean")
-        p02_d2 = p02_d2.masked_fill(diag, math.inf)
-        p02_mask = torch.zeros_like(p02_d2, dtype=torch.bool)
-        p02_mask.scatter_(1, p02_d2.topk(10, dim=1, largest=False).indices, True)
-        # knn(x, 10): uniform over the 10 nearest neighbours j != i
-        p030_d2 = _sqdist(x, x_all, "euclidean")
-        p030_d2 = p030_d2.masked_fill(diag, math.inf)
-        p030_mask = torch.zeros_like(p030_d2, dtype=torch.bool)
-        p030_mask.scatter_(1, p030_d2.topk(10, dim=1, largest=False).indices, True)
-        p030_mask_p = _uniform_rows(p030_mask, z.dtype)
-        # walk(knn(x, 10), steps=1): normalise(P + P^2 + ... + P^(steps+1))
-        p03_step, p03_walk = p030_mask_p, p030_mask_p
-        for _ in range(1):
-            p03_step = p03_step @ p030_mask_p
-            p03_walk = p03_walk + p03_step
-        p03_walk = p03_walk.masked_fill(diag, 0.0)
-        p03_walk = p03_walk / p03_walk.sum(1, keepdim=True)
-        # union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)): uniform over the union of the supports
-        p0_mask = p01_mask | p02_mask | (p03_walk > 0)
-        p0_mask_p = _uniform_rows(p0_mask, z.dtype)
-        # debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), alpha): (1 - alpha) p + alpha * uniform over the row's support
-        p_prob = _debias(p0_mask_p, self.alpha, ~diag)
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (x, x_all, index, index_all, self.alpha, offset, z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            # augmentation(index): uniform over j != i with the same sample (the other views)
+            p01_mask = (index[:, None] == index_all[None, :]) & ~diag
+            # knn(x, 10): uniform over the 10 nearest neighbours j != i
+            p02_d2 = _sqdist(x, x_all, "euclidean")
+            p02_d2 = p02_d2.masked_fill(diag, math.inf)
+            p02_mask = torch.zeros_like(p02_d2, dtype=torch.bool)
+            p02_mask.scatter_(1, p02_d2.topk(10, dim=1, largest=False).indices, True)
+            # knn(x, 10): uniform over the 10 nearest neighbours j != i
+            p030_d2 = _sqdist(x, x_all, "euclidean")
+            p030_d2 = p030_d2.masked_fill(diag, math.inf)
+            p030_mask = torch.zeros_like(p030_d2, dtype=torch.bool)
+            p030_mask.scatter_(1, p030_d2.topk(10, dim=1, largest=False).indices, True)
+            p030_mask_p = _uniform_rows(p030_mask, z.dtype)
+            # walk(knn(x, 10), steps=1): normalise(P + P^2 + ... + P^(steps+1))
+            p03_step, p03_walk = p030_mask_p, p030_mask_p
+            for _ in range(1):
+                p03_step = p03_step @ p030_mask_p
+                p03_walk = p03_walk + p03_step
+            p03_walk = p03_walk.masked_fill(diag, 0.0)
+            p03_walk = p03_walk / p03_walk.sum(1, keepdim=True)
+            # union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)): uniform over the union of the supports
+            p0_mask = p01_mask | p02_mask | (p03_walk > 0)
+            p0_mask_p = _uniform_rows(p0_mask, z.dtype)
+            # debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), alpha): (1 - alpha) p + alpha * uniform over the row's support
+            p_prob = _debias(p0_mask_p, self.alpha, ~diag)
+            p, p_keep = p_prob, p01_mask.any(1)
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
         q0_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q0_prob = (z / torch.where(q0_mass > 0, q0_mass, 1.0)) @ z_all.T
         # debias(cluster(f(x)), alpha): (1 - alpha) p + alpha * uniform over the row's support
         q_prob = _debias(q0_prob, self.alpha, None)
         log_q = torch.log(q_prob)
-        keep = p01_mask.any(1)
-        return p_prob, log_q, keep, world
+        keep = p_keep
+        return p, log_q, keep, world
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, x: Tensor, index: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, x=x, index=index, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
+        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)  # no 0 * inf in a gradient
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor, index: Tensor) -> Tensor:
@@ -259,6 +310,8 @@ class DebiasedInfoNCEClustering(nn.Module):
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, x=x, index=index)
         p_dense = self._dense_p(p, log_q)
+        # a copy: the caller may change it, the cached p must not change
+        p_dense = p_dense.clone()
         if keep is not None:
             p_dense = p_dense * keep[:, None]
         return p_dense, log_q.exp()

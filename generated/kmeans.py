@@ -105,6 +105,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _check_assignments(v: Tensor) -> None:
     """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
     tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
@@ -153,6 +175,7 @@ class KMeans(nn.Module):
         self,
         *,
         sigma: float = 1.0,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
@@ -161,6 +184,10 @@ class KMeans(nn.Module):
         self.sigma = sigma
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -174,18 +201,42 @@ class KMeans(nn.Module):
             _check_batch(z, {"x": x})
             _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
-        world, _ = _world(gather, z.shape[0])
+        world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
         x_all = _gather(x, world)
-        # gaussian(x, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
-        p_d2 = _sqdist(x, x_all, "euclidean")
-        p_logits = -p_d2 / (2 * (self.sigma**2))
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (x, x_all, self.sigma, offset, z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            # gaussian(x, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
+            p_d2 = _sqdist(x, x_all, "euclidean")
+            p_logits = -p_d2 / (2 * (self.sigma**2))
+            p, p_keep = torch.log_softmax(p_logits, dim=1), None
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         log_q = torch.log(q_prob)
         keep = None
-        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
+        return p, log_q, keep, world
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""

@@ -190,7 +190,7 @@ class NormalizedCuts(nn.Module):
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, index=index, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
+        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)  # no 0 * inf in a gradient
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:

@@ -106,6 +106,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -122,7 +144,8 @@ def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
 
     Newton's method on log beta (dH/dlog beta = -beta^2 Var(d2)), kept inside a bisection
     bracket, all rows at once in float64; it stops when every row's entropy is within 1e-10
-    of log(perplexity).
+    of log(perplexity). With w = exp(-beta d) and Z = sum w, the entropy is
+    log Z + beta E[d] and E[d], E[d^2] are two row dot products: few passes per step.
     """
     n = d2.shape[1]
     if not 1 <= perplexity < n:
@@ -130,25 +153,27 @@ def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
     d = d2.double().masked_fill(diag, math.inf)
     d = d - d.min(1, keepdim=True).values  # a shift per row changes no softmax
     finite = torch.isfinite(d)
+    d_finite = torch.where(finite, d, 0.0)  # weights are 0 where d is inf
+    d_squared = d_finite * d_finite
     lo = torch.full((d.shape[0], 1), -60.0, dtype=d.dtype, device=d.device)
     hi = torch.full_like(lo, 60.0)
     count = finite.sum(1, keepdim=True)
-    mean = torch.where(finite, d, 0.0).sum(1, keepdim=True) / count
-    log_beta = -torch.log(mean.clamp_min(1e-300))
+    log_beta = -torch.log((d_finite.sum(1, keepdim=True) / count).clamp_min(1e-300))
     target = math.log(perplexity)
     for _ in range(100):
-        log_p = torch.log_softmax(-d * log_beta.exp(), dim=1)
-        p = log_p.exp()
-        expected = torch.where(finite, p * d, 0.0).sum(1, keepdim=True)
-        spread = torch.where(finite, p * (d - expected) ** 2, 0.0)
-        variance = spread.sum(1, keepdim=True)
-        entropy = -torch.where(finite, p * log_p, 0.0).sum(1, keepdim=True)
-        gap = entropy - target  # > 0: too flat, beta must grow
+        beta = log_beta.exp()
+        w = torch.exp(d * -beta)  # 1 at the row's nearest point, so Z >= 1
+        mass = w.sum(1, keepdim=True)
+        expected = torch.linalg.vecdot(w, d_finite, dim=1)[:, None] / mass
+        second = torch.linalg.vecdot(w, d_squared, dim=1)[:, None] / mass
+        variance = (second - expected**2).clamp_min(0.0)
+        # entropy minus its target; > 0: the row is too flat, beta must grow
+        gap = torch.log(mass) + beta * expected - target
         if float(gap.abs().max()) < 1e-10:
             break
         lo = torch.where(gap > 0, log_beta, lo)
         hi = torch.where(gap > 0, hi, log_beta)
-        slope = log_beta.exp() ** 2 * variance
+        slope = beta**2 * variance
         newton = log_beta + gap / slope.clamp_min(1e-300)
         # near the root Newton may land a rounding error past the bracket: clamp it back
         inside = (newton > lo - 1e-6) & (newton < hi + 1e-6) & (slope > 0)
@@ -188,12 +213,17 @@ class TSNEJoint(nn.Module):
     def __init__(
         self,
         *,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
         super().__init__()
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -213,13 +243,20 @@ class TSNEJoint(nn.Module):
         z, x = z_all, x_all
         world, offset = 1, 0
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
-        p0_d2 = _sqdist(x, x_all, "euclidean")
-        p0_logits = -p0_d2 * _perplexity_beta(p0_d2, 30, diag)
-        p0_logits = p0_logits.masked_fill(diag, -math.inf)
-        p0_logits_p = torch.softmax(p0_logits, dim=1)
-        # joint(gaussian(x, perplexity=30)): (P + P^T) / 2N, symmetric and summing to 1 over the matrix
-        p_joint = (p0_logits_p + p0_logits_p.T) / (2 * p0_logits_p.shape[0])
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (x, x_all, offset, z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
+            p0_d2 = _sqdist(x, x_all, "euclidean")
+            p0_logits = -p0_d2 * _perplexity_beta(p0_d2, 30, diag)
+            p0_logits = p0_logits.masked_fill(diag, -math.inf)
+            p0_logits_p = torch.softmax(p0_logits, dim=1)
+            # joint(gaussian(x, perplexity=30)): (P + P^T) / 2N, symmetric and summing to 1 over the matrix
+            p_joint = (p0_logits_p + p0_logits_p.T) / (2 * p0_logits_p.shape[0])
+            p, p_keep = p_joint, None
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
         q0_d2 = _sqdist(z, z_all, "euclidean")
         q0_logits = -(1 + 1) / 2 * torch.log1p(q0_d2 / (1 * 1**2))
@@ -228,13 +265,30 @@ class TSNEJoint(nn.Module):
         q_joint = q0_logits - torch.logsumexp(q0_logits.flatten(), 0)
         log_q = q_joint
         keep = None
-        return p_joint, log_q, keep, world
+        return p, log_q, keep, world
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
+        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)  # no 0 * inf in a gradient
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
@@ -246,6 +300,8 @@ class TSNEJoint(nn.Module):
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, x=x)
         p_dense = self._dense_p(p, log_q)
+        # a copy: the caller may change it, the cached p must not change
+        p_dense = p_dense.clone()
         if keep is not None:
             p_dense = p_dense * keep[:, None]
         return p_dense, log_q.exp()

@@ -105,6 +105,28 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
 
 
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -150,12 +172,17 @@ class XSample(nn.Module):
     def __init__(
         self,
         *,
+        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
         super().__init__()
         self.validate = validate
         self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
         self.last_dropped_rows = 0
 
     @staticmethod
@@ -172,24 +199,48 @@ class XSample(nn.Module):
         z_all = _gather(z, world)
         side_all = _gather(side, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # gaussian(side, temperature=0.1, metric=cosine): log-weights from d2 (cosine)
-        p_d2 = _sqdist(side, side_all, "cosine")
-        p_logits = -p_d2 / (2 * 0.1)
-        p_logits = p_logits.masked_fill(diag, -math.inf)
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (side, side_all, offset, z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            # gaussian(side, temperature=0.1, metric=cosine): log-weights from d2 (cosine)
+            p_d2 = _sqdist(side, side_all, "cosine")
+            p_logits = -p_d2 / (2 * 0.1)
+            p_logits = p_logits.masked_fill(diag, -math.inf)
+            p, p_keep = torch.log_softmax(p_logits, dim=1), None
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
         # gaussian(f(x), temperature=0.5, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
         q_logits = -q_d2 / (2 * 0.5)
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
-        return torch.log_softmax(p_logits, dim=1), log_q, keep, world
+        return p, log_q, keep, world
+
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
 
     def forward(self, z: Tensor, *, side: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(z, side=side, gather=self.gather)
         # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
         p = p.exp()
-        rows = -torch.where(p > 0, p * log_q, 0.0).sum(1)
+        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)  # no 0 * inf in a gradient
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, side: Tensor) -> Tensor:

@@ -97,3 +97,127 @@ def test_torch_compile_inductor_cpu() -> None:
     phi = torch.softmax(torch.randn(24, 10, dtype=torch.float64, generator=g), 1)
     compiled = torch.compile(kmeans(validate=False))(phi, x=x)
     assert abs(float(compiled - kmeans()(phi, x=x))) <= TOL
+
+
+def _loaded(stem: str):  # type: ignore[no-untyped-def]
+    """The generated class and its module namespace (to count helper calls)."""
+    cls = load(stem)
+    return cls, cls.forward.__globals__
+
+
+def _inputs_for(cls: type, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    inputs = {}
+    for name in cls.INPUTS:  # type: ignore[attr-defined]
+        if name in ("x", "side"):
+            inputs[name] = torch.rand(n, 6, dtype=torch.float64, generator=g)
+        elif name == "index":
+            inputs[name] = torch.arange(n) % (n // 2)
+        elif name == "modality":
+            inputs[name] = torch.arange(n) // (n // 2)
+    return inputs
+
+
+@pytest.mark.parametrize(
+    "stem", ["tsne", "sne", "kmeans", "debiased_infonce_clustering", "lgsimclr", "clip"]
+)
+def test_cached_p_gives_the_uncached_loss_gradient_and_divergence(stem: str) -> None:
+    """With cache_p (the default) every call equals a module that recomputes p each time."""
+    cls = load(stem)
+    g = torch.Generator().manual_seed(3)
+    n = 40
+    inputs = _inputs_for(cls, n, g)
+    softmax = stem in ("kmeans", "debiased_infonce_clustering")
+    z0 = torch.randn(n, 10 if softmax else 2, dtype=torch.float64, generator=g)
+    cached, fresh = cls(), cls(cache_p=False)
+    for step in range(3):  # the first call fills the cache, the next ones read it
+        z = z0 + 0.1 * step * z0.roll(1, 0)
+        if softmax:
+            z = torch.softmax(z, dim=1)
+        got = _value_and_grad(lambda z: cached(z, **inputs), z)
+        want = _value_and_grad(lambda z: fresh(z, **inputs), z)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(cached.divergence(z, **inputs), fresh.divergence(z, **inputs))
+    assert cached._p_cache is not None and fresh._p_cache is None
+
+
+def test_cached_p_is_computed_once_and_recomputed_when_an_input_or_hyperparameter_changes() -> None:
+    cls, namespace = _loaded("sne")
+    calls = []
+    search = namespace["_perplexity_beta"]
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return search(*args)
+
+    namespace["_perplexity_beta"] = counting
+    try:
+        loss = cls()
+        x = torch.rand(50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        z = torch.randn(50, 2, dtype=torch.float64)
+        first = loss(z, x=x)
+        assert torch.equal(loss(z, x=x.clone()), first) and len(calls) == 1  # equal values: hit
+        x[0, 0] += 1.0  # changed in place: the cache compares values, not identity
+        changed = loss(z, x=x)
+        assert len(calls) == 2
+        loss(z.float(), x=x)  # another dtype of z: p is made again
+        assert len(calls) == 3
+        assert torch.equal(changed, cls(cache_p=False)(z, x=x))
+    finally:
+        namespace["_perplexity_beta"] = search
+
+    kmeans = load("kmeans")(sigma=1.0)
+    x = torch.rand(20, 3, dtype=torch.float64)
+    z = torch.softmax(torch.randn(20, 4, dtype=torch.float64), dim=1)
+    kmeans(z, x=x)
+    kmeans.sigma = 0.5  # a hyperparameter p reads is part of the key
+    assert torch.equal(kmeans(z, x=x), load("kmeans")(sigma=0.5, cache_p=False)(z, x=x))
+
+
+def test_cached_p_is_bypassed_when_the_inputs_need_gradients_and_is_never_handed_out() -> None:
+    cls = load("kmeans")
+    x = torch.rand(45, 4, dtype=torch.float64).requires_grad_(True)
+    z = torch.softmax(torch.randn(45, 5, dtype=torch.float64), dim=1)
+    loss = cls()
+    (grad_x,) = torch.autograd.grad(loss(z, x=x), x)
+    assert loss._p_cache is None and bool(torch.isfinite(grad_x).all())
+    assert float(grad_x.abs().sum()) > 0
+    (again,) = torch.autograd.grad(loss(z, x=x), x)  # p is differentiated again, not reused
+    (fresh,) = torch.autograd.grad(cls(cache_p=False)(z, x=x), x)
+    assert torch.equal(again, grad_x) and torch.equal(fresh, grad_x)
+
+    walk = load("debiased_infonce_clustering")()
+    inputs = {"x": torch.rand(20, 3, dtype=torch.float64), "index": torch.arange(20) % 10}
+    z = torch.softmax(torch.randn(20, 10, dtype=torch.float64), dim=1)
+    p, _ = walk.distributions(z, **inputs)
+    p.zero_()  # the caller's copy; the module's p is untouched
+    assert torch.equal(
+        walk(z, **inputs), load("debiased_infonce_clustering")(cache_p=False)(z, **inputs)
+    )
+
+
+@pytest.mark.parametrize("stem", ["tsne", "sne", "card", "tsimclr", "debiased_tsimclr"])
+def test_neighbour_forward_equals_the_autograd_cross_entropy(stem: str) -> None:
+    """forward's closed-form gradient (`_NeighbourCrossEntropy`) equals autograd through the
+    dense -sum p log q of `_terms`, value and gradient, float64."""
+    cls = load(stem)
+    assert "_NeighbourCrossEntropy.apply" in Path(ROOT / "generated" / f"{stem}.py").read_text()
+    g = torch.Generator().manual_seed(5)
+    n = 50
+    inputs = _inputs_for(cls, n, g)
+    inputs["index"] = torch.arange(n) % 20  # groups of 2 and 3 views, 10 singletons
+    inputs = {k: v for k, v in inputs.items() if k in cls.INPUTS}  # type: ignore[attr-defined]
+    kwargs = {"sigma": 0.8} if stem == "card" else {}
+    module = cls(**kwargs)
+
+    def dense(z: torch.Tensor) -> torch.Tensor:
+        p, log_q, keep, world = module._terms(z, **inputs)
+        p = module._dense_p(p, log_q)
+        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)
+        return module._mean(rows, keep, world)
+
+    for scale in (0.01, 1.0, 30.0):  # a collapsed start, a spread map, far clusters
+        z = scale * torch.randn(n, 2, dtype=torch.float64, generator=g)
+        fused = _value_and_grad(lambda z: module(z, **inputs), z)
+        ref = _value_and_grad(dense, z)
+        assert abs(float(fused[0] - ref[0])) <= TOL * max(1.0, abs(float(ref[0])))
+        assert float((fused[1] - ref[1]).abs().max()) <= TOL * max(1.0, float(ref[1].abs().max()))

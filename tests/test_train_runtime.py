@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import icon_dsl
 from icon_dsl.cli import main
 from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_digits
@@ -145,23 +144,6 @@ def test_metrics_fit_the_kind(digits: Dataset, spec: str, keys: set[str]) -> Non
     assert all(np.isfinite(v) for v in result.metrics.values())
     assert result.embedding.shape[0] == 120
     assert len(result.losses) == 1
-
-
-def test_memoised_helpers_give_the_generated_loss_and_gradient_exactly(digits: Dataset) -> None:
-    module = icon_dsl.compile(SPECS / "sne.icon")
-    plain, memoised = module.load(), module.load()
-    runtime.memoise_fixed_p(memoised)
-    x = torch.from_numpy(digits.x[:100])
-    start = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
-    z = start.clone().requires_grad_(True)
-    expected = plain()(z, x=x)
-    (expected_grad,) = torch.autograd.grad(expected, z)
-    loss = memoised()
-    for _ in range(2):  # the second call is served from the memo
-        z = start.clone().requires_grad_(True)
-        value = loss(z, x=x)
-        (grad,) = torch.autograd.grad(value, z)
-        assert torch.equal(value, expected) and torch.equal(grad, expected_grad)
 
 
 def test_missing_labels_are_a_data_error(tmp_path: Path, digits: Dataset) -> None:

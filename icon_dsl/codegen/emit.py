@@ -33,15 +33,22 @@ REPLICATED_OPS = ("walk", "joint")
 
 
 def _gather_lines(
-    inputs: list[str], replicated: bool, needs_diag: bool, body: list[str]
+    inputs: list[str],
+    replicated: bool,
+    needs_diag: bool,
+    body: list[str],
+    p_only: bool = False,
 ) -> list[str]:
-    """The top of `_terms`: columns are the whole batch, across processes when distributed."""
+    """The top of `_terms` (or of `_p_terms` with p_only: z is not gathered there, its
+    columns are world * n): columns are the whole batch, across processes when distributed."""
     text = "\n".join(body)
     names_ = ["z", *inputs]
     if not replicated:
         names_ = [n for n in names_ if f"{n}_all" in text or (n == "z" and needs_diag)]
+    if p_only:
+        names_ = [n for n in names_ if n != "z"]
     lines = ["# columns: the whole batch, gathered across processes under torch.distributed"]
-    uses_offset = needs_diag or replicated
+    uses_offset = needs_diag or replicated or p_only or re.search(r"\boffset\b", text)
     target = "world, offset" if uses_offset else "world, _"
     lines.append(f"{target} = _world(gather, z.shape[0])")
     lines += [f"{n}_all = _gather({n}, world)" for n in names_]
@@ -50,7 +57,8 @@ def _gather_lines(
         lines.append(f"{', '.join(names_)} = {', '.join(n + '_all' for n in names_)}")
         lines.append("world, offset = 1, 0")
     if needs_diag:
-        lines.append("diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)")
+        columns = "world * z.shape[0]" if p_only else "z_all.shape[0]"
+        lines.append(f"diag = _diagonal(z.shape[0], {columns}, offset, z.device)")
     return lines
 
 
@@ -89,8 +97,40 @@ class Body:
         self.lines.append("# " + names.safe_comment(text))
 
 
-def python_expr(code: str) -> str:
-    """Normalised Python for an expression (spacing as ruff formats it), bracketed unless atomic."""
+def _words(lines: list[str]) -> set[str]:
+    """The identifiers (and dotted attributes such as self.sigma) that lines mention."""
+    return set(re.findall(r"[A-Za-z_][\w.]*", "\n".join(lines)))
+
+
+def _cached_p_lines(
+    p_lines: list[str], p_expr: str, p_keep: str | None, inputs: list[str], hypers: list[str]
+) -> list[str]:
+    """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
+    hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
+    words = _words(p_lines)
+    key = [n for name in inputs for n in (name, f"{name}_all") if n in words]
+    key += [f"self.{h}" for h in hypers if f"self.{h}" in words]
+    key += ["offset", "z.dtype", "z.device"]
+    one_line = f"fixed_key = ({', '.join(key)})"
+    if len(one_line) + 8 <= 88:
+        key_lines = [one_line]
+    else:  # laid out as ruff format lays it out
+        key_lines = ["fixed_key = (", *(f"    {k}," for k in key), ")"]
+    return [
+        "# p reads only the inputs: reuse the last p while they are exactly equal (cache_p)",
+        *key_lines,
+        "fixed = self._cached_p(fixed_key)",
+        "if fixed is None:",
+        *(f"    {line}" for line in p_lines),
+        f"    p, p_keep = {p_expr}, {p_keep or 'None'}",
+        "    fixed = self._remember_p(fixed_key, p, p_keep)",
+        "p, p_keep = fixed",
+    ]
+
+
+def python_expr(code: str, bracket: bool = True) -> str:
+    """Normalised Python for an expression (spacing as ruff formats it), bracketed unless atomic
+    (or unless bracket is False)."""
     tree = ast.parse(code, mode="eval").body
     # ruff hugs ** between simple operands (names, attributes, numbers): self.t**2
     text = re.sub(
@@ -99,7 +139,7 @@ def python_expr(code: str) -> str:
         ast.unparse(tree),
     )
     atomic = isinstance(tree, (ast.Name, ast.Attribute, ast.Constant, ast.Call))
-    return text if atomic else f"({text})"
+    return text if atomic or not bracket else f"({text})"
 
 
 class _KernelPrinter(TorchPrinter):
@@ -304,17 +344,40 @@ class Emitter:
         elif op == "kernel":
             b.add(f"{logits} = {self._user_log_weight(args, d2)}")
         else:
-            block = reg.BLOCKS[op]
-            holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
-            if op == "gaussian":
-                width = args["temperature"] if "temperature" in args else args["sigma"] ** 2
-                holes["sigma2"] = self.num(width)
-            assert block.log_weight_torch is not None
-            b.add(f"{logits} = " + block.log_weight_torch.format(d2=d2, **holes))
+            b.add(f"{logits} = " + self.log_weight(op, args, d2))
         if len(kids) == 1 and not args.get("diagonal", False):
             b.needs_diag = True
             b.add(f"{logits} = {logits}.masked_fill(diag, -math.inf)")
         return Val("logits", logits)
+
+    def log_weight(self, op: str, args: dict, d2: str) -> str:
+        """Torch code for log w(d2) of a registry kernel (gaussian, student_t)."""
+        block = reg.BLOCKS[op]
+        holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
+        if op == "gaussian":
+            holes["sigma2"] = self.num(_gaussian_width(args))
+        assert block.log_weight_torch is not None
+        return block.log_weight_torch.format(d2=d2, **holes)
+
+    def log_weight_slope(self, op: str, args: dict, d2: str) -> str:
+        """Torch code for d log w / d d2 of a registry kernel, differentiated by sympy."""
+        block = reg.BLOCKS[op]
+        assert block.log_weight is not None
+        values = {a.name: args.get(a.name) for a in block.args if a.kind in ("real", "int")}
+        values = {k: self._printable(v) for k, v in values.items() if v is not None}
+        if op == "gaussian":
+            values["sigma"] = sp.sqrt(self._printable(_gaussian_width(args)))
+        d2_symbol = sp.Symbol(d2, nonnegative=True)
+        slope = sp.simplify(sp.diff(block.log_weight(d2_symbol, values), d2_symbol))
+        return python_expr(str(_KernelPrinter().doprint(slope)), bracket=False)
+
+    def _printable(self, value: Any) -> sp.Expr:
+        """A kernel argument for sympy: integers and short fractions stay exact (so they fold),
+        other numbers and hyperparameter expressions become symbols named by their code."""
+        value = sp.sympify(value)
+        if value.is_Integer or (value.is_Rational and value.q < 1000):
+            return value
+        return sp.Symbol(self.num(value), positive=True)
 
     def _joint(self, child: int, prefix: str, text: str) -> Val:
         b = self.body
@@ -405,13 +468,67 @@ class Plan:
     p_var: str
     p_columns: str | None
     p_learned: bool
+    cache_p: bool
     q_log: str
     joint: bool
     graph: bool
     keep: str | None
     fast: list[str] | None
+    neighbour: dict[str, Any] | None
     divergence: str
     mapper: dict[str, Any]
+
+
+def _can_cache_p(
+    pt: DistType, e: Emitter, p_lines: list[str], q_lines: list[str], p_names: set[str]
+) -> bool:
+    """Is p worth keeping between calls? It must not depend on f(x) or prototypes, have work to
+    save (lines of its own), read no graph buffer (compared by value it would cost as much as
+    it saves), and share no variable with q's lines."""
+    code = [line for line in p_lines if not line.startswith("#")]
+    # inside the cache's `if`, p's lines move 4 columns right: they must still fit in 88
+    fits = all(len(line) + 12 <= 88 for line in code)
+    return (
+        not pt.learned and bool(code) and fits and not e.graph and not (_words(q_lines) & p_names)
+    )
+
+
+def _neighbour_plan(
+    ir: IR,
+    e: Emitter,
+    inputs: list[str],
+    p_lines: list[str],
+    q_lines: list[str],
+    p_needs_diag: bool,
+    p_kind: str,
+) -> dict[str, Any]:
+    """`_p_terms` (p alone, for forward) and the rest of `_terms`, split at q, plus q's kernel
+    and its derivative for `_NeighbourCrossEntropy`."""
+    q_root = ir.roots["q"]
+    op, args = ir.op(q_root), ir.args(q_root)
+    to_probabilities = {
+        "logits": "p = p.exp().to(z.dtype)",
+        "prob": "p = p.to(z.dtype)",
+        "mask": "p = _uniform_rows(p, z.dtype)",
+    }[p_kind]
+    top = _gather_lines(inputs, False, p_needs_diag, p_lines, p_only=True)
+    diag = [line for line in top if line.startswith("diag = ")]
+    if diag and "if fixed is None:" in p_lines:  # only a new p needs the diagonal mask
+        top.remove(diag[0])
+        at = p_lines.index("if fixed is None:") + 1
+        p_lines = [*p_lines[:at], f"    {diag[0]}", *p_lines[at:]]
+    return {
+        "p_body": top + p_lines,
+        "q_body": [
+            "z_all = _gather(z, world)",
+            "diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)",
+            *q_lines,
+        ],
+        "q_text": e._text(q_root),
+        "log_weight": e.log_weight(op, args, "d2"),
+        "slope": e.log_weight_slope(op, args, "d2"),
+        "to_probabilities": to_probabilities,
+    }
 
 
 def _hyper_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
@@ -458,6 +575,37 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
     desc = dom.describe(py)
     return cond, desc
+
+
+def _gaussian_width(args: dict) -> Any:
+    """sigma^2 of a gaussian's arguments (temperature, when given, is sigma^2)."""
+    return args["temperature"] if "temperature" in args else args["sigma"] ** 2
+
+
+def has_neighbour_path(ir: IR) -> bool:
+    """Is forward the closed-form neighbour cross-entropy (`_NeighbourCrossEntropy`)?
+
+    A fixed, row-normalised p against q = gaussian or student_t of f(x) over the other points
+    (euclidean): t-SNE, SNE and their new neighbours. Everything else keeps autograd's form.
+    """
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    pt, q_args = ir.dist_type(p_root), ir.args(q_root)
+    kids = ir.children(q_root)
+    return not (
+        ir.op(ir.roots["loss"]) != "kl"
+        or pt.learned
+        or pt.cross
+        or pt.normalised == "joint"
+        or ir.op(p_root) == "classes"
+        or any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
+        or ir.op(q_root) not in ("gaussian", "student_t")
+        or len(kids) != 1
+        or ir.op(kids[0]) != "f"
+        or "perplexity" in q_args
+        or q_args.get("diagonal")
+        or q_args.get("metric", "euclidean") != "euclidean"
+        or has_fast_path(ir)
+    )
 
 
 def has_fast_path(ir: IR) -> bool:
@@ -522,8 +670,10 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     e = Emitter(ir)
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     p_val = e.lower(p_root, "p")
-    q_val = e.lower(q_root, "q")
     b = e.body
+    p_lines, p_keeps, p_names = len(b.lines), len(b.keeps), set(b.taken)
+    p_needs_diag = b.needs_diag
+    q_val = e.lower(q_root, "q")
     pt: DistType = ir.dist_type(p_root)
     if pt.cross and not ir.dist_type(q_root).cross and q_val.kind == "logits":
         b.comment("a cross-modal p restricts q to the other modality")
@@ -539,7 +689,23 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     if p_kind == "logits":
         # log-probabilities: log p stays exact where p underflows (reverse KL, narrow kernels)
         p_var, p_kind = f"torch.log_softmax({p_val.var}, dim=1)", "logprob"
+    cache_p = _can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
+    inputs = [name for name in INPUT_ORDER if name in e.inputs]
+    if cache_p:
+        p_keep = " & ".join(b.keeps[:p_keeps]) if p_keeps else None
+        cached = _cached_p_lines(
+            b.lines[:p_lines], p_var, p_keep, inputs, list(e.hyper_names.values())
+        )
+        b.lines[:p_lines], p_lines = cached, len(cached)
+        b.keeps[:p_keeps] = ["p_keep"] if p_keeps else []
+        p_var = "p"
     keep = " & ".join(b.keeps) if b.keeps else None
+    neighbour = None
+    if has_neighbour_path(ir) and len(b.keeps) == p_keeps:
+        neighbour = _neighbour_plan(
+            ir, e, inputs, b.lines[:p_lines], b.lines[p_lines:], p_needs_diag, p_val.kind
+        )
+        neighbour["p_var"], neighbour["keep"] = p_var, keep
     mapper_node = ir.roots["mapper"]
     margs = ir.args(mapper_node)
     mapper = {
@@ -555,10 +721,13 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         if ir.op(node) == "prototypes":
             n = ir.args(node)["n"]
             protos = {"n": e.num(n), "dim": mapper["dim"]}
-    inputs = [name for name in INPUT_ORDER if name in e.inputs]
     fast = _fast_forward(ir, e)
     replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     b.lines[:0] = _gather_lines(inputs, replicated, b.needs_diag, b.lines)
+    if neighbour is not None:
+        b.helpers.add("neighbour")
+        if p_val.kind == "mask":
+            b.helpers.add("uniform_rows")
     return Plan(
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
@@ -578,11 +747,13 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         p_var=p_var,
         p_columns=p_val.columns,
         p_learned=pt.learned,
+        cache_p=cache_p,
         q_log=q_log,
         joint=pt.normalised == "joint",
         graph=e.graph,
         keep=keep,
         fast=fast,
+        neighbour=neighbour,
         divergence=ir.op(ir.roots["loss"]),
         mapper=mapper,
     )
@@ -674,6 +845,11 @@ def render(p: Plan) -> str:
             target=target,
         ),
         "inputs_dict": "{" + ", ".join(f'"{n}": {n}' for n in p.inputs) + "}",
+        "p_terms_call": lambda target, gather: call(
+            "self._p_terms",
+            ["z", *(f"{n}={n}" for n in p.inputs), f"gather={gather}"],
+            target=target,
+        ),
     }
     template = _env().get_template("module.py.j2")
     draft = template.render(imports="", **context)

@@ -9,9 +9,6 @@ the generated loss:
 - batches that fit the spec (``batches.py``) and defaults per kind (``plan.py``);
 - PCA initialisation of table mappers (scaled to a standard deviation of ``TABLE_INIT_STD`` in
   the first coordinate, like t-SNE implementations);
-- memoisation of the generated ``_perplexity_beta`` helper: it is a pure function of the squared
-  input distances, so for a fixed batch (full-batch mode) the per-row bisection runs once instead
-  of every step; the loss values are bit-for-bit those of the unmemoised module;
 - Adam with a cosine learning-rate decay over all steps, seeded and resumable;
 - the generated module's input validation on the first step only (it is repeated work after).
 
@@ -113,11 +110,10 @@ def train(
     default). ``compile``: wrap the mapper and the loss in ``torch.compile``. ``progress``: a tqdm
     bar and the final metrics table on stdout.
     """
-    started = time.perf_counter()
-    compiled = _compile_spec(spec)
     dataset = _as_dataset(data, label_column)
+    started = time.perf_counter()  # wall time: the method's work, not reading the data
+    compiled = _compile_spec(spec)
     loss_class = compiled.load()
-    memoise_fixed_p(loss_class)
     plan = make_plan(
         compiled,
         loss_class,
@@ -395,78 +391,6 @@ def set_validate(loss: nn.Module, value: bool) -> None:
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
     """Write the per-epoch checkpoint (a module-level hook, so tests can interrupt a run)."""
     checkpoint.save(out_dir, state)
-
-
-def memoise_fixed_p(loss_class: type) -> None:
-    """Memoise the generated module's pure helpers for the fixed side of the loss, in place.
-
-    ``_perplexity_beta`` (the per-row bisection of a Gaussian-perplexity p, the costly part)
-    depends only on the squared input distances, and ``_sqdist(x, x, ...)`` only on x: on a fixed
-    batch they give the same tensors every step. The memo compares every argument exactly
-    (``torch.equal``) and is bypassed for tensors that require grad (f(x) and prototypes), so the
-    loss and its gradient are bit-for-bit those of the unmemoised module.
-    """
-    namespace = getattr(loss_class.forward, "__globals__", None)  # type: ignore[attr-defined]
-    if namespace is None:
-        return
-    for name in ("_perplexity_beta", "_sqdist"):
-        original = namespace.get(name)
-        if original is not None and not isinstance(original, _ExactMemo):
-            namespace[name] = _ExactMemo(original)
-
-
-class _ExactMemo:
-    """Caches the last few results of a pure function of tensors and numbers, by exact equality
-    of every argument (tensors compared with ``torch.equal``, on the same shape, dtype, device).
-    Calls with a tensor that requires grad (while grad is enabled) are passed straight through."""
-
-    def __init__(self, function: Callable[..., torch.Tensor], size: int = 2) -> None:
-        self.function = function
-        self.size = size
-        self.entries: list[tuple[tuple[Any, ...], torch.Tensor]] = []
-
-    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        key = (*args, *sorted(kwargs.items()))
-        if torch.is_grad_enabled() and _needs_grad(key):
-            return self.function(*args, **kwargs)
-        for saved, result in self.entries:
-            if _same_arguments(saved, key):
-                return result.clone()  # a copy: callers may modify what they get in place
-        result = self.function(*args, **kwargs)
-        frozen = tuple(_frozen(value) for value in key)
-        self.entries = [(frozen, result.detach().clone()), *self.entries][: self.size]
-        return result
-
-
-def _needs_grad(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.requires_grad
-    if isinstance(value, tuple):
-        return any(_needs_grad(v) for v in value)
-    return False
-
-
-def _frozen(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, tuple):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
-def _same_arguments(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (
-            isinstance(a, torch.Tensor)
-            and isinstance(b, torch.Tensor)
-            and a.shape == b.shape
-            and a.dtype == b.dtype
-            and a.device == b.device
-            and bool(torch.equal(a, b))
-        )
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and all(_same_arguments(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and bool(a == b)
 
 
 # -- helpers ----------------------------------------------------------------------------------
