@@ -20,7 +20,7 @@ Spec (specs/simclr.icon):
     # SimCLR / NT-Xent: the other view of the same sample against a softmax of cosine similarities.
     method simclr \"SimCLR (Chen et al., A Simple Framework for Contrastive Learning, ICML 2020)\"
     mapper = mlp(dim=64, hidden=256, depth=2)
-    param temperature = 0.5
+    param temperature = 0.1
     p = augmentation(index)
     q = gaussian(f(x), temperature=temperature, metric=cosine)
     loss = kl(p, q)
@@ -272,7 +272,7 @@ class SimCLR(nn.Module):
     def __init__(
         self,
         *,
-        temperature: float = 0.5,
+        temperature: float = 0.1,
         block_size: int | None = None,
         cache_p: bool = True,
         validate: bool = True,

@@ -596,7 +596,7 @@ def test_every_row_empty_is_an_error_not_nan(gen):
 def test_validate_false_skips_the_checks_but_not_the_result(gen):
     module = gen["simclr"](validate=False)
     z, index = randn(6, 3), views(6)
-    assert abs(float(module(z, index=index)) - _nt_xent(z, index, 0.5)) <= 1e-12
+    assert abs(float(module(z, index=index)) - _nt_xent(z, index, 0.1)) <= 1e-12
 
 
 def test_kmeans_empty_cluster_is_not_a_silent_zero(gen):
