@@ -23,6 +23,7 @@ def make_views(
     n_views: int,
     generator: torch.Generator,
     image_shape: tuple[int, int] | None,
+    max_shift: int = IMAGE_MAX_SHIFT,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Make ``n_views`` random augmentations of every row of ``x``.
 
@@ -34,8 +35,8 @@ def make_views(
     ``index`` of shape (n_views * B,), int64, giving the sample each view came from, so views of
     one sample share their index. ``x`` is not modified.
 
-    Images (values assumed roughly in [0, 1]): a random shift of up to one pixel in each
-    direction (zero padding), gaussian noise of std 0.05, and pixel dropout (p = 0.1; dropped
+    Images (values assumed roughly in [0, 1]): a random shift of up to ``max_shift`` pixels (one
+    by default; 0 turns shifts off) in each direction (zero padding), gaussian noise of std 0.05, and pixel dropout (p = 0.1; dropped
     pixels are set to 0). Plain vectors: gaussian noise of std 0.1 times each feature's standard
     deviation over the batch, and feature dropout (p = 0.2; dropped features set to 0, the rest
     not rescaled).
@@ -55,7 +56,7 @@ def make_views(
                 f"make_views: image_shape {image_shape} has {height * width} pixels, "
                 f"but x has D={dim} features"
             )
-        views = _augment_images(repeated, height, width, generator)
+        views = _augment_images(repeated, height, width, generator, max_shift)
     else:
         feature_std = x.detach().std(dim=0, unbiased=False)
         views = _augment_vectors(repeated, feature_std, generator)
@@ -64,11 +65,11 @@ def make_views(
 
 
 def _augment_images(
-    flat: torch.Tensor, height: int, width: int, generator: torch.Generator
+    flat: torch.Tensor, height: int, width: int, generator: torch.Generator, max_shift: int
 ) -> torch.Tensor:
     """Shift, add noise and drop pixels; ``flat`` is (N, H * W), returns a new (N, H * W)."""
     images = flat.reshape(-1, height, width)
-    shifted = _random_shift(images, IMAGE_MAX_SHIFT, generator)
+    shifted = _random_shift(images, max_shift, generator) if max_shift > 0 else images
     noise = _randn(shifted.shape, generator, shifted) * IMAGE_NOISE_STD
     keep = _rand(shifted.shape, generator, shifted) >= IMAGE_PIXEL_DROPOUT
     return ((shifted + noise) * keep).reshape(flat.shape)

@@ -8,7 +8,9 @@ batches, the last short batch dropped so that label and view rows are never all 
 - table mappers read the sample ids; the loss gets x / y / index of those samples;
 - view-based specs (p over ``index`` or ``modality`` with a parametric mapper) read N_VIEWS
   augmented views per sample (``augment.make_views``: shifts / noise / pixel dropout for images,
-  noise / feature dropout for vectors), ``index`` is the sample id of each view and ``modality``
+  noise / feature dropout for vectors; no shifts for a linear mapper: a single linear layer on
+  raw pixels cannot be invariant to translations, and shifted views only taught a linear
+  clustering head to merge clusters), ``index`` is the sample id of each view and ``modality``
   its view number (view 0 and view 1 play the two modalities);
 - other parametric specs read the features.
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from icon_dsl.train.augment import make_views
+from icon_dsl.train.augment import IMAGE_MAX_SHIFT, make_views
 from icon_dsl.train.data import Dataset
 from icon_dsl.train.plan import N_VIEWS, Plan
 
@@ -47,6 +49,7 @@ class Batcher:
         self.y = None if dataset.y is None else torch.from_numpy(dataset.y).to(device)
         self.image_shape = dataset.image_shape
         self.n = dataset.n_samples
+        self.max_shift = 0 if plan.mapper_kind == "linear" else IMAGE_MAX_SHIFT
 
     def epoch_batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """Sample ids (int64, on the device) of every batch of one epoch."""
@@ -63,7 +66,9 @@ class Batcher:
         """The mapper input and the loss inputs for the samples ``ids``."""
         wanted = self.plan.inputs
         if self.plan.views:
-            views, position = make_views(self.x[ids], N_VIEWS, generator, self.image_shape)
+            views, position = make_views(
+                self.x[ids], N_VIEWS, generator, self.image_shape, self.max_shift
+            )
             sample = ids[position]
             modality = torch.arange(N_VIEWS, device=self.device).repeat_interleave(len(ids))
             available = {"x": views, "index": sample, "modality": modality}
