@@ -142,6 +142,11 @@ def _check_assignments(v: Tensor) -> None:
         )
 
 
+def _log(q: Tensor) -> Tensor:
+    """log q: -inf where q = 0, with a zero gradient there instead of 0 * inf = NaN."""
+    return torch.log(torch.where(q > 0, q, 1.0)).masked_fill(q <= 0, -math.inf)
+
+
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -224,7 +229,7 @@ class DCD(nn.Module):
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
-        log_q = torch.log(q_prob)
+        log_q = _log(q_prob)
         keep = None
         return p, log_q, keep, world
 

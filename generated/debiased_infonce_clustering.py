@@ -144,6 +144,11 @@ def _check_assignments(v: Tensor) -> None:
         )
 
 
+def _log(q: Tensor) -> Tensor:
+    """log q: -inf where q = 0, with a zero gradient there instead of 0 * inf = NaN."""
+    return torch.log(torch.where(q > 0, q, 1.0)).masked_fill(q <= 0, -math.inf)
+
+
 def _uniform_rows(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """Uniform probabilities over each row's True entries (empty rows stay zero)."""
     return mask.to(dtype) / mask.sum(1, keepdim=True).clamp_min(1)
@@ -271,7 +276,7 @@ class DebiasedInfoNCEClustering(nn.Module):
         q0_prob = (z / torch.where(q0_mass > 0, q0_mass, 1.0)) @ z_all.T
         # debias(cluster(f(x)), alpha): (1 - alpha) p + alpha * uniform over the row's support
         q_prob = _debias(q0_prob, self.alpha, None)
-        log_q = torch.log(q_prob)
+        log_q = _log(q_prob)
         keep = p_keep
         return p, log_q, keep, world
 

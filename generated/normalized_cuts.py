@@ -27,6 +27,8 @@ Spec (specs/normalized_cuts.icon):
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -117,6 +119,11 @@ def _check_graph(adjacency: Tensor, index: Tensor) -> None:
         raise ValueError(f"index must lie in [0, {len(adjacency)}): rows of adjacency")
 
 
+def _log(q: Tensor) -> Tensor:
+    """log q: -inf where q = 0, with a zero gradient there instead of 0 * inf = NaN."""
+    return torch.log(torch.where(q > 0, q, 1.0)).masked_fill(q <= 0, -math.inf)
+
+
 class _Mapper(nn.Module):
     """linear: a linear map of the features."""
 
@@ -182,7 +189,7 @@ class NormalizedCuts(nn.Module):
         # cluster(f(x)): sum_c v_ic v_jc / sum_k v_kc, j = i included
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
-        log_q = torch.log(q_prob)
+        log_q = _log(q_prob)
         keep = p_adjacency.sum(1) > 0
         return p_prob, log_q, keep, world
 

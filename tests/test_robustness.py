@@ -83,6 +83,33 @@ def test_kmeans_low_precision(dtype: torch.dtype) -> None:
     assert abs(got - ref) <= TOLERANCE[dtype] * max(1.0, abs(ref))
 
 
+@pytest.mark.parametrize("divergence", ["reverse_kl", "kl", "js"])
+def test_hard_cluster_assignments_give_finite_gradients(divergence: str) -> None:
+    """q = cluster(f(x)) is exactly 0 between points with disjoint assignments. Those entries
+    add 0 log 0 = 0 to the reverse KL and JS; their one-sided derivative is unbounded, and the
+    generated loss gives them a zero gradient (no 0 * inf = NaN that would stop training)."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(12, 3, generator=g).double()
+    hard = torch.nn.functional.one_hot(torch.arange(12) % 3, 4).double()  # cluster 3 is empty
+    text = "mapper = linear(softmax=true)\np = gaussian(x, sigma=1, diagonal=true)\n"
+    text += f"q = cluster(f(x))\nloss = {divergence}(p, q)"
+    module = _module(text)
+    z = hard.clone().requires_grad_(True)
+    value = module(z, x=x)
+    (grad,) = torch.autograd.grad(value, z)
+    if divergence == "kl":  # p > 0 where q = 0: KL(p || q) is infinite, and says so
+        assert value == math.inf
+        return
+    assert torch.isfinite(grad).all()
+    # the value: same-cluster pairs only, written out (q = 1/3 within each cluster of 4)
+    p, q = module.distributions(z.detach(), x=x)
+    assert bool(((q == 0) == (hard @ hard.T == 0)).all())
+    if divergence == "reverse_kl":
+        inside = q > 0
+        expected = (q[inside] * (q[inside].log() - p[inside].log())).sum() / 12
+        assert abs(float(value) - float(expected)) <= 1e-12
+
+
 def test_batch_with_no_usable_row_raises() -> None:
     module = _module(SUPCON, t=0.1)
     with pytest.raises(ValueError, match="no anchor in this batch has a non-empty row of p"):

@@ -684,7 +684,9 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     elif q_val.kind == "logits":
         q_log = f"torch.log_softmax({q_val.var}, dim=1)"
     else:
-        q_log = f"torch.log({e.prob(q_val)})"
+        # log with a zero gradient where q = 0 (torch.log's would be 0 * inf = NaN there)
+        b.helpers.add("log")
+        q_log = f"_log({e.prob(q_val)})"
     p_kind, p_var = p_val.kind, p_val.var
     if p_kind == "logits":
         # log-probabilities: log p stays exact where p underflows (reverse KL, narrow kernels)
