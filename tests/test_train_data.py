@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -292,38 +293,63 @@ def test_views_are_deterministic_given_the_generator(image: bool) -> None:
     assert not torch.equal(first, other)
 
 
-def _all_shifts(x: torch.Tensor) -> torch.Tensor:
-    """The 9 one-pixel shifts (zero-filled) of 8 x 8 images x (B, 64), as (9, B, 64)."""
-    padded = torch.nn.functional.pad(x.reshape(-1, 8, 8), (1, 1, 1, 1))
-    shifts = [padded[:, r : r + 8, c : c + 8].reshape(-1, 64) for r in range(3) for c in range(3)]
-    return torch.stack(shifts)
-
-
-@pytest.mark.parametrize("image", [True, False])
-def test_views_of_one_sample_differ_but_stay_close(image: bool) -> None:
-    views, index = _views(0, image)
+@pytest.mark.parametrize("max_shift", [None, 0])
+def test_views_of_one_sample_differ_but_stay_close(max_shift: int | None) -> None:
+    """Vectors (max_shift None) and images without the geometric part (max_shift 0, as linear
+    mappers get them): each view is nearer its own sample than any other sample."""
+    ds = load_dataset("digits")
+    x = torch.from_numpy(ds.x[:16])
+    generator = torch.Generator().manual_seed(0)
+    if max_shift is None:
+        views, index = make_views(x, 2, generator, None)
+    else:
+        views, index = make_views(x, 2, generator, ds.image_shape, max_shift)
     view0, view1 = views[:16], views[16:]
     assert torch.equal(index[:16], index[16:])
     assert (view0 - view1).abs().amax(dim=1).min() > 0  # every pair differs
-    x = torch.from_numpy(load_dataset("digits").x[:16])
-    candidates = _all_shifts(x) if image else x[None]
-    # each view is nearer its own sample (up to a shift, for images) than any other sample
-    distances = torch.cdist(view0[None], candidates).amin(dim=0)  # (views, samples)
+    distances = torch.cdist(view0, x)  # (views, samples)
     own = distances.diagonal()
     nearest_other = (distances + torch.eye(16) * 1e9).amin(dim=1)
     assert (own < nearest_other).all()
 
 
-def test_image_views_shift_by_at_most_one_pixel() -> None:
+def _centroids(views: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the bright mass (> 0.3) of each (size x size) view."""
+    images = views.reshape(-1, size, size)
+    bright = images * (images > 0.3)
+    total = bright.sum((1, 2)).clamp_min(1e-9)
+    steps = torch.arange(size, dtype=views.dtype)
+    return (bright.sum(2) * steps).sum(1) / total, (bright.sum(1) * steps).sum(1) / total
+
+
+def test_image_views_move_the_centre_by_at_most_the_shift() -> None:
+    """Rotation and zoom turn about the centre, so a bright centre pixel moves only by the
+    shift (up to one pixel), blurred by the bilinear interpolation."""
     x = torch.zeros(1, 25)
     x[0, 12] = 1.0  # a single bright pixel in the middle of a 5 x 5 image
-    views, _ = make_views(x, 50, torch.Generator().manual_seed(0), (5, 5))
-    kept = views[views.amax(dim=1) > 0.5]  # the pixel survived dropout
-    assert len(kept) > 30
-    brightest = kept.argmax(dim=1)
-    rows, cols = brightest // 5, brightest % 5
-    assert rows.min() >= 1 and rows.max() <= 3 and cols.min() >= 1 and cols.max() <= 3
-    assert len(set(brightest.tolist())) > 1  # it does move
+    views, _ = make_views(x, 200, torch.Generator().manual_seed(0), (5, 5))
+    kept = views[views.amax(dim=1) > 0.3]  # the pixel survived dropout
+    assert len(kept) > 100
+    rows, cols = _centroids(kept, 5)
+    assert float((rows - 2).abs().max()) <= 1.05 and float((cols - 2).abs().max()) <= 1.05
+    assert float(rows.std()) > 0.2 and float(cols.std()) > 0.2  # it does move
+
+
+def test_image_views_rotate_and_zoom() -> None:
+    """A bright pixel two columns right of the centre of a 9 x 9 image: its row moves by up to
+    1 + 2 sin(15 degrees) (shift plus rotation), its distance from the centre by up to
+    1 + 0.2 (shift plus zoom). Pixel dropout can remove part of an interpolated pixel, so the
+    bounds are checked on 95 % of the views."""
+    x = torch.zeros(1, 81)
+    x[0, 4 * 9 + 6] = 1.0  # row 4 (the centre row), column 6
+    views, _ = make_views(x, 400, torch.Generator().manual_seed(1), (9, 9))
+    kept = views[views.amax(dim=1) > 0.3]
+    rows, cols = _centroids(kept, 9)
+    row_moves = (rows - 4).abs()
+    rotation = 2 * math.sin(math.radians(15))
+    assert float(row_moves.quantile(0.95)) <= 1 + rotation + 0.1
+    radius = torch.hypot(rows - 4, cols - 4)
+    assert float((radius - 2).abs().quantile(0.95)) <= 1 + 0.2 + 0.1
 
 
 def test_vector_dropout_rate_is_about_one_fifth() -> None:

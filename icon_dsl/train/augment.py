@@ -8,10 +8,14 @@ data's device: the same generator state gives the same views wherever the data l
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-IMAGE_MAX_SHIFT = 1
+IMAGE_MAX_SHIFT = 1  # pixels, in each direction
+IMAGE_MAX_ROTATION = 15.0  # degrees, either way
+IMAGE_MAX_ZOOM = 0.1  # scale in [0.9, 1.1]: zooming in crops the borders, out pads them
 IMAGE_NOISE_STD = 0.05
 IMAGE_PIXEL_DROPOUT = 0.1
 VECTOR_NOISE_SCALE = 0.1
@@ -35,9 +39,10 @@ def make_views(
     ``index`` of shape (n_views * B,), int64, giving the sample each view came from, so views of
     one sample share their index. ``x`` is not modified.
 
-    Images (values assumed roughly in [0, 1]): a random shift of up to ``max_shift`` pixels (one
-    by default; 0 turns shifts off) in each direction (zero padding), gaussian noise of std 0.05, and pixel dropout (p = 0.1; dropped
-    pixels are set to 0). Plain vectors: gaussian noise of std 0.1 times each feature's standard
+    Images (values assumed roughly in [0, 1]): a random affine map (rotation up to 15 degrees,
+    zoom 0.9-1.1, so zooming in crops the borders, and a shift of up to ``max_shift`` pixels,
+    one by default; 0 turns the whole geometric part off), bilinear with zero padding, then
+    gaussian noise of std 0.05 and pixel dropout (p = 0.1; dropped pixels are set to 0). Plain vectors: gaussian noise of std 0.1 times each feature's standard
     deviation over the batch, and feature dropout (p = 0.2; dropped features set to 0, the rest
     not rescaled).
     """
@@ -69,21 +74,30 @@ def _augment_images(
 ) -> torch.Tensor:
     """Shift, add noise and drop pixels; ``flat`` is (N, H * W), returns a new (N, H * W)."""
     images = flat.reshape(-1, height, width)
-    shifted = _random_shift(images, max_shift, generator) if max_shift > 0 else images
+    shifted = _random_affine(images, max_shift, generator) if max_shift > 0 else images
     noise = _randn(shifted.shape, generator, shifted) * IMAGE_NOISE_STD
     keep = _rand(shifted.shape, generator, shifted) >= IMAGE_PIXEL_DROPOUT
     return ((shifted + noise) * keep).reshape(flat.shape)
 
 
-def _random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each (H, W) image by its own offsets in [-max_shift, max_shift], zero-filled."""
+def _random_affine(
+    images: torch.Tensor, max_shift: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Rotate (up to IMAGE_MAX_ROTATION degrees), zoom (1 +- IMAGE_MAX_ZOOM: a crop when
+    zooming in) and translate (up to ``max_shift`` pixels) each (H, W) image by its own draw,
+    bilinear, zero outside the image."""
     count, height, width = images.shape
-    padded = F.pad(images, (max_shift, max_shift, max_shift, max_shift))
-    offsets = _randint(2 * max_shift + 1, (2, count), generator, images.device)
-    rows = offsets[0][:, None] + torch.arange(height, device=images.device)
-    cols = offsets[1][:, None] + torch.arange(width, device=images.device)
-    sample = torch.arange(count, device=images.device)[:, None, None]
-    return padded[sample, rows[:, :, None], cols[:, None, :]]
+    u = _rand(torch.Size((count, 4)), generator, images) * 2 - 1  # uniform in [-1, 1]
+    angle = u[:, 0] * math.radians(IMAGE_MAX_ROTATION)
+    zoom = 1 + u[:, 1] * IMAGE_MAX_ZOOM
+    # affine_grid maps output to input coordinates in [-1, 1]: the inverse transform
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    shift_x, shift_y = u[:, 2] * (2 * max_shift / width), u[:, 3] * (2 * max_shift / height)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )
+    grid = F.affine_grid(theta, [count, 1, height, width], align_corners=False)
+    return F.grid_sample(images[:, None], grid, align_corners=False)[:, 0]
 
 
 def _augment_vectors(
@@ -103,10 +117,3 @@ def _randn(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) ->
 def _rand(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     drawn = torch.rand(shape, generator=generator, device=generator.device, dtype=like.dtype)
     return drawn.to(like.device)
-
-
-def _randint(
-    high: int, shape: tuple[int, int], generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    drawn = torch.randint(high, shape, generator=generator, device=generator.device)
-    return drawn.to(device)
