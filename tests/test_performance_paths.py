@@ -221,3 +221,35 @@ def test_neighbour_forward_equals_the_autograd_cross_entropy(stem: str) -> None:
         ref = _value_and_grad(dense, z)
         assert abs(float(fused[0] - ref[0])) <= TOL * max(1.0, abs(float(ref[0])))
         assert float((fused[1] - ref[1]).abs().max()) <= TOL * max(1.0, float(ref[1].abs().max()))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "param nu = 2.5\nparam s = 0.5\np = gaussian(x, perplexity=5)\n"
+        "q = student_t(f(x), dof=nu, scale=s)",
+        "param t = 0.3\np = knn(x, 4)\nq = gaussian(f(x), temperature=t)",
+        "p = debias(knn(x, 4), 0.1)\nq = gaussian(f(x), sigma=2.5)",
+    ],
+)
+def test_neighbour_forward_with_hyperparameters_and_other_p(spec: str) -> None:
+    """The sympy-derived kernel slope with hyperparameters (dof, scale, temperature) and p given
+    as a mask (kNN) or probabilities (debias): value and gradient equal autograd's, float64."""
+    import icon_dsl
+
+    compiled = icon_dsl.compile("mapper = mlp(dim=2)\n" + spec)
+    assert "_NeighbourCrossEntropy.apply" in compiled.source
+    module = compiled.load()()
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(30, 5, dtype=torch.float64, generator=g)
+
+    def dense(z: torch.Tensor) -> torch.Tensor:
+        p, log_q, keep, world = module._terms(z, x=x)
+        p = module._dense_p(p, log_q)
+        return module._mean(-(p * torch.where(p > 0, log_q, 0.0)).sum(1), keep, world)
+
+    z = 2 * torch.randn(30, 2, dtype=torch.float64, generator=g)
+    fused = _value_and_grad(lambda z: module(z, x=x), z)
+    ref = _value_and_grad(dense, z)
+    assert abs(float(fused[0] - ref[0])) <= TOL * max(1.0, abs(float(ref[0])))
+    assert float((fused[1] - ref[1]).abs().max()) <= TOL * max(1.0, float(ref[1].abs().max()))
