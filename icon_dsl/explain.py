@@ -104,6 +104,17 @@ def memory_report(ir: IR, batch: int) -> list[str]:
     return lines
 
 
+def lowering(ir: IR) -> str:
+    """How the generated `forward` computes the loss (docs/performance.md)."""
+    from .codegen.emit import has_fast_path, has_neighbour_path
+
+    if has_fast_path(ir):
+        return "contrastive group sums, one fused cross-entropy (no N x N p), row blocks"
+    if has_neighbour_path(ir):
+        return "closed-form neighbour cross-entropy (fixed p kept between calls)"
+    return "dense log-space form, autograd"
+
+
 def explain(spec: str | Path | Source, batch: int | None = None) -> str:
     checked = check(spec)
     ir = checked.ir
@@ -114,6 +125,7 @@ def explain(spec: str | Path | Source, batch: int | None = None) -> str:
         f"known as: {known.display} ({known.citation})" if known else "known as: - (a new method)"
     )
     lines.append(f"periodic-table cell: p column '{p_col}', q row '{q_row}'")
+    lines.append(f"training forward: {lowering(ir)}")
     lines.append("")
     lines += formulas(ir)
     if ir.hypers:

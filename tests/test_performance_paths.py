@@ -253,3 +253,15 @@ def test_neighbour_forward_with_hyperparameters_and_other_p(spec: str) -> None:
     ref = _value_and_grad(dense, z)
     assert abs(float(fused[0] - ref[0])) <= TOL * max(1.0, abs(float(ref[0])))
     assert float((fused[1] - ref[1]).abs().max()) <= TOL * max(1.0, float(ref[1].abs().max()))
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "specs").glob("*.icon")), ids=lambda p: p.stem)
+def test_explain_names_the_forward_the_module_has(spec: Path) -> None:
+    """`icon-dsl explain` says which lowering forward uses; it must be the generated one."""
+    import icon_dsl
+    from icon_dsl.explain import explain
+
+    source = icon_dsl.compile(spec).source
+    line = next(x for x in explain(spec).splitlines() if x.startswith("training forward:"))
+    assert ("neighbour" in line) == ("_NeighbourCrossEntropy.apply" in source)
+    assert ("contrastive" in line) == ("_contrastive_total(" in source)
