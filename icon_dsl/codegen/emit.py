@@ -48,7 +48,7 @@ def _gather_lines(
     if p_only:
         names_ = [n for n in names_ if n != "z"]
     lines = ["# columns: the whole batch, gathered across processes under torch.distributed"]
-    uses_offset = needs_diag or replicated or p_only or re.search(r"\boffset\b", text)
+    uses_offset = needs_diag or replicated or p_only or bool(re.search(r"\boffset\b", text))
     target = "world, offset" if uses_offset else "world, _"
     lines.append(f"{target} = _world(gather, z.shape[0])")
     lines += [f"{n}_all = _gather({n}, world)" for n in names_]
@@ -703,7 +703,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         p_var = "p"
     keep = " & ".join(b.keeps) if b.keeps else None
     neighbour = None
-    if has_neighbour_path(ir) and len(b.keeps) == p_keeps:
+    if has_neighbour_path(ir):  # q is a kernel of f(x): every kept-row test comes from p
         neighbour = _neighbour_plan(
             ir, e, inputs, b.lines[:p_lines], b.lines[p_lines:], p_needs_diag, p_val.kind
         )
