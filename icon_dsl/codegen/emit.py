@@ -368,7 +368,7 @@ class Emitter:
         if op == "gaussian":
             values["sigma"] = sp.sqrt(self._printable(_gaussian_width(args)))
         d2_symbol = sp.Symbol(d2, nonnegative=True)
-        slope = sp.simplify(sp.diff(block.log_weight(d2_symbol, values), d2_symbol))
+        slope = sp.cancel(sp.diff(block.log_weight(d2_symbol, values), d2_symbol))
         return python_expr(str(_KernelPrinter().doprint(slope)), bracket=False)
 
     def _printable(self, value: Any) -> sp.Expr:
