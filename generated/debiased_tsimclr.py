@@ -157,23 +157,28 @@ _PTerms = tuple[Tensor, "Tensor | None", int, int]
 
 class _NeighbourCrossEntropy(torch.autograd.Function):
     """Rows -sum_j p_ij log q_ij for q_ij = w(d2_ij) / sum_(k != i) w(d2_ik), j != i, with
-    d2_ij = |z_i - c_j|^2, and a closed-form backward.
+    d2_ij = |z_i - c_j|^2, and a closed-form backward. With joint, q_ij = w_ij / sum_(k != l)
+    w_kl instead: one normaliser for the whole matrix (the rows then sum to the loss).
 
     kernel(d2) gives (log w, d log w / d d2). For a fixed p the gradient in log w is
-    sum_k p_ik q_ij - p_ij, so autograd's chain of N x N temporaries (distances, kernel,
-    log-softmax, product) becomes a few passes; d2's gradient S gives
-    dz_i = 2 (sum_j S_ij z_i - S c) and dc_j = 2 (sum_i S_ij c_j - S^T z).
+    sum_k p_ik q_ij - p_ij (joint: sum_kl p_kl q_ij - p_ij), so autograd's chain of N x N
+    temporaries (distances, kernel, log-softmax, product) becomes a few passes; d2's gradient
+    S gives dz_i = 2 (sum_j S_ij z_i - S c) and dc_j = 2 (sum_i S_ij c_j - S^T z).
     """
 
     @staticmethod
-    def forward(ctx, z, c, p, offset, kernel):  # type: ignore[no-untyped-def]
+    def forward(ctx, z, c, p, offset, kernel, joint):  # type: ignore[no-untyped-def]
         sq = (z * z).sum(1)[:, None] + (c * c).sum(1)[None, :]
         d2 = torch.addmm(sq, z, c.T, alpha=-2).clamp_min_(0)
         log_w, slope = kernel(d2)
         cross = (p * log_w).sum(1)  # p_ii = 0, and log w(d2_ii) is finite
         log_w.diagonal(offset).fill_(-math.inf)  # q excludes j = i
-        lse = torch.logsumexp(log_w, dim=1)
+        if joint:
+            lse = torch.logsumexp(log_w.flatten(), 0).expand(log_w.shape[0])
+        else:
+            lse = torch.logsumexp(log_w, dim=1)
         mass = p.sum(1)
+        ctx.joint = joint
         # a constant slope (the gaussian's) is a number, kept on ctx
         ctx.slope = None if isinstance(slope, Tensor) else slope
         slopes = (slope,) if isinstance(slope, Tensor) else ()
@@ -184,14 +189,15 @@ class _NeighbourCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
         z, c, p, log_w, lse, mass, *slopes = ctx.saved_tensors
         slope = slopes[0] if slopes else ctx.slope
-        # dL/dlog w_ij = g_i (mass_i q_ij - p_ij), then times d log w / d d2
-        s = torch.exp(log_w - lse[:, None]).mul_((grad * mass)[:, None])
+        # dL/dlog w_ij = g_i (mass_i q_ij - p_ij) (joint: sum_k g_k mass_k), times d log w/d d2
+        weight = (grad * mass).sum() if ctx.joint else (grad * mass)[:, None]
+        s = torch.exp(log_w - lse[:, None]).mul_(weight)
         s = s.sub_(p * grad[:, None]).mul_(slope)
         # (c^T s^T)^T rather than s @ c: for few columns the wide product is several times
         # faster on CPU (measured 0.6 ms against 4.2 ms at N = 1797, 2 columns)
         grad_z = 2 * (s.sum(1)[:, None] * z - (c.T @ s.T).T)
         grad_c = 2 * (s.sum(0)[:, None] * c - (z.T @ s).T)
-        return grad_z, grad_c, None, None, None
+        return grad_z, grad_c, None, None, None, None
 
 
 class _Mapper(nn.Module):
@@ -313,7 +319,7 @@ class DebiasedTSimCLR(nn.Module):
         z_all = _gather(z, world)
         # -sum_j p(j|i) log q(j|i) with a closed-form gradient; H(p) is skipped
         p = p.to(z.dtype)
-        rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel)
+        rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel, False)
         return self._mean(rows, keep, world)
 
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:

@@ -182,6 +182,55 @@ def _perplexity_beta(d2: Tensor, perplexity: float, diag: Tensor) -> Tensor:
     return log_beta.exp().to(d2.dtype)
 
 
+# p, the rows kept, the world size and the offset of this process's first row
+_PTerms = tuple[Tensor, "Tensor | None", int, int]
+
+
+class _NeighbourCrossEntropy(torch.autograd.Function):
+    """Rows -sum_j p_ij log q_ij for q_ij = w(d2_ij) / sum_(k != i) w(d2_ik), j != i, with
+    d2_ij = |z_i - c_j|^2, and a closed-form backward. With joint, q_ij = w_ij / sum_(k != l)
+    w_kl instead: one normaliser for the whole matrix (the rows then sum to the loss).
+
+    kernel(d2) gives (log w, d log w / d d2). For a fixed p the gradient in log w is
+    sum_k p_ik q_ij - p_ij (joint: sum_kl p_kl q_ij - p_ij), so autograd's chain of N x N
+    temporaries (distances, kernel, log-softmax, product) becomes a few passes; d2's gradient
+    S gives dz_i = 2 (sum_j S_ij z_i - S c) and dc_j = 2 (sum_i S_ij c_j - S^T z).
+    """
+
+    @staticmethod
+    def forward(ctx, z, c, p, offset, kernel, joint):  # type: ignore[no-untyped-def]
+        sq = (z * z).sum(1)[:, None] + (c * c).sum(1)[None, :]
+        d2 = torch.addmm(sq, z, c.T, alpha=-2).clamp_min_(0)
+        log_w, slope = kernel(d2)
+        cross = (p * log_w).sum(1)  # p_ii = 0, and log w(d2_ii) is finite
+        log_w.diagonal(offset).fill_(-math.inf)  # q excludes j = i
+        if joint:
+            lse = torch.logsumexp(log_w.flatten(), 0).expand(log_w.shape[0])
+        else:
+            lse = torch.logsumexp(log_w, dim=1)
+        mass = p.sum(1)
+        ctx.joint = joint
+        # a constant slope (the gaussian's) is a number, kept on ctx
+        ctx.slope = None if isinstance(slope, Tensor) else slope
+        slopes = (slope,) if isinstance(slope, Tensor) else ()
+        ctx.save_for_backward(z, c, p, log_w, lse, mass, *slopes)
+        return mass * lse - cross
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        z, c, p, log_w, lse, mass, *slopes = ctx.saved_tensors
+        slope = slopes[0] if slopes else ctx.slope
+        # dL/dlog w_ij = g_i (mass_i q_ij - p_ij) (joint: sum_k g_k mass_k), times d log w/d d2
+        weight = (grad * mass).sum() if ctx.joint else (grad * mass)[:, None]
+        s = torch.exp(log_w - lse[:, None]).mul_(weight)
+        s = s.sub_(p * grad[:, None]).mul_(slope)
+        # (c^T s^T)^T rather than s @ c: for few columns the wide product is several times
+        # faster on CPU (measured 0.6 ms against 4.2 ms at N = 1797, 2 columns)
+        grad_z = 2 * (s.sum(1)[:, None] * z - (c.T @ s.T).T)
+        grad_c = 2 * (s.sum(0)[:, None] * c - (z.T @ s).T)
+        return grad_z, grad_c, None, None, None, None
+
+
 class _Mapper(nn.Module):
     """table: a free embedding per sample index."""
 
@@ -231,22 +280,23 @@ class TSNEJoint(nn.Module):
         """The spec's mapper: table(dim=2)."""
         return _Mapper(in_features, num_samples)
 
-    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
-        """p (prob) and log q for this process's rows, the rows kept, the world size."""
+    def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
+        """p (prob) for this process's rows, the rows kept, the world size, and the
+        offset of this process's first row among the columns."""
         if self.validate:
             _check_batch(z, {"x": x})
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
-        z_all = _gather(z, world)
+        n_all = world * z.shape[0]
         x_all = _gather(x, world)
         # this objective needs every row: each process computes the full loss
-        z, x = z_all, x_all
+        x = x_all
         world, offset = 1, 0
-        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
         fixed_key = (x, x_all, offset, z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
+            diag = _diagonal(n_all, n_all, offset, z.device)
             # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
             p0_d2 = _sqdist(x, x_all, "euclidean")
             p0_logits = -p0_d2 * _perplexity_beta(p0_d2, 30, diag)
@@ -257,6 +307,16 @@ class TSNEJoint(nn.Module):
             p, p_keep = p_joint, None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
+        keep = None
+        return p, keep, world, offset
+
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (prob) and log q for this process's rows, the rows kept, the world size."""
+        p, keep, world, offset = self._p_terms(z, x=x, gather=gather)
+        # this objective needs every row: each process computes the full loss
+        processes, _ = _world(gather, z.shape[0])
+        z = z_all = _gather(z, processes)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
         q0_d2 = _sqdist(z, z_all, "euclidean")
         q0_logits = -(1 + 1) / 2 * torch.log1p(q0_d2 / (1 * 1**2))
@@ -264,8 +324,11 @@ class TSNEJoint(nn.Module):
         # joint(student_t(f(x), dof=1)): log of w / sum_(k != l) w_kl, one normaliser for the matrix
         q_joint = q0_logits - torch.logsumexp(q0_logits.flatten(), 0)
         log_q = q_joint
-        keep = None
         return p, log_q, keep, world
+
+    def _q_kernel(self, d2: Tensor) -> tuple[Tensor, Tensor | float]:
+        """q's kernel, joint(student_t(f(x), dof=1)): log w(d2) and d log w / d d2."""
+        return -(1 + 1) / 2 * torch.log1p(d2 / (1 * 1**2)), -1 / (d2 + 1)
 
     def _cached_p(self, key: _Key) -> _FixedP | None:
         """p (and its kept rows) from the last call if its key is exactly this one."""
@@ -286,10 +349,15 @@ class TSNEJoint(nn.Module):
 
     def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
-        p, log_q, keep, world = self._terms(z, x=x, gather=self.gather)
-        # cross-entropy -sum_j p(j|i) log q(j|i); H(p) does not depend on z and is skipped
-        rows = -(p * torch.where(p > 0, log_q, 0.0)).sum(1)  # no 0 * inf in a gradient
-        return self._mean(rows, keep, world)
+        p, keep, _, _ = self._p_terms(z, x=x, gather=self.gather)
+        # this objective needs every row: each process computes the full loss
+        processes, _ = _world(self.gather, z.shape[0])
+        z = _gather(z, processes)
+        # -sum p log q with a closed-form gradient; H(p) is skipped
+        p = p.to(z.dtype)
+        joint = True  # one normaliser for the whole matrix
+        rows = _NeighbourCrossEntropy.apply(z, z, p, 0, self._q_kernel, joint)
+        return self._mean(rows, keep, 1)
 
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""

@@ -32,6 +32,13 @@ p = gaussian(x, perplexity=4)
 q = student_t(f(x), dof=1)
 """
 
+PARAMETRIC_TSNE_JOINT = """
+method parametric_tsne_joint
+mapper = mlp(dim=2, hidden=8, depth=2)
+p = joint(gaussian(x, perplexity=4))
+q = joint(student_t(f(x), dof=1))
+"""
+
 CASES = {
     "simclr": (ROOT / "specs" / "simclr.icon", {}),
     "supcon": (ROOT / "specs" / "supcon.icon", {}),
@@ -39,6 +46,7 @@ CASES = {
     "cross_entropy": (ROOT / "specs" / "cross_entropy.icon", {}),
     "kmeans": (ROOT / "specs" / "kmeans.icon", {"sigma": 1.5}),
     "parametric_tsne": (PARAMETRIC_TSNE, {}),
+    "parametric_tsne_joint": (PARAMETRIC_TSNE_JOINT, {}),
 }
 
 

@@ -195,7 +195,9 @@ def test_cached_p_is_bypassed_when_the_inputs_need_gradients_and_is_never_handed
     )
 
 
-@pytest.mark.parametrize("stem", ["tsne", "sne", "card", "tsimclr", "debiased_tsimclr"])
+@pytest.mark.parametrize(
+    "stem", ["tsne", "sne", "card", "tsimclr", "debiased_tsimclr", "tsne_joint"]
+)
 def test_neighbour_forward_equals_the_autograd_cross_entropy(stem: str) -> None:
     """forward's closed-form gradient (`_NeighbourCrossEntropy`) equals autograd through the
     dense -sum p log q of `_terms`, value and gradient, float64."""
@@ -230,6 +232,9 @@ def test_neighbour_forward_equals_the_autograd_cross_entropy(stem: str) -> None:
         "q = student_t(f(x), dof=nu, scale=s)",
         "param t = 0.3\np = knn(x, 4)\nq = gaussian(f(x), temperature=t)",
         "p = debias(knn(x, 4), 0.1)\nq = gaussian(f(x), sigma=2.5)",
+        # replicated: every process computes the whole loss (a walk needs every row of p)
+        "p = walk(knn(x, 4), steps=1)\nq = student_t(f(x), dof=2)",
+        "p = joint(knn(x, 4))\nq = joint(gaussian(f(x), temperature=0.5))",
     ],
 )
 def test_neighbour_forward_with_hyperparameters_and_other_p(spec: str) -> None:

@@ -51,12 +51,17 @@ def _gather_lines(
     uses_offset = needs_diag or replicated or p_only or bool(re.search(r"\boffset\b", text))
     target = "world, offset" if uses_offset else "world, _"
     lines.append(f"{target} = _world(gather, z.shape[0])")
+    if needs_diag and p_only and replicated:  # z is not gathered here: count its rows
+        lines.append("n_all = world * z.shape[0]")
     lines += [f"{n}_all = _gather({n}, world)" for n in names_]
     if replicated:
         lines.append("# this objective needs every row: each process computes the full loss")
-        lines.append(f"{', '.join(names_)} = {', '.join(n + '_all' for n in names_)}")
+        if names_:
+            lines.append(f"{', '.join(names_)} = {', '.join(n + '_all' for n in names_)}")
         lines.append("world, offset = 1, 0")
-    if needs_diag:
+    if needs_diag and p_only and replicated:
+        lines.append("diag = _diagonal(n_all, n_all, offset, z.device)")
+    elif needs_diag:
         columns = "world * z.shape[0]" if p_only else "z_all.shape[0]"
         lines.append(f"diag = _diagonal(z.shape[0], {columns}, offset, z.device)")
     return lines
@@ -501,33 +506,44 @@ def _neighbour_plan(
     q_lines: list[str],
     p_needs_diag: bool,
     p_kind: str,
+    replicated: bool,
 ) -> dict[str, Any]:
     """`_p_terms` (p alone, for forward) and the rest of `_terms`, split at q, plus q's kernel
     and its derivative for `_NeighbourCrossEntropy`."""
-    q_root = ir.roots["q"]
-    op, args = ir.op(q_root), ir.args(q_root)
+    kernel = _q_kernel_node(ir)
+    op, args = ir.op(kernel), ir.args(kernel)
     to_probabilities = {
         "logits": "p = p.exp().to(z.dtype)",
         "prob": "p = p.to(z.dtype)",
         "mask": "p = _uniform_rows(p, z.dtype)",
     }[p_kind]
-    top = _gather_lines(inputs, False, p_needs_diag, p_lines, p_only=True)
+    top = _gather_lines(inputs, replicated, p_needs_diag, p_lines, p_only=True)
     diag = [line for line in top if line.startswith("diag = ")]
     if diag and "if fixed is None:" in p_lines:  # only a new p needs the diagonal mask
         top.remove(diag[0])
         at = p_lines.index("if fixed is None:") + 1
         p_lines = [*p_lines[:at], f"    {diag[0]}", *p_lines[at:]]
+    if replicated:  # p covers every row: q does too, on every process
+        columns = [
+            "# this objective needs every row: each process computes the full loss",
+            "processes, _ = _world(gather, z.shape[0])",
+            "z = z_all = _gather(z, processes)",
+        ]
+    else:
+        columns = ["z_all = _gather(z, world)"]
     return {
         "p_body": top + p_lines,
         "q_body": [
-            "z_all = _gather(z, world)",
+            *columns,
             "diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)",
             *q_lines,
         ],
-        "q_text": e._text(q_root),
+        "q_text": e._text(ir.roots["q"]),
         "log_weight": e.log_weight(op, args, "d2"),
         "slope": e.log_weight_slope(op, args, "d2"),
         "to_probabilities": to_probabilities,
+        "replicated": replicated,
+        "joint": ir.dist_type(ir.roots["p"]).normalised == "joint",
     }
 
 
@@ -582,23 +598,28 @@ def _gaussian_width(args: dict) -> Any:
     return args["temperature"] if "temperature" in args else args["sigma"] ** 2
 
 
+def _q_kernel_node(ir: IR) -> int:
+    """q's kernel: q itself, or the kernel inside q = joint(kernel)."""
+    q_root = ir.roots["q"]
+    return ir.children(q_root)[0] if ir.op(q_root) == "joint" else q_root
+
+
 def has_neighbour_path(ir: IR) -> bool:
     """Is forward the closed-form neighbour cross-entropy (`_NeighbourCrossEntropy`)?
 
-    A fixed, row-normalised p against q = gaussian or student_t of f(x) over the other points
-    (euclidean): t-SNE, SNE and their new neighbours. Everything else keeps autograd's form.
+    A fixed p against q = gaussian or student_t of f(x) over the other points (euclidean),
+    both normalised per row or both jointly: t-SNE (both forms), SNE and their new neighbours.
+    Everything else keeps autograd's form.
     """
-    p_root, q_root = ir.roots["p"], ir.roots["q"]
-    pt, q_args = ir.dist_type(p_root), ir.args(q_root)
-    kids = ir.children(q_root)
+    p_root, kernel = ir.roots["p"], _q_kernel_node(ir)
+    pt, q_args = ir.dist_type(p_root), ir.args(kernel)
+    kids = ir.children(kernel)
     return not (
         ir.op(ir.roots["loss"]) != "kl"
         or pt.learned
         or pt.cross
-        or pt.normalised == "joint"
         or ir.op(p_root) == "classes"
-        or any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
-        or ir.op(q_root) not in ("gaussian", "student_t")
+        or ir.op(kernel) not in ("gaussian", "student_t")
         or len(kids) != 1
         or ir.op(kids[0]) != "f"
         or "perplexity" in q_args
@@ -703,9 +724,11 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         p_var = "p"
     keep = " & ".join(b.keeps) if b.keeps else None
     neighbour = None
+    replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     if has_neighbour_path(ir):  # q is a kernel of f(x): every kept-row test comes from p
+        p_code, q_code = b.lines[:p_lines], b.lines[p_lines:]
         neighbour = _neighbour_plan(
-            ir, e, inputs, b.lines[:p_lines], b.lines[p_lines:], p_needs_diag, p_val.kind
+            ir, e, inputs, p_code, q_code, p_needs_diag, p_val.kind, replicated
         )
         neighbour["p_var"], neighbour["keep"] = p_var, keep
     mapper_node = ir.roots["mapper"]
@@ -724,7 +747,6 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
             n = ir.args(node)["n"]
             protos = {"n": e.num(n), "dim": mapper["dim"]}
     fast = _fast_forward(ir, e)
-    replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     b.lines[:0] = _gather_lines(inputs, replicated, b.needs_diag, b.lines)
     if neighbour is not None:
         b.helpers.add("neighbour")
