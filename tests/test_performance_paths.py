@@ -86,6 +86,21 @@ def test_torch_compile_gives_the_same_numbers() -> None:
     assert abs(float(eager - compiled)) <= TOL
 
 
+@pytest.mark.parametrize("stem", ["sne", "tsne_joint"])
+def test_torch_compile_of_the_neighbour_forward(stem: str) -> None:
+    """torch.compile traces the closed-form neighbour forward (a custom autograd function
+    taking the kernel as a method) and gives eager's loss and gradient."""
+    cls = load(stem)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 5, dtype=torch.float64, generator=g)
+    z = torch.randn(40, 2, dtype=torch.float64, generator=g)
+    eager = _value_and_grad(lambda z: cls()(z, x=x), z)
+    module = torch.compile(cls(validate=False), backend="aot_eager")
+    compiled = _value_and_grad(lambda z: module(z, x=x), z)
+    assert abs(float(eager[0] - compiled[0])) <= TOL
+    assert float((eager[1] - compiled[1]).abs().max()) <= TOL
+
+
 def test_torch_compile_inductor_cpu() -> None:
     """The CPU inductor backend compiles the fast path and a dense cluster-kernel spec."""
     cls = load("simclr")
