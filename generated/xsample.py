@@ -218,9 +218,10 @@ class XSample(nn.Module):
         keep = None
         return p, log_q, keep, world
 
+    @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:
         """p (and its kept rows) from the last call if its key is exactly this one."""
-        if not self.cache_p or torch.compiler.is_compiling() or _needs_grad(key):
+        if not self.cache_p or _needs_grad(key):
             return None
         # drop the old p first, so a new one is never made while it is held
         saved, self._p_cache = self._p_cache, None
@@ -229,8 +230,9 @@ class XSample(nn.Module):
             return saved[1]
         return None
 
+    @torch.compiler.disable
     def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
-        if self.cache_p and not torch.compiler.is_compiling() and not _needs_grad(key):
+        if self.cache_p and not _needs_grad(key):
             frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
             self._p_cache = (frozen, (p, keep))
         return p, keep
