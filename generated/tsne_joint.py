@@ -281,8 +281,8 @@ class TSNEJoint(nn.Module):
         return _Mapper(in_features, num_samples)
 
     def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
-        """p (prob) for this process's rows, the rows kept, the world size, and the
-        offset of this process's first row among the columns."""
+        """p (prob) over every row of the batch (this objective needs them all), the
+        rows kept, and world size 1 and offset 0 (every process computes the whole loss)."""
         if self.validate:
             _check_batch(z, {"x": x})
         # columns: the whole batch, gathered across processes under torch.distributed
