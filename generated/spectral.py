@@ -273,8 +273,10 @@ class SpectralClustering(nn.Module):
         p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
         # KL(q || p) = sum_j q (log q - log p); infinite where q > 0 = p
         q = log_q.exp()
-        # no 0 * inf in the gradient outside q's support
+        # no 0 * inf in the gradient outside q's support (log p is -inf there too when p and
+        # q both leave j = i out)
         log_q = torch.where(q > 0, log_q, 0.0)
+        log_p = torch.where(q > 0, log_p, 0.0)
         rows = torch.where(q > 0, q * (log_q - log_p), 0.0).sum(1)
         return self._mean(rows, keep, world)
 

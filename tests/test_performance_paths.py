@@ -339,3 +339,61 @@ def test_every_enumerated_neighbour_forward_equals_autograd(name: str, spec: str
     assert abs(float(fused[0] - ref[0])) <= 1e-9 * max(1.0, abs(float(ref[0]))), name
     scale = max(1.0, float(ref[1].abs().max()))
     assert float((fused[1] - ref[1]).abs().max()) <= 1e-9 * scale, name
+
+
+def _cached_candidates() -> list[tuple[str, str]]:
+    """Every enumerated cell (with the debias modifier) whose module caches p, one spec per
+    distinct loss."""
+    import icon_dsl
+    from icon_dsl.enumeration import enumerate_methods
+
+    seen, out = set(), []
+    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
+        lines = candidate.spec.splitlines()
+        loss = "\n".join(x for x in lines if not x.startswith(("method",)))
+        if loss in seen or "cache_p" not in icon_dsl.compile(candidate.spec).source:
+            continue
+        seen.add(loss)
+        out.append((candidate.name, candidate.spec))
+    return out
+
+
+_CACHED = _cached_candidates()
+
+
+@pytest.mark.parametrize(("name", "spec"), _CACHED, ids=[name for name, _ in _CACHED])
+def test_every_enumerated_cached_p_equals_the_uncached_module(name: str, spec: str) -> None:
+    """Over the whole enumerated space: a module that keeps p gives, call after call, exactly
+    the loss, gradient and divergence of one that recomputes it."""
+    import icon_dsl
+
+    compiled = icon_dsl.compile(spec)
+    cls = compiled.load()
+    g = torch.Generator().manual_seed(17)
+    n = 40
+    inputs = _inputs_for(cls, n, g)
+    if "y" in cls.INPUTS:  # type: ignore[attr-defined]
+        inputs["y"] = torch.arange(n) % 4
+    kwargs = {}
+    if "adjacency" in cls.__init__.__code__.co_varnames:  # type: ignore[misc]
+        weights = torch.rand(n, n, dtype=torch.float64, generator=g)
+        kwargs["adjacency"] = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.4)
+        inputs["index"] = torch.arange(n)
+    torch.manual_seed(0)  # the same prototypes in both modules
+    cached = cls(**kwargs).double()
+    torch.manual_seed(0)
+    fresh = cls(cache_p=False, **kwargs).double()
+    softmax = "softmax=true" in spec
+    prototypes = getattr(cached, "prototypes", None)
+    dim = 10 if softmax else 3 if prototypes is None else prototypes.shape[1]
+    z0 = torch.randn(n, dim, dtype=torch.float64, generator=g)
+    for step in range(2):
+        z = z0 * (1 + 0.3 * step)
+        if softmax:
+            z = torch.softmax(z, dim=1)
+        got = _value_and_grad(lambda z: cached(z, **inputs), z)
+        want = _value_and_grad(lambda z: fresh(z, **inputs), z)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
+        assert bool(torch.isfinite(got[1]).all()), name  # a trainable gradient, never NaN
+        assert torch.equal(cached.divergence(z, **inputs), fresh.divergence(z, **inputs)), name
+    assert cached._p_cache is not None
