@@ -15,7 +15,7 @@ import torch
 
 from icon_dsl.cli import main
 from icon_dsl.train import runtime
-from icon_dsl.train.data import Dataset, load_digits
+from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
 from icon_dsl.train.runtime import train
@@ -151,6 +151,48 @@ def test_missing_labels_are_a_data_error(tmp_path: Path, digits: Dataset) -> Non
     np.save(path, digits.x[:50])
     with pytest.raises(DataError, match="needs labels"):
         train(SPECS / "supcon.icon", data=str(path), epochs=1, out=False, progress=False)
+
+
+def _side_and_graph_npz(tmp_path: Path, digits: Dataset, n: int = 80, **arrays: object) -> str:
+    """A .npz of n digits with side information (every 4th pixel) and a symmetric kNN graph."""
+    x = digits.x[:n]
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    nearest = np.argsort(d2, axis=1)[:, 1:6]
+    graph = np.zeros((n, n), dtype=np.float32)
+    graph[np.arange(n)[:, None], nearest] = 1.0
+    content = {"x": x, "side": x[:, ::4], "adjacency": np.maximum(graph, graph.T), **arrays}
+    path = tmp_path / "with_side.npz"
+    np.savez(path, **content)  # type: ignore[arg-type]
+    return str(path)
+
+
+@pytest.mark.parametrize(("spec", "key"), [("lgsimclr", "side"), ("normalized_cuts", "adjacency")])
+def test_side_information_and_graphs_come_from_the_npz(
+    tmp_path: Path, digits: Dataset, spec: str, key: str
+) -> None:
+    """`side` specs read the .npz's side array, graph(index) specs its adjacency; without them
+    the run stops before training with a DataError naming what is missing."""
+    result = train(SPECS / f"{spec}.icon", data=_side_and_graph_npz(tmp_path, digits),
+                   epochs=1, out=False, progress=False)  # fmt: skip
+    assert result.embedding.shape[0] == 80 and np.isfinite(result.metrics["kl"])
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, x=digits.x[:80])
+    need = "side information" if key == "side" else "a graph over the samples"
+    with pytest.raises(DataError, match=f"needs {need}.*'{key}'"):
+        train(SPECS / f"{spec}.icon", data=str(bare), epochs=1, out=False, progress=False)
+
+
+def test_bad_side_information_and_graphs_are_named(tmp_path: Path, digits: Dataset) -> None:
+    short = _side_and_graph_npz(tmp_path, digits, side=digits.x[:10])
+    with pytest.raises(DataError, match=r"\['side'\]: 10 rows of side information for 80"):
+        load_dataset(short)
+    wrong = _side_and_graph_npz(tmp_path, digits, adjacency=np.ones((80, 3), np.float32))
+    with pytest.raises(DataError, match=r"\['adjacency'\]: the graph must be \(80, 80\)"):
+        load_dataset(wrong)
+    negative = -np.eye(80, dtype=np.float32)
+    bad = _side_and_graph_npz(tmp_path, digits, adjacency=negative)
+    with pytest.raises(DataError, match="nonnegative, row 0 column 0"):
+        load_dataset(bad)
 
 
 def test_required_and_unknown_hyperparameters_are_named(digits: Dataset) -> None:

@@ -48,6 +48,7 @@ class Batcher:
         self.device = device
         self.x = torch.from_numpy(np.ascontiguousarray(dataset.x)).to(device)
         self.y = None if dataset.y is None else torch.from_numpy(dataset.y).to(device)
+        self.side = None if dataset.side is None else torch.from_numpy(dataset.side).to(device)
         self.image_shape = dataset.image_shape
         self.n = dataset.n_samples
         self.max_shift = 0 if plan.mapper_kind == "linear" else IMAGE_MAX_SHIFT
@@ -73,14 +74,16 @@ class Batcher:
             sample = ids[position]
             modality = torch.arange(N_VIEWS, device=self.device).repeat_interleave(len(ids))
             available = {"x": views, "index": sample, "modality": modality}
-            if self.y is not None:
-                available["y"] = self.y[sample]
+            rows = sample
             mapper_input = views
         else:
             available = {"x": self.x[ids], "index": ids}
-            if self.y is not None:
-                available["y"] = self.y[ids]
+            rows = ids
             mapper_input = ids if self.plan.table else self.x[ids]
+        if self.y is not None:
+            available["y"] = self.y[rows]
+        if self.side is not None:
+            available["side"] = self.side[rows]  # the sample's own, for each of its views
         return Batch(mapper_input, {name: available[name] for name in wanted})
 
     def all_inputs(self) -> torch.Tensor:

@@ -23,6 +23,8 @@ BUILTIN_DATASETS = ("digits",)
 ACCEPTED_EXTENSIONS = (".npy", ".npz", ".csv")
 NPZ_FEATURE_KEYS = ("x", "X", "features")
 NPZ_LABEL_KEYS = ("y", "labels")
+NPZ_SIDE_KEY = "side"  # side information for `side` specs (LGSimCLR, X-Sample): (N, S)
+NPZ_ADJACENCY_KEY = "adjacency"  # a graph over the samples for `graph(index)` specs: (N, N)
 CSV_DEFAULT_LABEL_COLUMNS = ("label", "y")
 
 
@@ -40,10 +42,23 @@ class Dataset:
     x: np.ndarray
     y: np.ndarray | None
     image_shape: tuple[int, int] | None = None
+    side: np.ndarray | None = None  # float32 (N, S): side information per sample
+    adjacency: np.ndarray | None = None  # float32 (N, N): nonnegative graph weights
 
     def __post_init__(self) -> None:
         if self.x.dtype != np.float32 or self.x.ndim != 2:
             raise ValueError(f"Dataset.x must be float32 (N, D), got {self.x.dtype} {self.x.shape}")
+        n = self.x.shape[0]
+        if self.side is not None and (
+            self.side.dtype != np.float32 or self.side.ndim != 2 or self.side.shape[0] != n
+        ):
+            raise ValueError(f"Dataset.side must be float32 ({n}, S), got {self.side.shape}")
+        if self.adjacency is not None and (
+            self.adjacency.dtype != np.float32 or self.adjacency.shape != (n, n)
+        ):
+            raise ValueError(
+                f"Dataset.adjacency must be float32 ({n}, {n}), got {self.adjacency.shape}"
+            )
         if self.y is not None and (self.y.dtype != np.int64 or self.y.shape != self.x.shape[:1]):
             raise ValueError(
                 f"Dataset.y must be int64 of shape ({self.x.shape[0]},), "
@@ -127,6 +142,26 @@ def require_labels(ds: Dataset, why: str) -> np.ndarray:
     return ds.y
 
 
+def require_side(ds: Dataset, why: str) -> np.ndarray:
+    """Return ``ds.side``; raise DataError saying ``why`` when the data set has none."""
+    if ds.side is None:
+        raise DataError(
+            f"spec needs side information ({why}) but DATA has none; pass a .npz with a "
+            f"{NPZ_SIDE_KEY!r} array of shape (N, S) beside the features"
+        )
+    return ds.side
+
+
+def require_adjacency(ds: Dataset, why: str) -> np.ndarray:
+    """Return ``ds.adjacency``; raise DataError saying ``why`` when the data set has none."""
+    if ds.adjacency is None:
+        raise DataError(
+            f"spec needs a graph over the samples ({why}) but DATA has none; pass a .npz with "
+            f"an {NPZ_ADJACENCY_KEY!r} array of shape (N, N) (nonnegative weights)"
+        )
+    return ds.adjacency
+
+
 def _load_npy(path: Path) -> Dataset:
     array = _read_npy(path)
     x = _as_features(array, f"{path}")
@@ -155,7 +190,35 @@ def _load_npz(path: Path) -> Dataset:
     y = None
     if label_key is not None:
         y = _as_labels(arrays[label_key], f"{path}[{label_key!r}]", x.shape[0])
-    return Dataset(name=path.stem, x=x, y=y)
+    side = None
+    if NPZ_SIDE_KEY in arrays:
+        source = f"{path}[{NPZ_SIDE_KEY!r}]"
+        side = _as_features(arrays[NPZ_SIDE_KEY], source)
+        if side.shape[0] != x.shape[0]:
+            raise DataError(
+                f"{source}: {side.shape[0]} rows of side information for {x.shape[0]} samples"
+            )
+    adjacency = None
+    if NPZ_ADJACENCY_KEY in arrays:
+        adjacency = _as_adjacency(arrays[NPZ_ADJACENCY_KEY], f"{path}[{NPZ_ADJACENCY_KEY!r}]", x)
+    return Dataset(name=path.stem, x=x, y=y, side=side, adjacency=adjacency)
+
+
+def _as_adjacency(array: np.ndarray, source: str, x: np.ndarray) -> np.ndarray:
+    """Validate graph weights: (N, N) for N samples, finite and nonnegative, as float32."""
+    n = x.shape[0]
+    if array.shape != (n, n):
+        raise DataError(
+            f"{source}: the graph must be ({n}, {n}) for {n} samples, got shape {array.shape}"
+        )
+    weights = _as_features(array, source)
+    if (weights < 0).any():
+        row, col = (int(i) for i in np.argwhere(weights < 0)[0])
+        raise DataError(
+            f"{source}: graph weights must be nonnegative, row {row} column {col} is "
+            f"{weights[row, col]}"
+        )
+    return weights
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icon_dsl.api import CompiledModule
-from icon_dsl.train.data import Dataset, require_labels
+from icon_dsl.train.data import Dataset, require_adjacency, require_labels, require_side
 from icon_dsl.train.errors import TrainError
 
 #: Table-mapper specs whose p is a fixed function of x (no views, no labels) on data of at most
@@ -107,6 +107,10 @@ def make_plan(
     labels = "y" in inputs
     if labels:
         require_labels(dataset, "its p or q uses y")
+    if "side" in inputs:
+        require_side(dataset, "its p uses side")
+    if needs_adjacency(loss_class):
+        require_adjacency(dataset, "its p uses graph(index)")
     q_type = ir.type(ir.roots["q"])
     columns = getattr(q_type, "support", "pairs") == "columns"
     softmax = bool(options.get("softmax", False))
@@ -144,6 +148,12 @@ def make_plan(
         hyperparameters=hypers,
         loss_kwargs=loss_kwargs,
     )
+
+
+def needs_adjacency(loss_class: type) -> bool:
+    """Does the generated constructor require the graph (`adjacency=`) of a graph(index) p?"""
+    parameter = inspect.signature(loss_class).parameters.get("adjacency")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
 def resolve_hyperparameters(

@@ -39,7 +39,7 @@ from icon_dsl.train import checkpoint
 from icon_dsl.train.batches import Batch, Batcher
 from icon_dsl.train.data import Dataset, load_dataset
 from icon_dsl.train.errors import DataError, TrainError
-from icon_dsl.train.plan import Plan, make_plan
+from icon_dsl.train.plan import Plan, make_plan, needs_adjacency
 
 TABLE_INIT_STD = 1e-4
 EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
@@ -173,7 +173,10 @@ class _Run:
             dataset.n_features, num_samples
         ).to(device)
         try:
-            self.loss: nn.Module = loss_class(**plan.loss_kwargs).to(device)
+            graph = {}
+            if needs_adjacency(loss_class):  # make_plan checked the data set has one
+                graph["adjacency"] = torch.from_numpy(np.asarray(dataset.adjacency))
+            self.loss: nn.Module = loss_class(**plan.loss_kwargs, **graph).to(device)
         except ValueError as error:
             raise TrainError(f"{plan.name}: {error}") from None
         if plan.table:
