@@ -207,7 +207,6 @@ class DCD(nn.Module):
         """p (mask) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x})
-            _check_k(10, x.shape[0], "knn")
             _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
@@ -219,6 +218,7 @@ class DCD(nn.Module):
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # knn(x, 10): uniform over the 10 nearest neighbours j != i
+            _check_k(10, x_all.shape[0], "knn")
             p_d2 = _sqdist(x, x_all, "euclidean")
             p_d2 = p_d2.masked_fill(diag, math.inf)
             p_mask = torch.zeros_like(p_d2, dtype=torch.bool)

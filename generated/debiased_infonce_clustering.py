@@ -227,8 +227,6 @@ class DebiasedInfoNCEClustering(nn.Module):
         """p (prob) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"x": x, "index": index})
-            _check_k(10, x.shape[0], "knn")
-            _check_k(10, x.shape[0], "knn")
             _check_assignments(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
@@ -246,11 +244,13 @@ class DebiasedInfoNCEClustering(nn.Module):
             # augmentation(index): uniform over j != i with the same sample (the other views)
             p01_mask = (index[:, None] == index_all[None, :]) & ~diag
             # knn(x, 10): uniform over the 10 nearest neighbours j != i
+            _check_k(10, x_all.shape[0], "knn")
             p02_d2 = _sqdist(x, x_all, "euclidean")
             p02_d2 = p02_d2.masked_fill(diag, math.inf)
             p02_mask = torch.zeros_like(p02_d2, dtype=torch.bool)
             p02_mask.scatter_(1, p02_d2.topk(10, dim=1, largest=False).indices, True)
             # knn(x, 10): uniform over the 10 nearest neighbours j != i
+            _check_k(10, x_all.shape[0], "knn")
             p030_d2 = _sqdist(x, x_all, "euclidean")
             p030_d2 = p030_d2.masked_fill(diag, math.inf)
             p030_mask = torch.zeros_like(p030_d2, dtype=torch.bool)

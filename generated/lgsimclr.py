@@ -199,7 +199,6 @@ class LGSimCLR(nn.Module):
         """p (mask) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"side": side})
-            _check_k(5, side.shape[0], "knn")
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
@@ -210,6 +209,7 @@ class LGSimCLR(nn.Module):
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # knn(side, 5, metric=cosine): uniform over the 5 nearest neighbours j != i
+            _check_k(5, side_all.shape[0], "knn")
             p_d2 = _sqdist(side, side_all, "cosine")
             p_d2 = p_d2.masked_fill(diag, math.inf)
             p_mask = torch.zeros_like(p_d2, dtype=torch.bool)

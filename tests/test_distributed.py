@@ -50,13 +50,31 @@ CASES = {
 }
 
 
+def _enumerated_cases() -> dict[str, tuple[str, dict]]:
+    """One spec per family of the enumerated table (p, q, divergence, modifiers, input) with
+    an mlp: the whole space's lowerings, distributed. Graph specs are left out (their
+    adjacency is over a data set, not a batch); perplexity 30 becomes 5 for a batch of 16."""
+    from icon_dsl.enumeration import enumerate_methods
+
+    seen, out = set(), {}
+    for c in enumerate_methods(probe=False, modifiers=("debias",), mappers=["mlp"]):
+        key = (c.p, c.q, c.divergence, c.modifiers, c.input)
+        if key not in seen and "graph" not in c.spec:
+            seen.add(key)
+            out[f"table:{c.name}"] = (c.spec.replace("perplexity=30", "perplexity=5"), {})
+    return out
+
+
+CASES.update(_enumerated_cases())
+
+
 class Model(nn.Module):
     """The spec's mapper and loss together, so DDP also averages prototype gradients."""
 
     def __init__(self, cls: type, hypers: dict, kind: str, dim: int) -> None:
         super().__init__()
         self.mapper = nn.Sequential(nn.Linear(D_IN, 8), nn.Tanh(), nn.Linear(8, dim))
-        self.softmax = kind == "kmeans"
+        self.softmax = kind == "kmeans" or "softmax=true" in str(CASES[kind][0])
         extra = {"embedding_dim": dim} if "embedding_dim" in cls.__init__.__kwdefaults__ else {}
         self.loss = cls(**hypers, **extra)
 
@@ -75,7 +93,9 @@ def _batch() -> tuple[torch.Tensor, dict]:
     y = torch.tensor([0, 1, 2, 3] * 4)[torch.randperm(N, generator=g)]
     modality = (torch.arange(N) >= N // 2).long()
     clip_index = torch.arange(N) % (N // 2)
-    return x, {"x": x, "y": y, "index": index, "modality": modality, "clip_index": clip_index}
+    side = x[:, :3] ** 2
+    inputs = {"x": x, "y": y, "index": index, "modality": modality, "clip_index": clip_index}
+    return x, {**inputs, "side": side}
 
 
 def _inputs(cls: type, data: dict, rows: slice) -> dict:
@@ -89,7 +109,8 @@ def _inputs(cls: type, data: dict, rows: slice) -> dict:
 def _build(kind: str) -> tuple[nn.Module, type]:
     spec, hypers = CASES[kind]
     cls = icon_dsl.compile(spec).load()
-    dim = 10 if kind in ("kmeans", "cross_entropy") else 4
+    softmax = "softmax=true" in str(spec)
+    dim = 10 if kind in ("kmeans", "cross_entropy") or softmax else 4
     torch.manual_seed(1)
     return Model(cls, hypers, kind, dim).double(), cls
 

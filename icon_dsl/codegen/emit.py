@@ -220,7 +220,8 @@ class Emitter:
             b.helpers.update(("sqdist", "check_k"))
             b.needs_diag = True
             b.comment(f"{text}: uniform over the {k} nearest neighbours j != i")
-            b.checks.append(f'_check_k({k}, {v.var}.shape[0], "knn")')
+            # the candidates are the columns: under torch.distributed, every process's rows
+            b.add(f'_check_k({k}, {v.cols}.shape[0], "knn")')
             b.add(f'{d2} = _sqdist({v.var}, {v.cols}, "{args["metric"]}")')
             b.add(f"{d2} = {d2}.masked_fill(diag, math.inf)")
             b.add(f"{mask} = torch.zeros_like({d2}, dtype=torch.bool)")
