@@ -24,6 +24,11 @@ import torch
 import icon_dsl
 from icon_dsl.interpret import interpret
 
+try:
+    from tests import whole_table as W
+except ImportError:  # run from inside tests/
+    import whole_table as W  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.icon"))
 F64 = torch.float64
@@ -312,24 +317,11 @@ def test_interpreter_loss_gradient_is_finite():
 # ----------------------------------------------------------------------------- the whole table
 
 
-def _enumerated() -> list[tuple[str, str]]:
-    """Every enumerated cell (with the debias modifier), one spec per distinct loss + mapper."""
-    from icon_dsl.enumeration import enumerate_methods
-
-    seen, out = set(), []
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
-        loss = "\n".join(x for x in candidate.spec.splitlines() if not x.startswith("method"))
-        if loss not in seen:
-            seen.add(loss)
-            out.append((candidate.name, candidate.spec))
-    return out
-
-
-_ENUMERATED = _enumerated()
+_ENUMERATED = W.specs()
 
 
 @pytest.mark.parametrize("seed", SEEDS[1:3])
-@pytest.mark.parametrize(("name", "spec"), _ENUMERATED, ids=[n for n, _ in _ENUMERATED])
+@pytest.mark.parametrize(("name", "spec"), _ENUMERATED, ids=W.ids(_ENUMERATED))
 def test_every_enumerated_module_agrees_with_interpreter(name, spec, seed):
     """The oracle over the whole table: p, q, dropped rows, loss, divergence and gradient of
     every generated module (contrastive, neighbour and dense forwards) equal the interpreter's."""

@@ -327,7 +327,7 @@ def test_ruff_passes_on_every_enumerated_module(ruff_available, command, tmp_pat
     from icon_dsl.enumeration import enumerate_methods
 
     (tmp_path / "ruff.toml").write_text((GENERATED / "ruff.toml").read_text())
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
+    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):  # every cell
         source = icon_dsl.compile(candidate.spec).source
         (tmp_path / f"{candidate.name}.py").write_text(source)
     run = _ruff(*command, "--no-cache", ".", cwd=tmp_path)

@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import icon_dsl
+
+try:
+    from tests import whole_table as W
+except ImportError:  # run from inside tests/
+    import whole_table as W  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-10
 
@@ -290,50 +297,31 @@ def test_explain_names_the_forward_the_module_has(spec: Path) -> None:
     assert ("contrastive" in line) == ("_contrastive_total(" in source)
 
 
-def _neighbour_candidates() -> list[tuple[str, str]]:
-    """Every enumerated cell (with the debias modifier) whose forward is the neighbour closed
-    form, one spec per distinct loss (the mapper does not change the loss)."""
-    import icon_dsl
+def _neighbour_cases() -> list[tuple[str, str]]:
+    """The table's distinct losses whose forward is the neighbour closed form."""
     from icon_dsl.codegen.emit import has_neighbour_path
-    from icon_dsl.enumeration import enumerate_methods
 
-    seen, out = set(), []
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
-        ir = icon_dsl.check(candidate.spec).ir
-        lines = candidate.spec.splitlines()
-        loss = "\n".join(x for x in lines if not x.startswith(("mapper", "method")))
-        if has_neighbour_path(ir) and loss not in seen:
-            seen.add(loss)
-            out.append((candidate.name, candidate.spec))
-    return out
+    return [(n, s) for n, s in W.specs(False) if has_neighbour_path(icon_dsl.check(s).ir)]
 
 
-@pytest.mark.parametrize(
-    ("name", "spec"), _neighbour_candidates(), ids=[name for name, _ in _neighbour_candidates()]
-)
+_NEIGHBOUR = _neighbour_cases()
+
+
+@pytest.mark.parametrize(("name", "spec"), _NEIGHBOUR, ids=W.ids(_NEIGHBOUR))
 def test_every_enumerated_neighbour_forward_equals_autograd(name: str, spec: str) -> None:
     """Over the whole enumerated space: the closed form equals autograd through `_terms`."""
-    import icon_dsl
-
-    cls = icon_dsl.compile(spec).load()
+    cls = W.load(spec)
     g = torch.Generator().manual_seed(13)
     n = 40  # above the enumerated perplexity (30)
-    inputs = _inputs_for(cls, n, g)
-    if "y" in cls.INPUTS:  # type: ignore[attr-defined]
-        inputs["y"] = torch.arange(n) % 4
-    kwargs = {}
-    if "adjacency" in cls.__init__.__code__.co_varnames:  # type: ignore[misc]
-        weights = torch.rand(n, n, dtype=torch.float64, generator=g)
-        kwargs["adjacency"] = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.4)
-        inputs["index"] = torch.arange(n)
-    module = cls(**kwargs)
+    inputs, graph = W.batch(cls, n, g)
+    module = cls(**graph)
 
     def dense(z: torch.Tensor) -> torch.Tensor:
         p, log_q, keep, world = module._terms(z, **inputs)
         p = module._dense_p(p, log_q)
         return module._mean(-(p * torch.where(p > 0, log_q, 0.0)).sum(1), keep, world)
 
-    z = torch.randn(n, 3, dtype=torch.float64, generator=g)
+    z = W.embedding(spec, module, n, g)
     fused = _value_and_grad(lambda z: module(z, **inputs), z)
     ref = _value_and_grad(dense, z)
     assert abs(float(fused[0] - ref[0])) <= 1e-9 * max(1.0, abs(float(ref[0]))), name
@@ -341,56 +329,24 @@ def test_every_enumerated_neighbour_forward_equals_autograd(name: str, spec: str
     assert float((fused[1] - ref[1]).abs().max()) <= 1e-9 * scale, name
 
 
-def _cached_candidates() -> list[tuple[str, str]]:
-    """Every enumerated cell (with the debias modifier) whose module caches p, one spec per
-    distinct loss."""
-    import icon_dsl
-    from icon_dsl.enumeration import enumerate_methods
-
-    seen, out = set(), []
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
-        lines = candidate.spec.splitlines()
-        loss = "\n".join(x for x in lines if not x.startswith(("method",)))
-        if loss in seen or "cache_p" not in icon_dsl.compile(candidate.spec).source:
-            continue
-        seen.add(loss)
-        out.append((candidate.name, candidate.spec))
-    return out
+_CACHED = [(n, s) for n, s in W.specs() if "cache_p" in icon_dsl.compile(s).source]
 
 
-_CACHED = _cached_candidates()
-
-
-@pytest.mark.parametrize(("name", "spec"), _CACHED, ids=[name for name, _ in _CACHED])
+@pytest.mark.parametrize(("name", "spec"), _CACHED, ids=W.ids(_CACHED))
 def test_every_enumerated_cached_p_equals_the_uncached_module(name: str, spec: str) -> None:
     """Over the whole enumerated space: a module that keeps p gives, call after call, exactly
     the loss, gradient and divergence of one that recomputes it."""
-    import icon_dsl
-
-    compiled = icon_dsl.compile(spec)
-    cls = compiled.load()
+    cls = W.load(spec)
     g = torch.Generator().manual_seed(17)
     n = 40
-    inputs = _inputs_for(cls, n, g)
-    if "y" in cls.INPUTS:  # type: ignore[attr-defined]
-        inputs["y"] = torch.arange(n) % 4
-    kwargs = {}
-    if "adjacency" in cls.__init__.__code__.co_varnames:  # type: ignore[misc]
-        weights = torch.rand(n, n, dtype=torch.float64, generator=g)
-        kwargs["adjacency"] = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.4)
-        inputs["index"] = torch.arange(n)
+    inputs, graph = W.batch(cls, n, g)
     torch.manual_seed(0)  # the same prototypes in both modules
-    cached = cls(**kwargs).double()
+    cached = cls(**graph).double()
     torch.manual_seed(0)
-    fresh = cls(cache_p=False, **kwargs).double()
-    softmax = "softmax=true" in spec
-    prototypes = getattr(cached, "prototypes", None)
-    dim = 10 if softmax else 3 if prototypes is None else prototypes.shape[1]
-    z0 = torch.randn(n, dim, dtype=torch.float64, generator=g)
+    fresh = cls(cache_p=False, **graph).double()
+    z0 = W.embedding(spec, cached, n, g)
     for step in range(2):
-        z = z0 * (1 + 0.3 * step)
-        if softmax:
-            z = torch.softmax(z, dim=1)
+        z = z0 * (1 + 0.3 * step) if "softmax=true" not in spec else z0.roll(step, 0)
         got = _value_and_grad(lambda z: cached(z, **inputs), z)
         want = _value_and_grad(lambda z: fresh(z, **inputs), z)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), name
@@ -399,52 +355,23 @@ def test_every_enumerated_cached_p_equals_the_uncached_module(name: str, spec: s
     assert cached._p_cache is not None
 
 
-def _all_candidates() -> list[tuple[str, str]]:
-    """Every enumerated cell (with the debias modifier), one spec per distinct loss+mapper."""
-    from icon_dsl.enumeration import enumerate_methods
-
-    seen, out = set(), []
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
-        loss = "\n".join(x for x in candidate.spec.splitlines() if not x.startswith("method"))
-        if loss not in seen:
-            seen.add(loss)
-            out.append((candidate.name, candidate.spec))
-    return out
+_ALL = W.specs()
 
 
-_ALL = _all_candidates()
-
-
-@pytest.mark.parametrize(("name", "spec"), _ALL, ids=[name for name, _ in _ALL])
+@pytest.mark.parametrize(("name", "spec"), _ALL, ids=W.ids(_ALL))
 def test_every_enumerated_loss_is_finite_with_a_finite_gradient(name: str, spec: str) -> None:
     """Every accepted cell of the table trains: on a random batch its loss and the gradient in
     z (and in the prototypes) are finite, float32 as in training."""
-    import icon_dsl
-
-    cls = icon_dsl.compile(spec).load()
+    cls = W.load(spec)
     g = torch.Generator().manual_seed(19)
     n = 40
-    inputs = {
-        k: v.float() if v.is_floating_point() else v for k, v in _inputs_for(cls, n, g).items()
-    }
-    if "y" in cls.INPUTS:  # type: ignore[attr-defined]
-        inputs["y"] = torch.arange(n) % 4
-    kwargs = {}
-    if "adjacency" in cls.__init__.__code__.co_varnames:  # type: ignore[misc]
-        weights = torch.rand(n, n, generator=g)
-        kwargs["adjacency"] = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.4)
-        inputs["index"] = torch.arange(n)
-    module = cls(**kwargs)
-    prototypes = getattr(module, "prototypes", None)
-    softmax = "softmax=true" in spec
-    dim = 10 if softmax else 3 if prototypes is None else prototypes.shape[1]
-    z = torch.randn(n, dim, generator=g)
-    if softmax:
-        z = torch.softmax(z, dim=1)
-    z.requires_grad_(True)
+    inputs, graph = W.batch(cls, n, g, torch.float32)
+    module = cls(**graph)
+    z = W.embedding(spec, module, n, g).float().requires_grad_(True)
     value = module(z, **inputs)
     value.backward()
     assert bool(torch.isfinite(value)), name
     assert z.grad is not None and bool(torch.isfinite(z.grad).all()), name
+    prototypes = getattr(module, "prototypes", None)
     if prototypes is not None:
         assert prototypes.grad is not None and bool(torch.isfinite(prototypes.grad).all()), name

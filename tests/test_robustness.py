@@ -12,6 +12,11 @@ import torch
 
 import icon_dsl
 
+try:
+    from tests import whole_table as W
+except ImportError:  # run from inside tests/
+    import whole_table as W  # type: ignore[no-redef]
+
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2}
 
 
@@ -124,54 +129,21 @@ def test_nan_embedding_is_named() -> None:
         module(z, y=torch.tensor([0, 0, 1, 1]))
 
 
-def _distinct_losses() -> list[tuple[str, str]]:
-    """Every enumerated cell (with debias), one spec per distinct loss (mapper aside)."""
-    from icon_dsl.enumeration import enumerate_methods
-
-    seen, out = set(), []
-    for candidate in enumerate_methods(probe=False, modifiers=("debias",)):
-        lines = candidate.spec.splitlines()
-        loss = "\n".join(x for x in lines if not x.startswith(("method", "mapper")))
-        if loss not in seen:
-            seen.add(loss)
-            out.append((candidate.name, candidate.spec))
-    return out
+_LOSSES = W.specs(mapper=False)
 
 
-_LOSSES = _distinct_losses()
-
-
-@pytest.mark.parametrize(("name", "spec"), _LOSSES, ids=[n for n, _ in _LOSSES])
+@pytest.mark.parametrize(("name", "spec"), _LOSSES, ids=W.ids(_LOSSES))
 def test_every_enumerated_loss_in_float32_matches_float64(name: str, spec: str) -> None:
     """The whole table in training precision: float32 within 1e-4 relative of float64."""
-    cls = icon_dsl.compile(spec).load()
+    cls = W.load(spec)
     g = torch.Generator().manual_seed(23)
     n = 64
-    inputs: dict[str, torch.Tensor] = {}
-    for key in cls.INPUTS:  # type: ignore[attr-defined]
-        if key in ("x", "side"):
-            inputs[key] = torch.rand(n, 6, dtype=torch.float64, generator=g)
-        elif key == "y":
-            inputs[key] = torch.arange(n) % 4
-        elif key == "index":
-            inputs[key] = torch.arange(n) % (n // 2)
-        elif key == "modality":
-            inputs[key] = torch.arange(n) // (n // 2)
-    graph: dict[str, torch.Tensor] = {}
-    if "adjacency" in cls.__init__.__code__.co_varnames:  # type: ignore[misc]
-        weights = torch.rand(n, n, dtype=torch.float64, generator=g)
-        graph["adjacency"] = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.4)
-        inputs["index"] = torch.arange(n)
+    inputs, graph = W.batch(cls, n, g)
     torch.manual_seed(0)
     exact = cls(**graph).double()
     torch.manual_seed(0)
     single = cls(**{k: v.float() for k, v in graph.items()}).float()
-    softmax = "softmax=true" in spec
-    prototypes = getattr(exact, "prototypes", None)
-    dim = 10 if softmax else 3 if prototypes is None else prototypes.shape[1]
-    z = 2 * torch.randn(n, dim, dtype=torch.float64, generator=g)
-    if softmax:
-        z = torch.softmax(z, 1)
+    z = W.embedding(spec, exact, n, g, scale=2.0)
     ref = float(exact(z, **inputs).detach())
     low = {k: v.float() if v.is_floating_point() else v for k, v in inputs.items()}
     got = float(single(z.float(), **low).detach())

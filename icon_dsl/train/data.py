@@ -134,32 +134,25 @@ def load_digits() -> Dataset:
 
 def require_labels(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.y``; raise DataError saying ``why`` the spec needs labels when there are none."""
-    if ds.y is None:
-        raise DataError(
-            f"spec needs labels ({why}) but DATA has none; "
-            "pass a .npz with y or a .csv with a label column"
-        )
-    return ds.y
+    return _require(ds.y, f"labels ({why})", "pass a .npz with y or a .csv with a label column")
 
 
 def require_side(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.side``; raise DataError saying ``why`` when the data set has none."""
-    if ds.side is None:
-        raise DataError(
-            f"spec needs side information ({why}) but DATA has none; pass a .npz with a "
-            f"{NPZ_SIDE_KEY!r} array of shape (N, S) beside the features"
-        )
-    return ds.side
+    how = f"pass a .npz with a {NPZ_SIDE_KEY!r} array of shape (N, S) beside the features"
+    return _require(ds.side, f"side information ({why})", how)
 
 
 def require_adjacency(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.adjacency``; raise DataError saying ``why`` when the data set has none."""
-    if ds.adjacency is None:
-        raise DataError(
-            f"spec needs a graph over the samples ({why}) but DATA has none; pass a .npz with "
-            f"an {NPZ_ADJACENCY_KEY!r} array of shape (N, N) (nonnegative weights)"
-        )
-    return ds.adjacency
+    how = f"pass a .npz with an {NPZ_ADJACENCY_KEY!r} array of shape (N, N) (nonnegative weights)"
+    return _require(ds.adjacency, f"a graph over the samples ({why})", how)
+
+
+def _require(array: np.ndarray | None, what: str, how: str) -> np.ndarray:
+    if array is None:
+        raise DataError(f"spec needs {what} but DATA has none; {how}")
+    return array
 
 
 def _load_npy(path: Path) -> Dataset:
