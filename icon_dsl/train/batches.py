@@ -9,10 +9,10 @@ batches, the last short batch dropped so that label and view rows are never all 
 - view-based specs (p over ``index`` or ``modality`` with a parametric mapper) read N_VIEWS
   augmented views per sample (``augment.make_views``: rotation, zoom and shift / noise / pixel
   dropout for images, noise / feature dropout for vectors; none of the geometric part for a
-  linear mapper: a single linear layer on
-  raw pixels cannot be invariant to translations, and shifted views only taught a linear
-  clustering head to merge clusters), ``index`` is the sample id of each view and ``modality``
-  its view number (view 0 and view 1 play the two modalities);
+  linear mapper: a single linear layer on raw pixels cannot be invariant to translations, and
+  shifted views only taught a linear clustering head to merge clusters), ``index`` is the
+  sample id of each view and ``modality`` its view number (view 0 and view 1 play the two
+  modalities); ``y`` and ``side`` follow the sample of each row;
 - other parametric specs read the features.
 
 All randomness comes from the generator handed in, so the same generator state gives the same

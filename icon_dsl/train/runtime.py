@@ -110,9 +110,12 @@ def train(
     default). ``compile``: wrap the mapper and the loss in ``torch.compile``. ``progress``: a tqdm
     bar and the final metrics table on stdout.
     """
+    compiling = time.perf_counter()
+    compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
+    compile_seconds = time.perf_counter() - compiling
     dataset = _as_dataset(data, label_column)
-    started = time.perf_counter()  # wall time: the method's work, not reading the data
-    compiled = _compile_spec(spec)
+    # wall time: compiling the spec and the training, not reading the data
+    started = time.perf_counter() - compile_seconds
     loss_class = compiled.load()
     plan = make_plan(
         compiled,
