@@ -199,10 +199,11 @@ class _NeighbourCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, c, p, offset, kernel, joint):  # type: ignore[no-untyped-def]
-        sq = (z * z).sum(1)[:, None] + (c * c).sum(1)[None, :]
-        d2 = torch.addmm(sq, z, c.T, alpha=-2).clamp_min_(0)
-        log_w, slope = kernel(d2)
-        cross = (p * log_w).sum(1)  # p_ii = 0, and log w(d2_ii) is finite
+        # in place where possible: on CPU a fresh N x N buffer costs as much as a pass
+        d2 = (z * z).sum(1)[:, None] + (c * c).sum(1)[None, :]
+        log_w, slope = kernel(d2.addmm_(z, c.T, alpha=-2).clamp_min_(0))
+        # p_ii = 0, and log w(d2_ii) is finite
+        cross = torch.linalg.vecdot(p, log_w, dim=1)
         log_w.diagonal(offset).fill_(-math.inf)  # q excludes j = i
         if joint:
             lse = torch.logsumexp(log_w.flatten(), 0).expand(log_w.shape[0])
@@ -222,8 +223,8 @@ class _NeighbourCrossEntropy(torch.autograd.Function):
         slope = slopes[0] if slopes else ctx.slope
         # dL/dlog w_ij = g_i (mass_i q_ij - p_ij) (joint: sum_k g_k mass_k), times d log w/d d2
         weight = (grad * mass).sum() if ctx.joint else (grad * mass)[:, None]
-        s = torch.exp(log_w - lse[:, None]).mul_(weight)
-        s = s.sub_(p * grad[:, None]).mul_(slope)
+        s = torch.sub(log_w, lse[:, None]).exp_().mul_(weight)
+        s = s.addcmul_(p, grad[:, None], value=-1).mul_(slope)
         # (c^T s^T)^T rather than s @ c: for few columns the wide product is several times
         # faster on CPU (measured 0.6 ms against 4.2 ms at N = 1797, 2 columns)
         grad_z = 2 * (s.sum(1)[:, None] * z - (c.T @ s.T).T)
@@ -328,7 +329,10 @@ class TSNEJoint(nn.Module):
 
     def _q_kernel(self, d2: Tensor) -> tuple[Tensor, Tensor | float]:
         """q's kernel, joint(student_t(f(x), dof=1)): log w(d2) and d log w / d d2."""
-        return -(1 + 1) / 2 * torch.log1p(d2 / (1 * 1**2)), -1 / (d2 + 1)
+        shared0 = d2 + 1
+        log_w = -torch.log(shared0)
+        slope = -1 / shared0
+        return log_w, slope
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

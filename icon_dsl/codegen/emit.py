@@ -148,12 +148,21 @@ def python_expr(code: str, bracket: bool = True) -> str:
 
 
 class _KernelPrinter(TorchPrinter):
-    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too."""
+    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
+    log(1 + x) as log1p(x) (exact for small x)."""
+
+    def _print_log(self, expr: sp.log) -> str:
+        arg = expr.args[0]
+        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
+            return f"torch.log1p({self._print(arg - 1)})"
+        return f"torch.log({self._print(arg)})"
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         base, exp = expr.args
         if exp == sp.Rational(1, 2):
             return f"torch.sqrt({self._print(base)})"
+        if exp == -1:
+            return f"1 / ({self._print(base)})"
         return f"({self._print(base)}) ** ({self._print(exp)})"
 
 
@@ -365,8 +374,10 @@ class Emitter:
         assert block.log_weight_torch is not None
         return block.log_weight_torch.format(d2=d2, **holes)
 
-    def log_weight_slope(self, op: str, args: dict, d2: str) -> str:
-        """Torch code for d log w / d d2 of a registry kernel, differentiated by sympy."""
+    def kernel_lines(self, op: str, args: dict, d2: str) -> list[str]:
+        """Lines computing (log w, d log w / d d2) of a registry kernel from `d2`: the log-weight
+        with its numbers folded, its derivative by sympy, the parts that do not depend on d2
+        (hyperparameter expressions) and the common parts named and computed once."""
         block = reg.BLOCKS[op]
         assert block.log_weight is not None
         values = {a.name: args.get(a.name) for a in block.args if a.kind in ("real", "int")}
@@ -374,8 +385,21 @@ class Emitter:
         if op == "gaussian":
             values["sigma"] = sp.sqrt(self._printable(_gaussian_width(args)))
         d2_symbol = sp.Symbol(d2, nonnegative=True)
-        slope = sp.cancel(sp.diff(block.log_weight(d2_symbol, values), d2_symbol))
-        return python_expr(str(_KernelPrinter().doprint(slope)), bracket=False)
+        log_w = block.log_weight(d2_symbol, values)
+        slope = sp.cancel(sp.diff(log_w, d2_symbol))
+        names = sp.numbered_symbols("shared")
+        constants: dict[sp.Expr, sp.Symbol] = {}
+        log_w, slope = (_hoist(e, d2_symbol, constants, names) for e in (log_w, slope))
+        shared, (log_w, slope) = sp.cse([log_w, slope], symbols=names)
+        assigned = [(value, key) for key, value in constants.items()] + list(shared)
+        assigned += [(sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
+        lines = []
+        for name, expr in assigned:
+            code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
+            one_line = f"{name} = {code}"
+            # laid out as ruff format lays out a long assignment (body lines sit at column 8)
+            lines += [one_line] if len(one_line) + 8 <= 88 else [f"{name} = (", f"    {code}", ")"]
+        return [*lines, "return log_w, slope"]
 
     def _printable(self, value: Any) -> sp.Expr:
         """A kernel argument for sympy: integers and short fractions stay exact (so they fold),
@@ -540,8 +564,7 @@ def _neighbour_plan(
             *q_lines,
         ],
         "q_text": e._text(ir.roots["q"]),
-        "log_weight": e.log_weight(op, args, "d2"),
-        "slope": e.log_weight_slope(op, args, "d2"),
+        "kernel": e.kernel_lines(op, args, "d2"),
         "to_probabilities": to_probabilities,
         "replicated": replicated,
         "joint": ir.dist_type(ir.roots["p"]).normalised == "joint",
@@ -592,6 +615,31 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
     desc = dom.describe(py)
     return cond, desc
+
+
+def _hoist(
+    expr: sp.Expr, variable: sp.Symbol, constants: dict[sp.Expr, sp.Symbol], names: Any
+) -> sp.Expr:
+    """expr with the parts that involve hyperparameters but not `variable` replaced by named
+    constants (recorded in `constants`), the constant factors (terms) of a product (sum) taken
+    together: short lines, and fewer passes over the N x N tensor."""
+
+    def name(constant: sp.Expr) -> sp.Expr:
+        if not constant.free_symbols:
+            return constant  # a plain number stays in the expression
+        if constant not in constants:
+            constants[constant] = next(names)
+        return constants[constant]
+
+    if expr.is_Atom:
+        return expr
+    if variable not in expr.free_symbols:
+        return name(expr)
+    parts = [_hoist(a, variable, constants, names) for a in expr.args if variable in a.free_symbols]
+    fixed = [a for a in expr.args if variable not in a.free_symbols]
+    if isinstance(expr, (sp.Mul, sp.Add)) and fixed:
+        return expr.func(name(expr.func(*fixed)), *parts)
+    return expr.func(*(_hoist(a, variable, constants, names) for a in expr.args))
 
 
 def _gaussian_width(args: dict) -> Any:
