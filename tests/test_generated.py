@@ -330,6 +330,13 @@ def test_ruff_passes_on_every_enumerated_module(ruff_available, command, tmp_pat
     for candidate in enumerate_methods(probe=False, modifiers=("debias",)):  # every cell
         source = icon_dsl.compile(candidate.spec).source
         (tmp_path / f"{candidate.name}.py").write_text(source)
+    # kernels whose arguments are hyperparameter expressions (named constants in `_q_kernel`)
+    for i, q in enumerate(
+        ["student_t(f(x), dof=nu, scale=s)", "gaussian(f(x), sigma=2 * s + nu)",
+         "gaussian(f(x), temperature=s * nu, diagonal=true)"]
+    ):  # fmt: skip
+        spec = f"mapper = mlp(dim=2)\nparam nu = 2.5\nparam s = 0.5\np = knn(x, 4)\nq = {q}"
+        (tmp_path / f"hyper{i}.py").write_text(icon_dsl.compile(spec).source)
     run = _ruff(*command, "--no-cache", ".", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
 
