@@ -248,7 +248,8 @@ class Card(nn.Module):
             diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)
             # gaussian(x, sigma): log-weights from d2 (euclidean)
             p_d2 = _sqdist(x, x_all, "euclidean")
-            p_logits = -p_d2 / (2 * (self.sigma**2))
+            p_const = -(1 / 2) / self.sigma**2
+            p_logits = p_const * p_d2
             p_logits = p_logits.masked_fill(diag, -math.inf)
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
@@ -263,7 +264,7 @@ class Card(nn.Module):
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # student_t(f(x)): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
+        q_logits = -torch.log1p(q_d2)
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         return p, log_q, keep, world

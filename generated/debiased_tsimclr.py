@@ -288,7 +288,7 @@ class DebiasedTSimCLR(nn.Module):
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
+        q_logits = -torch.log1p(q_d2)
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         return p, log_q, keep, world

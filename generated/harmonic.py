@@ -182,7 +182,7 @@ class Harmonic(nn.Module):
         # classes(y, 10): one-hot over 10 class columns, kept as the class index
         # student_t(f(x), prototypes(10), dof=1): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, self.prototypes, "euclidean")
-        q_logits = -(1 + 1) / 2 * torch.log1p(q_d2 / (1 * 1**2))
+        q_logits = -torch.log1p(q_d2)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
         return y, log_q, keep, world

@@ -217,7 +217,8 @@ class KMeans(nn.Module):
         if fixed is None:
             # gaussian(x, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
             p_d2 = _sqdist(x, x_all, "euclidean")
-            p_logits = -p_d2 / (2 * (self.sigma**2))
+            p_const = -(1 / 2) / self.sigma**2
+            p_logits = p_const * p_d2
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed

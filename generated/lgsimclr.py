@@ -219,7 +219,7 @@ class LGSimCLR(nn.Module):
         p, p_keep = fixed
         # gaussian(f(x), temperature=0.5, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
-        q_logits = -q_d2 / (2 * 0.5)
+        q_logits = -q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None

@@ -191,7 +191,7 @@ class MLM(nn.Module):
         # classes(y, vocab): one-hot over self.vocab class columns, kept as the class index
         # gaussian(f(x), prototypes(vocab), metric=dot, temperature=1): log-weights from d2 (dot)
         q_d2 = _sqdist(z, self.prototypes, "dot")
-        q_logits = -q_d2 / (2 * 1)
+        q_logits = -1 / 2 * q_d2
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
         return y, log_q, keep, world

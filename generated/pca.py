@@ -165,7 +165,7 @@ class PCA(nn.Module):
         # identity(): all mass on j = i
         # gaussian(f(x), sigma=100, diagonal=true): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 10000)
+        q_logits = -1 / 20000 * q_d2
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None
         return diag, log_q, keep, world

@@ -311,7 +311,8 @@ class SNE(nn.Module):
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # gaussian(f(x), sigma=0.7071067811865476): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 0.5000000000000001)
+        q_const = -(1 / 2) / 0.5000000000000001
+        q_logits = q_const * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         return p, log_q, keep, world

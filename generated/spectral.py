@@ -216,7 +216,8 @@ class SpectralClustering(nn.Module):
         if fixed is None:
             # gaussian(side, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)
             p_d2 = _sqdist(side, side_all, "euclidean")
-            p_logits = -p_d2 / (2 * (self.sigma**2))
+            p_const = -(1 / 2) / self.sigma**2
+            p_logits = p_const * p_d2
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed

@@ -316,7 +316,8 @@ class SupCon(nn.Module):
         p, p_keep = fixed
         # gaussian(f(x), temperature=temperature, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
-        q_logits = -q_d2 / (2 * self.temperature)
+        q_const = -(1 / 2) / self.temperature
+        q_logits = q_const * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = p_keep

@@ -312,7 +312,7 @@ class Triplet(nn.Module):
         p, p_keep = fixed
         # gaussian(f(x), sigma=0.05): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 0.0025)
+        q_logits = -200 * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = p_keep

@@ -320,7 +320,7 @@ class TSNEJoint(nn.Module):
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
         q0_d2 = _sqdist(z, z_all, "euclidean")
-        q0_logits = -(1 + 1) / 2 * torch.log1p(q0_d2 / (1 * 1**2))
+        q0_logits = -torch.log1p(q0_d2)
         q0_logits = q0_logits.masked_fill(diag, -math.inf)
         # joint(student_t(f(x), dof=1)): log of w / sum_(k != l) w_kl, one normaliser for the matrix
         q_joint = q0_logits - torch.logsumexp(q0_logits.flatten(), 0)

@@ -312,7 +312,7 @@ class VICReg(nn.Module):
         p, p_keep = fixed
         # gaussian(f(x), sigma=100): log-weights from d2 (euclidean)
         q_d2 = _sqdist(z, z_all, "euclidean")
-        q_logits = -q_d2 / (2 * 10000)
+        q_logits = -1 / 20000 * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = p_keep

@@ -205,14 +205,14 @@ class XSample(nn.Module):
         if fixed is None:
             # gaussian(side, temperature=0.1, metric=cosine): log-weights from d2 (cosine)
             p_d2 = _sqdist(side, side_all, "cosine")
-            p_logits = -p_d2 / (2 * 0.1)
+            p_logits = -5 * p_d2
             p_logits = p_logits.masked_fill(diag, -math.inf)
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
         # gaussian(f(x), temperature=0.5, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
-        q_logits = -q_d2 / (2 * 0.5)
+        q_logits = -q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
         keep = None

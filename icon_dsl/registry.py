@@ -131,8 +131,6 @@ class Block:
     accepts_columns: bool = False  # `gaussian(f(x), prototypes(n))`
     # log of the kernel's weight as a sympy formula of d2 and the arguments (kernels only)
     log_weight: Callable[..., sp.Expr] | None = None
-    # the same, as the torch expression codegen emits ({d2} and {arg} holes)
-    log_weight_torch: str | None = None
     metrics: tuple[str, ...] = METRICS
     parametric: bool = True  # mappers: does transform() work on new points
     extra: dict[str, object] = field(default_factory=dict)
@@ -188,7 +186,6 @@ _register(
         pairwise=True,
         accepts_columns=True,
         log_weight=_gaussian_log_weight,
-        log_weight_torch="-{d2} / (2 * {sigma2})",
     )
 )
 _register(
@@ -209,7 +206,6 @@ _register(
         pairwise=True,
         accepts_columns=True,
         log_weight=_student_log_weight,
-        log_weight_torch="-({dof} + 1) / 2 * torch.log1p({d2} / ({dof} * {scale}**2))",
         metrics=("euclidean", "cosine"),
     )
 )

@@ -337,6 +337,9 @@ def test_ruff_passes_on_every_enumerated_module(ruff_available, command, tmp_pat
     ):  # fmt: skip
         spec = f"mapper = mlp(dim=2)\nparam nu = 2.5\nparam s = 0.5\np = knn(x, 4)\nq = {q}"
         (tmp_path / f"hyper{i}.py").write_text(icon_dsl.compile(spec).source)
+    user = "kernel cauchy(d2, g) = 1 / (1 + d2 / g^2)\nparam s = 0.5\nmapper = table(dim=2)\n"
+    user += "p = gaussian(x, sigma=2)\nq = normalize(cauchy(f(x), 2 * s))"
+    (tmp_path / "user_kernel.py").write_text(icon_dsl.compile(user).source)
     run = _ruff(*command, "--no-cache", ".", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
 

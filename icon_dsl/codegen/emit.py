@@ -10,6 +10,7 @@ training loss, rows of p that may be empty dropped and counted.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -356,36 +357,43 @@ class Emitter:
             b.helpers.add("perplexity")
             b.needs_diag = True
             b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)")
-        elif op == "kernel":
-            b.add(f"{logits} = {self._user_log_weight(args, d2)}")
         else:
-            b.add(f"{logits} = " + self.log_weight(op, args, d2))
+            d2_symbol = sp.Symbol(d2, nonnegative=True)
+            names = (sp.Symbol(b.fresh(f"{prefix}_const")) for _ in itertools.count())
+            constants: dict[sp.Expr, sp.Symbol] = {}
+            log_w = _hoist(self.log_weight(op, args, d2_symbol), d2_symbol, constants, names)
+            for value, name in constants.items():  # hyperparameter parts: short lines
+                b.lines += _assignment(str(name), value)
+            b.lines += _assignment(logits, log_w)
         if len(kids) == 1 and not args.get("diagonal", False):
             b.needs_diag = True
             b.add(f"{logits} = {logits}.masked_fill(diag, -math.inf)")
         return Val("logits", logits)
 
-    def log_weight(self, op: str, args: dict, d2: str) -> str:
-        """Torch code for log w(d2) of a registry kernel (gaussian, student_t)."""
-        block = reg.BLOCKS[op]
-        holes = {a.name: self.num(args[a.name]) for a in block.args if a.name in args}
-        if op == "gaussian":
-            holes["sigma2"] = self.num(_gaussian_width(args))
-        assert block.log_weight_torch is not None
-        return block.log_weight_torch.format(d2=d2, **holes)
-
-    def kernel_lines(self, op: str, args: dict, d2: str) -> list[str]:
-        """Lines computing (log w, d log w / d d2) of a registry kernel from `d2`: the log-weight
-        with its numbers folded, its derivative by sympy, the parts that do not depend on d2
-        (hyperparameter expressions) and the common parts named and computed once."""
+    def log_weight(self, op: str, args: dict, d2: sp.Symbol) -> sp.Expr:
+        """log w(d2) of a kernel (a registry block's formula or a user kernel) with the spec's
+        arguments in: numbers folded where exact, other values as symbols named by their code."""
+        if op == "kernel":
+            kernel = self.ir.kernels[args["kernel"]]
+            subs = {
+                sym: d2 if sym.name == "d2" else self._printable(args[sym.name])
+                for sym in kernel.log_weight.free_symbols
+            }
+            return kernel.log_weight.xreplace(subs)
         block = reg.BLOCKS[op]
         assert block.log_weight is not None
         values = {a.name: args.get(a.name) for a in block.args if a.kind in ("real", "int")}
         values = {k: self._printable(v) for k, v in values.items() if v is not None}
         if op == "gaussian":
             values["sigma"] = sp.sqrt(self._printable(_gaussian_width(args)))
+        return block.log_weight(d2, values)
+
+    def kernel_lines(self, op: str, args: dict, d2: str) -> list[str]:
+        """Lines computing (log w, d log w / d d2) of a kernel from `d2`: its derivative by
+        sympy, the parts that do not depend on d2 (hyperparameter expressions) and the common
+        parts named and computed once."""
         d2_symbol = sp.Symbol(d2, nonnegative=True)
-        log_w = block.log_weight(d2_symbol, values)
+        log_w = self.log_weight(op, args, d2_symbol)
         slope = sp.cancel(sp.diff(log_w, d2_symbol))
         names = sp.numbered_symbols("shared")
         constants: dict[sp.Expr, sp.Symbol] = {}
@@ -393,12 +401,7 @@ class Emitter:
         shared, (log_w, slope) = sp.cse([log_w, slope], symbols=names)
         assigned = [(value, key) for key, value in constants.items()] + list(shared)
         assigned += [(sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
-        lines = []
-        for name, expr in assigned:
-            code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
-            one_line = f"{name} = {code}"
-            # laid out as ruff format lays out a long assignment (body lines sit at column 8)
-            lines += [one_line] if len(one_line) + 8 <= 88 else [f"{name} = (", f"    {code}", ")"]
+        lines = [line for name, expr in assigned for line in _assignment(str(name), expr)]
         return [*lines, "return log_w, slope"]
 
     def _printable(self, value: Any) -> sp.Expr:
@@ -422,17 +425,6 @@ class Emitter:
         b.comment(f"{text}: (P + P^T) / 2N, symmetric and summing to 1 over the matrix")
         b.add(f"{out} = ({p} + {p}.T) / (2 * {p}.shape[0])")
         return Val("prob", out)
-
-    def _user_log_weight(self, args: dict, d2: str) -> str:
-        kernel = self.ir.kernels[args["kernel"]]
-        subs: dict[sp.Symbol, Any] = {}
-        for sym in kernel.log_weight.free_symbols:
-            if sym.name == "d2":
-                subs[sym] = sp.Symbol(d2)
-            else:
-                value = args[sym.name]
-                subs[sym] = sp.Symbol(self.num(value)) if not value.is_Number else value
-        return str(_KernelPrinter().doprint(kernel.log_weight.xreplace(subs)))
 
     def _debias(self, node: int, args: dict, kids: list[int], prefix: str, text: str) -> Val:
         b = self.body
@@ -615,6 +607,14 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
     desc = dom.describe(py)
     return cond, desc
+
+
+def _assignment(name: str, expr: sp.Expr) -> list[str]:
+    """`name = expr` as torch code, laid out as ruff format lays out a long assignment (the
+    lines sit at column 8 of a method body)."""
+    code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
+    one_line = f"{name} = {code}"
+    return [one_line] if len(one_line) + 8 <= 88 else [f"{name} = (", f"    {code}", ")"]
 
 
 def _hoist(
