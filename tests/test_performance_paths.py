@@ -130,18 +130,6 @@ def _loaded(stem: str):  # type: ignore[no-untyped-def]
     return cls, cls.forward.__globals__
 
 
-def _inputs_for(cls: type, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    inputs = {}
-    for name in cls.INPUTS:  # type: ignore[attr-defined]
-        if name in ("x", "side"):
-            inputs[name] = torch.rand(n, 6, dtype=torch.float64, generator=g)
-        elif name == "index":
-            inputs[name] = torch.arange(n) % (n // 2)
-        elif name == "modality":
-            inputs[name] = torch.arange(n) // (n // 2)
-    return inputs
-
-
 @pytest.mark.parametrize(
     "stem", ["tsne", "sne", "kmeans", "debiased_infonce_clustering", "lgsimclr", "clip"]
 )
@@ -150,7 +138,7 @@ def test_cached_p_gives_the_uncached_loss_gradient_and_divergence(stem: str) -> 
     cls = load(stem)
     g = torch.Generator().manual_seed(3)
     n = 40
-    inputs = _inputs_for(cls, n, g)
+    inputs, _ = W.batch(cls, n, g)
     softmax = stem in ("kmeans", "debiased_infonce_clustering")
     z0 = torch.randn(n, 10 if softmax else 2, dtype=torch.float64, generator=g)
     cached, fresh = cls(), cls(cache_p=False)
@@ -230,7 +218,7 @@ def test_neighbour_forward_equals_the_autograd_cross_entropy(stem: str) -> None:
     assert "_NeighbourCrossEntropy.apply" in Path(ROOT / "generated" / f"{stem}.py").read_text()
     g = torch.Generator().manual_seed(5)
     n = 50
-    inputs = _inputs_for(cls, n, g)
+    inputs, _ = W.batch(cls, n, g)
     inputs["index"] = torch.arange(n) % 20  # groups of 2 and 3 views, 10 singletons
     inputs = {k: v for k, v in inputs.items() if k in cls.INPUTS}  # type: ignore[attr-defined]
     kwargs = {"sigma": 0.8} if stem == "card" else {}
