@@ -207,15 +207,7 @@ class CMC(nn.Module):
         modality_all = _gather(modality, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (
-            index,
-            index_all,
-            modality,
-            modality_all,
-            offset,
-            z.dtype,
-            z.device,
-        )
+        fixed_key = (index_all, modality_all, offset, z.shape[0], z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # cross_modal(index, modality): uniform over partners in the other modality

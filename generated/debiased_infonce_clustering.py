@@ -238,7 +238,15 @@ class DebiasedInfoNCEClustering(nn.Module):
         world, offset = 1, 0
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (x, x_all, index, index_all, self.alpha, offset, z.dtype, z.device)
+        fixed_key = (
+            x_all,
+            index_all,
+            self.alpha,
+            offset,
+            z.shape[0],
+            z.dtype,
+            z.device,
+        )
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # augmentation(index): uniform over j != i with the same sample (the other views)

@@ -266,7 +266,7 @@ class DebiasedTSimCLR(nn.Module):
         world, offset = _world(gather, z.shape[0])
         index_all = _gather(index, world)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (index, index_all, self.alpha, offset, z.dtype, z.device)
+        fixed_key = (index_all, self.alpha, offset, z.shape[0], z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)

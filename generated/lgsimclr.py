@@ -205,7 +205,7 @@ class LGSimCLR(nn.Module):
         side_all = _gather(side, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (side, side_all, offset, z.dtype, z.device)
+        fixed_key = (side_all, offset, z.shape[0], z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # knn(side, 5, metric=cosine): uniform over the 5 nearest neighbours j != i

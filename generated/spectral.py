@@ -211,7 +211,7 @@ class SpectralClustering(nn.Module):
         z_all = _gather(z, world)
         side_all = _gather(side, world)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (side, side_all, self.sigma, offset, z.dtype, z.device)
+        fixed_key = (side_all, self.sigma, offset, z.shape[0], z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # gaussian(side, sigma=sigma, diagonal=true): log-weights from d2 (euclidean)

@@ -306,7 +306,7 @@ class SupCon(nn.Module):
         y_all = _gather(y, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (y, y_all, offset, z.dtype, z.device)
+        fixed_key = (y_all, offset, z.shape[0], z.dtype, z.device)
         fixed = self._cached_p(fixed_key)
         if fixed is None:
             # label(y): uniform over j != i with the same label

@@ -114,9 +114,14 @@ def _cached_p_lines(
     """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
     hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
     words = _words(p_lines)
-    key = [n for name in inputs for n in (name, f"{name}_all") if n in words]
+    # an input's local rows are rows offset.. of its gathered columns: the columns suffice
+    key = [
+        f"{name}_all" if f"{name}_all" in words else name
+        for name in inputs
+        if name in words or f"{name}_all" in words
+    ]
     key += [f"self.{h}" for h in hypers if f"self.{h}" in words]
-    key += ["offset", "z.dtype", "z.device"]
+    key += ["offset", "z.shape[0]", "z.dtype", "z.device"]
     one_line = f"fixed_key = ({', '.join(key)})"
     if len(one_line) + 8 <= 88:
         key_lines = [one_line]
