@@ -18,6 +18,7 @@ from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
+from icon_dsl.train.plan import CLUSTER_RESTARTS
 from icon_dsl.train.runtime import train
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -105,6 +106,77 @@ def test_resume_continues_to_the_uninterrupted_result(
     for key, value in whole.metrics.items():
         if key != "wall_time_s":
             assert resumed.metrics[key] == value, key
+
+
+def test_restarts_keep_the_start_with_the_lowest_final_kl(digits: Dataset, tmp_path: Path) -> None:
+    data = subset(digits, 160)
+    single = quick("kmeans", data, epochs=3, batch_size=40, restarts=1)
+    several = quick("kmeans", data, epochs=3, batch_size=40, restarts=4, out=tmp_path / "run")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    kls, kept = info["starts"]["final_kl"], info["starts"]["kept"]
+    assert len(kls) == 4 and len(set(kls)) == 4  # four different starts
+    assert kls[0] == single.metrics["kl"]  # start 0 is the single run (same seed)
+    assert kept == int(np.argmin(kls)) and several.metrics["kl"] == min(kls)
+    assert len(several.losses) == 3  # the kept start's curve
+    # the kept start retrained on its own gives the same assignments
+    assert several.model is not None and single.model is not None
+    assert several.model.plan.restarts == 4 and single.model.plan.restarts == 1
+    if kept == 0:
+        assert np.array_equal(several.embedding, single.embedding)
+    else:
+        assert not np.array_equal(several.embedding, single.embedding)
+
+
+def test_clustering_heads_restart_by_default_and_others_do_not(digits: Dataset) -> None:
+    data = subset(digits, 120)
+    kmeans = quick("kmeans", data, epochs=1, batch_size=60).model
+    tsne = quick("tsne", data, epochs=1).model
+    assert kmeans is not None and tsne is not None
+    assert kmeans.plan.restarts == CLUSTER_RESTARTS and tsne.plan.restarts == 1
+    with pytest.raises(TrainError, match="restarts must be at least 1, got 0"):
+        quick("kmeans", data, restarts=0)
+
+
+@pytest.mark.usefixtures("no_pictures")
+def test_resume_in_a_later_start_ends_as_the_uninterrupted_run(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = subset(digits, 160)
+    options: dict[str, object] = {"epochs": 2, "batch_size": 40, "restarts": 3}
+    whole = quick("kmeans", data, out=tmp_path / "whole", **options)
+    saves = {"count": 0}
+    real_save = runtime.save_checkpoint
+
+    def save_then_die(out_dir: Path, state: dict) -> None:
+        real_save(out_dir, state)
+        saves["count"] += 1
+        if saves["count"] == 3:
+            raise KeyboardInterrupt  # after epoch 1 of the second start
+
+    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        quick("kmeans", data, out=tmp_path / "cut", **options)
+    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
+    resumed = quick("kmeans", data, out=tmp_path / "cut", resume=True, **options)
+    assert resumed.losses == whole.losses
+    assert np.array_equal(resumed.embedding, whole.embedding)
+    assert resumed.metrics["kl"] == whole.metrics["kl"]
+
+
+def test_clustering_head_starts_at_scikit_learns_kmeans_plus_plus_seeds(digits: Dataset) -> None:
+    """The initial soft assignments are a softmax of -|x - mu|^2 over sklearn's seeds mu."""
+    from sklearn.cluster import kmeans_plusplus
+
+    x = digits.x[:300].astype(np.float64)
+    mapper = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1)).double()
+    runtime._centroid_init(mapper, x, 10, seed=3)
+    centres, _ = kmeans_plusplus(x, 10, random_state=3)
+    d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+    scale = d2.min(1).mean() / runtime.CENTROID_INIT_SHARPNESS
+    expected = torch.softmax(torch.as_tensor(-d2 / scale), dim=1)
+    with torch.no_grad():
+        got = mapper(torch.as_tensor(x))
+    assert torch.allclose(got, expected, atol=1e-9)
 
 
 @pytest.mark.usefixtures("no_pictures")

@@ -29,6 +29,13 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="default: per spec kind")
     p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per batch")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="default: 0")
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=None,
+        metavar="R",
+        help="train R starts, keep the lowest final KL (default: 10 for clustering heads, else 1)",
+    )
     p.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--compile", action="store_true", help="wrap mapper and loss in torch.compile")
     p.add_argument("--out", default=None, metavar="DIR", help="default: runs/<spec>-<timestamp>")
@@ -83,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             label_column=args.label_column,
             resume=args.resume,
             hyperparameters=params,
+            restarts=args.restarts,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
@@ -101,6 +109,7 @@ def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
         ("--label-column", args.label_column),
         ("--epochs", args.epochs),
         ("--batch-size", args.batch_size),
+        ("--restarts", args.restarts),
         ("--out", args.out),
     ):
         if value is not None:

@@ -41,6 +41,11 @@ CLUSTER_MINI_BATCH = (30, 0.05)
 NETWORK_FULL_BATCH = (300, 1e-3)
 NETWORK_MINI_BATCH = (100, 1e-3)
 LABEL_MINI_BATCH = (50, 1e-3)
+#: Clustering heads (linear / mlp with softmax) train this many starts by default, from
+#: different k-means++ seeds, and keep the one whose spec loss is lowest (scikit-learn's KMeans
+#: n_init=10 does the same with its inertia): the objectives are non-convex and one start lands
+#: in a poor partition often enough to matter (docs/training.md has the numbers).
+CLUSTER_RESTARTS = 10
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Plan:
     batch_size: int  # samples per batch (before views)
     epochs: int
     lr: float
+    restarts: int = 1  # independent starts; the one with the lowest final KL is kept
     hyperparameters: dict[str, float] = field(default_factory=dict)
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +78,7 @@ class Plan:
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "lr": self.lr,
+            "restarts": self.restarts,
             "hyperparameters": dict(sorted(self.hyperparameters.items())),
         }
 
@@ -84,6 +91,7 @@ def make_plan(
     epochs: int | None = None,
     batch_size: int | None = None,
     hyperparameters: Mapping[str, float] | None = None,
+    restarts: int | None = None,
 ) -> Plan:
     """Decide how to train ``module`` on ``dataset``; raise TrainError / DataError early."""
     ir = module.ir
@@ -126,6 +134,10 @@ def make_plan(
     default_epochs, lr = _defaults(table, softmax, full_batch, labels)
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
+    if restarts is not None and restarts < 1:
+        raise TrainError(f"restarts must be at least 1, got {restarts}")
+    if restarts is None:
+        restarts = CLUSTER_RESTARTS if softmax and not table else 1
     hypers = resolve_hyperparameters(module, hyperparameters)
     loss_kwargs: dict[str, Any] = dict(hypers)
     if "embedding_dim" in inspect.signature(loss_class).parameters:
@@ -145,6 +157,7 @@ def make_plan(
         batch_size=size,
         epochs=epochs if epochs is not None else default_epochs,
         lr=lr,
+        restarts=restarts,
         hyperparameters=hypers,
         loss_kwargs=loss_kwargs,
     )
