@@ -19,7 +19,7 @@ Spec (specs/simclr.icon):
 
     # SimCLR / NT-Xent: the other view of the same sample against a softmax of cosine similarities.
     method simclr \"SimCLR (Chen et al., A Simple Framework for Contrastive Learning, ICML 2020)\"
-    mapper = mlp(dim=64, hidden=256, depth=2)
+    mapper = mlp(dim=64, hidden=1024, depth=3)
     param temperature = 0.1
     p = augmentation(index)
     q = gaussian(f(x), temperature=temperature, metric=cosine)
@@ -242,7 +242,7 @@ class _Mapper(nn.Module):
 
     def __init__(self, in_features: int, num_samples: int | None) -> None:
         super().__init__()
-        hidden, depth, dim = 256, 2, 64
+        hidden, depth, dim = 1024, 3, 64
         layers: list[nn.Module] = []
         width = in_features
         for _ in range(depth - 1):

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 IMAGE_MAX_SHIFT = 1  # pixels, in each direction
 IMAGE_MAX_ROTATION = 15.0  # degrees, either way
-IMAGE_MAX_ZOOM = 0.1  # scale in [0.9, 1.1]: zooming in crops the borders, out pads them
+IMAGE_MAX_ZOOM = 0.2  # scale in [0.8, 1.2]: zooming in crops the borders, out pads them
 IMAGE_NOISE_STD = 0.05
-IMAGE_PIXEL_DROPOUT = 0.1
+IMAGE_PIXEL_DROPOUT = 0.05
 VECTOR_NOISE_SCALE = 0.1
 VECTOR_FEATURE_DROPOUT = 0.2
 
@@ -40,9 +40,10 @@ def make_views(
     one sample share their index. ``x`` is not modified.
 
     Images (values assumed roughly in [0, 1]): a random affine map (rotation up to 15 degrees,
-    zoom 0.9-1.1, so zooming in crops the borders, and a shift of up to ``max_shift`` pixels,
+    zoom 0.8-1.2, so zooming in crops the borders, and a shift of up to ``max_shift`` pixels,
     one by default; 0 turns the whole geometric part off), bilinear with zero padding, then
-    gaussian noise of std 0.05 and pixel dropout (p = 0.1; dropped pixels are set to 0). Plain vectors: gaussian noise of std 0.1 times each feature's standard
+    gaussian noise of std 0.05 and pixel dropout (p = 0.05; dropped pixels are set to 0).
+    Plain vectors: gaussian noise of std 0.1 times each feature's standard
     deviation over the batch, and feature dropout (p = 0.2; dropped features set to 0, the rest
     not rescaled).
     """

@@ -40,6 +40,9 @@ CLUSTER_FULL_BATCH = (100, 0.05)
 CLUSTER_MINI_BATCH = (30, 0.05)
 NETWORK_FULL_BATCH = (300, 1e-3)
 NETWORK_MINI_BATCH = (100, 1e-3)
+#: View-based (contrastive) networks learn from one positive per sample per epoch and need
+#: longer: simclr.icon's 10-NN accuracy on digits went 0.987 -> 0.989 from 100 to 250 epochs.
+VIEW_MINI_BATCH = (250, 1e-3)
 LABEL_MINI_BATCH = (50, 1e-3)
 #: Clustering heads (linear / mlp with softmax) train this many starts by default, from
 #: different k-means++ seeds, and keep the one whose spec loss is lowest (scikit-learn's KMeans
@@ -131,7 +134,7 @@ def make_plan(
     elif full_batch and n > FULL_BATCH_LIMIT:
         full_batch = False
     size = n if full_batch else min(n, batch_size or _default_batch(table, views, labels))
-    default_epochs, lr = _defaults(table, softmax, full_batch, labels)
+    default_epochs, lr = _defaults(table, softmax, full_batch, labels, views)
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
     if restarts is not None and restarts < 1:
@@ -225,11 +228,15 @@ def _default_batch(table: bool, views: bool, labels: bool) -> int:
     return LARGE_BATCH if table else CLUSTER_BATCH
 
 
-def _defaults(table: bool, softmax: bool, full_batch: bool, labels: bool) -> tuple[int, float]:
+def _defaults(
+    table: bool, softmax: bool, full_batch: bool, labels: bool, views: bool
+) -> tuple[int, float]:
     if table:
         return TABLE_FULL_BATCH if full_batch else TABLE_MINI_BATCH
     if full_batch:
         return CLUSTER_FULL_BATCH if softmax else NETWORK_FULL_BATCH
     if softmax:
         return CLUSTER_MINI_BATCH
-    return LABEL_MINI_BATCH if labels else NETWORK_MINI_BATCH
+    if labels:
+        return LABEL_MINI_BATCH
+    return VIEW_MINI_BATCH if views else NETWORK_MINI_BATCH
