@@ -16,22 +16,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _train(tmp_path: Path, name: str, nproc: int) -> list[float]:
+def _train(tmp_path: Path, name: str, nproc: int, *extra: str) -> dict:
     out = tmp_path / name
-    command = [sys.executable, "-m", "icon_dsl.cli", "train", str(ROOT / "specs" / "supcon.icon")]
+    spec, *rest = extra or ("supcon",)
+    command = [sys.executable, "-m", "icon_dsl.cli", "train", str(ROOT / "specs" / f"{spec}.icon")]
     command += ["--epochs", "2", "--batch-size", "128", "--out", str(out), "--quiet"]
-    command += ["--nproc", str(nproc)]
+    command += ["--nproc", str(nproc), *rest]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((out / "run.json").read_text())
     assert info["processes"] == nproc
-    return [float(v) for v in info["losses"]]
+    return info
 
 
 def test_two_processes_follow_one(tmp_path: Path) -> None:
-    one = _train(tmp_path, "one", 1)
-    two = _train(tmp_path, "two", 2)
+    one = _train(tmp_path, "one", 1)["losses"]
+    two = _train(tmp_path, "two", 2)["losses"]
     assert len(one) == len(two) == 2
     for a, b in zip(one, two, strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a), (one, two)
+
+
+def test_two_processes_restart_and_keep_the_same_start(tmp_path: Path) -> None:
+    """Every process reinitialises each start from the same seed and picks the same best."""
+    one = _train(tmp_path, "one", 1, "kmeans", "--restarts", "3")["starts"]
+    two = _train(tmp_path, "two", 2, "kmeans", "--restarts", "3")["starts"]
+    assert one["kept"] == two["kept"] and len(one["final_kl"]) == 3
+    for a, b in zip(one["final_kl"], two["final_kl"], strict=True):
         assert abs(a - b) <= 1e-4 * abs(a), (one, two)
