@@ -70,6 +70,39 @@ def no_pictures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(report, "write_outputs", lambda *args, **kwargs: None)
 
 
+def _killed_and_resumed(
+    monkeypatch: pytest.MonkeyPatch, saves: int, spec: str, data: Dataset, **options: object
+) -> runtime.TrainResult:
+    """Run ``spec``, kill it right after its ``saves``-th checkpoint, resume it, return that.
+
+    Checks that the resumed run trains only the epochs the checkpoint had not done yet."""
+    count = {"saves": 0, "epochs": 0}
+    real_save = runtime.save_checkpoint
+
+    def save_then_die(out_dir: Path, state: dict) -> None:
+        real_save(out_dir, state)
+        count["saves"] += 1
+        if count["saves"] == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        quick(spec, data, **options)
+    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
+    real_epoch = runtime._Run.epoch
+
+    def counted_epoch(run: runtime._Run, epoch: int) -> float:
+        count["epochs"] += 1
+        return real_epoch(run, epoch)
+
+    monkeypatch.setattr(runtime._Run, "epoch", counted_epoch)
+    resumed = quick(spec, data, resume=True, **options)
+    assert resumed.model is not None
+    plan = resumed.model.plan
+    assert count["epochs"] == plan.restarts * plan.epochs - saves
+    return resumed
+
+
 @pytest.mark.usefixtures("no_pictures")
 @pytest.mark.parametrize(
     ("spec", "batch"),
@@ -84,22 +117,10 @@ def test_resume_continues_to_the_uninterrupted_result(
 ) -> None:
     """Views, a full-batch table (p cached in the module), a clustering head, labels."""
     data = subset(digits, 160)
-    whole = quick(spec, data, epochs=3, batch_size=batch, out=tmp_path / "whole")
-
-    saves = {"count": 0}
-    real_save = runtime.save_checkpoint
-
-    def save_then_die(out_dir: Path, state: dict) -> None:
-        real_save(out_dir, state)
-        saves["count"] += 1
-        if saves["count"] == 2:
-            raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
-
-    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        quick(spec, data, epochs=3, batch_size=batch, out=tmp_path / "cut")
-    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
-    resumed = quick(spec, data, epochs=3, batch_size=batch, out=tmp_path / "cut", resume=True)
+    options: dict[str, object] = {"epochs": 3, "batch_size": batch}
+    whole = quick(spec, data, out=tmp_path / "whole", **options)
+    # killed right after the epoch-2 checkpoint, then resumed
+    resumed = _killed_and_resumed(monkeypatch, 2, spec, data, out=tmp_path / "cut", **options)
 
     assert resumed.losses == whole.losses
     assert np.array_equal(resumed.embedding, whole.embedding)
@@ -144,20 +165,8 @@ def test_resume_in_a_later_start_ends_as_the_uninterrupted_run(
     data = subset(digits, 160)
     options: dict[str, object] = {"epochs": 2, "batch_size": 40, "restarts": 3}
     whole = quick("kmeans", data, out=tmp_path / "whole", **options)
-    saves = {"count": 0}
-    real_save = runtime.save_checkpoint
-
-    def save_then_die(out_dir: Path, state: dict) -> None:
-        real_save(out_dir, state)
-        saves["count"] += 1
-        if saves["count"] == 3:
-            raise KeyboardInterrupt  # after epoch 1 of the second start
-
-    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        quick("kmeans", data, out=tmp_path / "cut", **options)
-    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
-    resumed = quick("kmeans", data, out=tmp_path / "cut", resume=True, **options)
+    # killed after epoch 1 of the second start (the third checkpoint), then resumed
+    resumed = _killed_and_resumed(monkeypatch, 3, "kmeans", data, out=tmp_path / "cut", **options)
     assert resumed.losses == whole.losses
     assert np.array_equal(resumed.embedding, whole.embedding)
     assert resumed.metrics["kl"] == whole.metrics["kl"]
