@@ -340,6 +340,14 @@ def test_ruff_passes_on_every_enumerated_module(ruff_available, command, tmp_pat
     user = "kernel cauchy(d2, g) = 1 / (1 + d2 / g^2)\nparam s = 0.5\nmapper = table(dim=2)\n"
     user += "p = gaussian(x, sigma=2)\nq = normalize(cauchy(f(x), 2 * s))"
     (tmp_path / "user_kernel.py").write_text(icon_dsl.compile(user).source)
+    # 40-character hyperparameter names: `self.name = name` and the kernel's constants wrap
+    sigma, dof = (
+        "a_very_long_hyperparameter_name_for_sigma",
+        "a_long_name_for_degrees_of_freedom_nu",
+    )
+    long_names = f"param {sigma} = 1\nparam {dof} = 2\nmapper = mlp(dim=8)\n"
+    long_names += f"p = gaussian(x, sigma={sigma})\nq = student_t(f(x), dof={dof})"
+    (tmp_path / "long_names.py").write_text(icon_dsl.compile(long_names).source)
     run = _ruff(*command, "--no-cache", ".", cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
 
@@ -751,3 +759,22 @@ def test_committed_mappers(gen, stem, dim, table, softmax):
     assert out.shape[0] == 5 and (dim is None or out.shape[1] == dim)
     if softmax:
         torch.testing.assert_close(out.sum(1), torch.ones(5))
+
+
+def test_long_values_are_cut_before_their_lowest_precedence_operators():
+    """The layout rule for an assignment that fits on no line: one operand a line, at the
+    top-level operators of the lowest precedence, never inside brackets or at a unary minus."""
+    from icon_dsl.codegen.emit import _operands, assignment_lines
+
+    assert _operands("-1 / 2 * self.nu - 1 / 2") == ["-1 / 2 * self.nu", "- 1 / 2"]
+    assert _operands("a * (b + c) - d[1 - 2] + -e") == ["a * (b + c)", "- d[1 - 2]", "+ -e"]
+    assert _operands("w * torch.log1p(c * d2)") == ["w", "* torch.log1p(c * d2)"]
+    assert _operands("-(a + b)") == ["-(a + b)"]
+    name, target = "n" * 61, "t" * 16  # 8 + 16 + 3 + 65 > 88 >= 8 + 4 + 65
+    assert assignment_lines("x", "a + b", indent=8) == ["x = a + b"]
+    assert assignment_lines(target, f"{name} + 1", indent=8) == [
+        f"{target} = (", f"    {name} + 1", ")"
+    ]  # fmt: skip
+    assert assignment_lines("x", f"{name} * 2 - {name}", indent=8) == [
+        "x = (", f"    {name} * 2", f"    - {name}", ")"
+    ]  # fmt: skip

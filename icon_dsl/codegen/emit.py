@@ -10,8 +10,10 @@ training loss, rows of p that may be empty dropped and counted.
 from __future__ import annotations
 
 import ast
+import io
 import itertools
 import re
+import tokenize
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -615,11 +617,50 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
 
 
 def _assignment(name: str, expr: sp.Expr) -> list[str]:
-    """`name = expr` as torch code, laid out as ruff format lays out a long assignment (the
-    lines sit at column 8 of a method body)."""
+    """`name = expr` as torch code, laid out for a method body (column 8)."""
     code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
-    one_line = f"{name} = {code}"
-    return [one_line] if len(one_line) + 8 <= 88 else [f"{name} = (", f"    {code}", ")"]
+    return assignment_lines(name, code, indent=8)
+
+
+def assignment_lines(target: str, code: str, indent: int) -> list[str]:
+    """`target = code` laid out as ruff format lays out an assignment at column ``indent``
+    (88 columns): one line; else the value in parentheses on its own line; else one operand a
+    line, split at the top-level operators of the lowest precedence (`+ -`, else `* /`). The
+    lines are returned without the indentation."""
+    one_line = f"{target} = {code}"
+    if indent + len(one_line) <= 88:
+        return [one_line]
+    if indent + 4 + len(code) <= 88:
+        return [f"{target} = (", f"    {code}", ")"]
+    return [f"{target} = (", *(f"    {part}" for part in _operands(code)), ")"]
+
+
+_BINARY_OPERATORS = ({"+", "-"}, {"*", "/", "//", "%", "@"})
+
+
+def _operands(code: str) -> list[str]:
+    """``code`` cut before each top-level binary operator of its lowest precedence, each piece
+    starting with its operator (`a`, `- b`, `+ c`); the whole code when there is none."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    depth, previous = 0, None
+    cuts: list[list[int]] = [[] for _ in _BINARY_OPERATORS]
+    for token in tokens:
+        if token.type == tokenize.OP and token.string in ("(", "[", "{"):
+            depth += 1
+        elif token.type == tokenize.OP and token.string in (")", "]", "}"):
+            depth -= 1
+        elif depth == 0 and token.type == tokenize.OP and previous is not None:
+            # binary, not unary: it follows an operand
+            closes = previous.string in (")", "]", "}")
+            if previous.type in (tokenize.NAME, tokenize.NUMBER) or closes:
+                for level, operators in enumerate(_BINARY_OPERATORS):
+                    if token.string in operators:
+                        cuts[level].append(token.start[1])
+        if token.type not in (tokenize.NEWLINE, tokenize.ENDMARKER):
+            previous = token
+    positions = next((found for found in cuts if found), [])
+    bounds = [0, *positions, len(code)]
+    return [code[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def _hoist(
@@ -891,6 +932,12 @@ def define(name: str, params: list[str], returns: str, indent: int = 4) -> str:
     return f"{pad}def {name}(\n{body}{pad}) -> {returns}:"
 
 
+def assign(target: str, code: str, indent: int = 8) -> str:
+    """An assignment statement laid out as ruff format lays it out (see assignment_lines)."""
+    pad = " " * indent
+    return "\n".join(pad + line for line in assignment_lines(target, code, indent))
+
+
 def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
     """A call statement laid out as ruff format lays it out (88 columns)."""
     pad = " " * indent
@@ -915,6 +962,7 @@ def render(p: Plan) -> str:
         "docstring": names.docstring_text,
         "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
         "call": call,
+        "assign": assign,
         "inputs_tuple": f"({inputs_tuple},)" if len(p.inputs) == 1 else f"({inputs_tuple})",
         "call_args": "".join(f", {name}={name}" for name in p.inputs),
         "terms_call": lambda target, gather: call(
