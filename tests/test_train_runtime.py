@@ -129,12 +129,17 @@ def test_resume_continues_to_the_uninterrupted_result(
             assert resumed.metrics[key] == value, key
 
 
-def test_restarts_keep_the_start_with_the_lowest_final_kl(digits: Dataset, tmp_path: Path) -> None:
+def test_restarts_keep_the_start_with_the_lowest_final_kl(
+    digits: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = subset(digits, 160)
     single = quick("kmeans", data, epochs=3, batch_size=40, restarts=1)
-    several = quick("kmeans", data, epochs=3, batch_size=40, restarts=4, out=tmp_path / "run")
+    several = quick(
+        "kmeans", data, epochs=3, batch_size=40, restarts=4, out=tmp_path / "run", progress=True
+    )
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     kls, kept = info["starts"]["final_kl"], info["starts"]["kept"]
+    assert f"kept start {kept + 1} of 4 (the lowest final KL)" in capsys.readouterr().out
     assert len(kls) == 4 and len(set(kls)) == 4  # four different starts
     assert kls[0] == single.metrics["kl"]  # start 0 is the single run (same seed)
     assert kept == int(np.argmin(kls)) and several.metrics["kl"] == min(kls)

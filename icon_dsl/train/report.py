@@ -84,8 +84,11 @@ def write_outputs(
         )
 
 
-def format_metrics(name: str, metrics: dict[str, float], out_dir: Path | None) -> str:
-    """The table printed at the end of a run: one metric a line, in a fixed order."""
+def format_metrics(
+    name: str, metrics: dict[str, float], out_dir: Path | None, kept: tuple[int, int] | None = None
+) -> str:
+    """The table printed at the end of a run: one metric a line, in a fixed order; ``kept`` =
+    (start, restarts) adds which start the run kept."""
     keys = [k for k in METRIC_ORDER if k in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
     width = max(len(k) for k in keys) if keys else 6
     lines = [f"{name}: results", f"  {'metric'.ljust(width)}  value", f"  {'-' * width}  ------"]
@@ -93,6 +96,8 @@ def format_metrics(name: str, metrics: dict[str, float], out_dir: Path | None) -
         value = metrics[key]
         shown = f"{value:.2f}" if key == "wall_time_s" else f"{value:.4f}"
         lines.append(f"  {key.ljust(width)}  {shown}")
+    if kept is not None:
+        lines.append(f"  kept start {kept[0] + 1} of {kept[1]} (the lowest final KL)")
     if out_dir is not None:
         lines.append(f"  outputs in {out_dir}")
     return "\n".join(lines)

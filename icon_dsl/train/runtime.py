@@ -157,7 +157,8 @@ def train(
     if progress:
         from icon_dsl.train.report import format_metrics
 
-        print(format_metrics(plan.name, metrics, out_dir))
+        kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
+        print(format_metrics(plan.name, metrics, out_dir, kept))
     model = TrainedModel(plan, run.mapper, run.loss, run.device)
     return TrainResult(metrics, embedding, list(run.losses), out_dir, model)
 
