@@ -43,9 +43,8 @@ def make_views(
     zoom 0.8-1.2, so zooming in crops the borders, and a shift of up to ``max_shift`` pixels,
     one by default; 0 turns the whole geometric part off), bilinear with zero padding, then
     gaussian noise of std 0.05 and pixel dropout (p = 0.05; dropped pixels are set to 0).
-    Plain vectors: gaussian noise of std 0.1 times each feature's standard
-    deviation over the batch, and feature dropout (p = 0.2; dropped features set to 0, the rest
-    not rescaled).
+    Plain vectors: gaussian noise of std 0.1 times each feature's standard deviation over the
+    batch, and feature dropout (p = 0.2; dropped features set to 0, the rest not rescaled).
     """
     if x.ndim != 2:
         raise ValueError(f"make_views expects x of shape (B, D), got {tuple(x.shape)}")

@@ -45,9 +45,10 @@ NETWORK_MINI_BATCH = (100, 1e-3)
 VIEW_MINI_BATCH = (250, 1e-3)
 LABEL_MINI_BATCH = (50, 1e-3)
 #: Clustering heads (linear / mlp with softmax) train this many starts by default, from
-#: different k-means++ seeds, and keep the one whose spec loss is lowest (scikit-learn's KMeans
-#: n_init=10 does the same with its inertia): the objectives are non-convex and one start lands
-#: in a poor partition often enough to matter (docs/training.md has the numbers).
+#: different seeds (k-means++ seeds for a linear head), and keep the one whose spec loss is
+#: lowest (scikit-learn's KMeans n_init=10 does the same with its inertia): the objectives are
+#: non-convex and one start lands in a poor partition often enough to matter (docs/training.md
+#: has the numbers).
 CLUSTER_RESTARTS = 10
 
 

@@ -116,8 +116,8 @@ def train(
     ``hyperparameters``: values for the spec's hyperparameters (required for those without a
     default). ``restarts``: independent starts (other seeds) trained one after another; the run
     keeps the start with the lowest final KL on its fixed evaluation batch (None: 10 for
-    clustering heads, 1 otherwise). ``compile``: wrap the mapper and the loss in ``torch.compile``. ``progress``: a tqdm
-    bar and the final metrics table on stdout.
+    clustering heads, 1 otherwise). ``compile``: wrap the mapper and the loss in
+    ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
     """
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
@@ -588,6 +588,7 @@ def _centroid_init(mapper: nn.Module, x: np.ndarray, k: int, seed: int) -> None:
     features to the k clusters is touched; the loss then moves the seeds and the assignments.
     """
     from sklearn.cluster import kmeans_plusplus
+    from sklearn.metrics.pairwise import euclidean_distances
 
     linears = [m for m in mapper.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1 or linears[0].out_features != k or linears[0].bias is None:
@@ -597,19 +598,13 @@ def _centroid_init(mapper: nn.Module, x: np.ndarray, k: int, seed: int) -> None:
     if len(points) < k:
         return  # fewer points than clusters: keep the default initialisation
     centres, _ = kmeans_plusplus(points, k, random_state=seed % 2**32)
-    nearest = _squared_distances(points, centres).min(axis=1)
+    nearest = euclidean_distances(points, centres, squared=True).min(axis=1)
     scale = float(nearest.mean()) / CENTROID_INIT_SHARPNESS or 1.0
     weight = torch.as_tensor(2 * centres / scale, dtype=layer.weight.dtype)
     bias = torch.as_tensor(-(centres**2).sum(axis=1) / scale, dtype=layer.bias.dtype)
     with torch.no_grad():
         layer.weight.copy_(weight.to(layer.weight.device))
         layer.bias.copy_(bias.to(layer.bias.device))
-
-
-def _squared_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(N, k) squared euclidean distances, without an (N, k, D) temporary."""
-    cross = points @ centres.T
-    return np.maximum((points**2).sum(1)[:, None] - 2 * cross + (centres**2).sum(1)[None], 0.0)
 
 
 def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
