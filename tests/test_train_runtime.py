@@ -139,15 +139,16 @@ def test_restarts_keep_the_start_with_the_lowest_final_kl(
     )
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     kls, kept = info["starts"]["final_kl"], info["starts"]["kept"]
-    assert f"kept start {kept + 1} of 4 (the lowest final KL)" in capsys.readouterr().out
+    # starts are numbered from 1 in run.json as in the table
+    assert f"kept start {kept} of 4 (the lowest final KL)" in capsys.readouterr().out
     assert len(kls) == 4 and len(set(kls)) == 4  # four different starts
-    assert kls[0] == single.metrics["kl"]  # start 0 is the single run (same seed)
-    assert kept == int(np.argmin(kls)) and several.metrics["kl"] == min(kls)
+    assert kls[0] == single.metrics["kl"]  # start 1 is the single run (same seed)
+    assert kept == int(np.argmin(kls)) + 1 and several.metrics["kl"] == min(kls)
     assert len(several.losses) == 3  # the kept start's curve
     # the kept start retrained on its own gives the same assignments
     assert several.model is not None and single.model is not None
     assert several.model.plan.restarts == 4 and single.model.plan.restarts == 1
-    if kept == 0:
+    if kept == 1:
         assert np.array_equal(several.embedding, single.embedding)
     else:
         assert not np.array_equal(several.embedding, single.embedding)
