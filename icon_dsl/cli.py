@@ -154,14 +154,16 @@ def _register_enumerate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", metavar="M,M", help="cross q with metrics: euclidean,cosine,dot")
     p.add_argument("--divergences", metavar="D,D", help="default: kl,reverse_kl")
     p.add_argument("--include-rejected", action="store_true", help="list rejected candidates")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N candidates")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N candidates")
     p.add_argument("--emit", metavar="DIR", help="write every new candidate as DIR/<name>.icon")
     p.add_argument(
         "--evaluate", nargs="?", const="digits", metavar="DATA",
         help="train new candidates and their column's known methods (default data: digits)",
     )  # fmt: skip
-    p.add_argument("--epochs", type=int, metavar="N", help="per candidate (the runtime's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--epochs", type=positive_int, metavar="N", help="per candidate (the runtime's default)"
+    )
+    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--eval-out", default="runs/enumerate", metavar="DIR", help="leaderboard dir")
     p.set_defaults(func=run)
@@ -188,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) and EXIT_USAGE
     try:
         return int(args.func(args))
+    except OSError as error:  # a path given as an argument that cannot be written or read
+        where = f"{error.filename}: " if error.filename else ""
+        why = error.strerror or str(error)
+        if isinstance(error, (FileExistsError, NotADirectoryError)):
+            why = "cannot make a folder there: a file has that name or is on its path"
+        print(f"icon-dsl: error: {where}{why}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from icon_dsl.cli import main
 from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
 from icon_dsl.train.plan import CLUSTER_RESTARTS
 from icon_dsl.train.runtime import train
+
+try:
+    from tests.cli_run import run_cli
+except ImportError:  # pytest run from tests/
+    from cli_run import run_cli  # type: ignore[no-redef]
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -316,24 +320,21 @@ def test_estimator_transform_for_networks_and_a_clear_error_for_tables(digits: D
         Estimator(SPECS / "tsne.icon").transform(x)
 
 
-def test_cli_exit_codes(
-    tmp_path: Path, digits: Dataset, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_exit_codes(tmp_path: Path, digits: Dataset) -> None:
     unlabeled = tmp_path / "x.npy"
     np.save(unlabeled, digits.x[:60])
-    assert main(["train", str(SPECS / "supcon.icon"), "--data", str(unlabeled)]) == 1
-    err = capsys.readouterr().err
-    assert "needs labels" in err and "Traceback" not in err
-    assert main(["train", str(tmp_path / "missing.icon")]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    assert main(["train", str(SPECS / "card.icon"), "--data", str(unlabeled)]) == 1
-    assert "--param sigma=" in capsys.readouterr().err
-    assert main(["train", str(SPECS / "tsne.icon"), "--param", "oops"]) == 2
+    ran = run_cli("train", SPECS / "supcon.icon", "--data", unlabeled, expect=1)
+    assert "needs labels" in ran.err
+    ran = run_cli("train", tmp_path / "missing.icon", expect=1)
+    assert "does not exist" in ran.err
+    ran = run_cli("train", SPECS / "card.icon", "--data", unlabeled, expect=1)
+    assert "--param sigma=" in ran.err
+    run_cli("train", SPECS / "tsne.icon", "--param", "oops", expect=2)
     labelled = tmp_path / "small.npz"
     np.savez(labelled, x=digits.x[:80], y=digits.y[:80] if digits.y is not None else None)
     out = tmp_path / "run"
     args = ["train", str(SPECS / "tsne.icon"), "--data", str(labelled), "--epochs", "2"]
-    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    run_cli(*args, "--out", out, "--quiet", expect=0)
     assert (out / "metrics.json").is_file()
-    assert main([*args, "--out", str(out), "--resume"]) == 0
-    assert "trustworthiness" in capsys.readouterr().out
+    ran = run_cli(*args, "--out", out, "--resume", expect=0)
+    assert "trustworthiness" in ran.out
