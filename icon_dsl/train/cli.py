@@ -102,8 +102,10 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
 
     from icon_dsl.diagnostics import SpecError
     from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
+    from icon_dsl.train.extras import require_train_extra
 
     try:
+        require_train_extra()
         from icon_dsl.train.runtime import train
 
         train(
