@@ -21,12 +21,12 @@ from typing import Any
 
 import jinja2
 import sympy as sp
-from sympy.printing.pytorch import TorchPrinter
 from sympy.printing.str import StrPrinter
 
 from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
+from .printing import TorchCodePrinter
 
 INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
@@ -155,7 +155,7 @@ def python_expr(code: str, bracket: bool = True) -> str:
     return text if atomic or not bracket else f"({text})"
 
 
-class _KernelPrinter(TorchPrinter):
+class _KernelPrinter(TorchCodePrinter):
     """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
     log(1 + x) as log1p(x) (exact for small x)."""
 

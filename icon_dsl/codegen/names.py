@@ -11,8 +11,6 @@ import builtins
 import keyword
 import re
 
-import torch
-
 _RESERVED = {
     "self", "z", "x", "y", "index", "modality", "side", "torch", "nn", "F", "math", "dist",
     "Tensor", "p", "q", "log_q", "log_p", "keep", "eye", "diag", "n", "rows", "inputs", "world",
@@ -22,7 +20,22 @@ _RESERVED = {
 }  # fmt: skip
 _BUILTINS = set(dir(builtins))
 
-_MODULE_ATTRS = set(dir(torch.nn.Module))
+# The public attributes of torch.nn.Module (torch 2.13; a test checks this list still covers
+# them) and `training`, which each instance sets: a hyperparameter attribute must not shadow one.
+# Listed, not read from torch, so that compiling a spec does not import torch.
+NN_MODULE_ATTRIBUTES = {
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+    "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+    "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad",
+}  # fmt: skip
 
 
 def identifier(name: str) -> str:
@@ -34,7 +47,7 @@ def identifier(name: str) -> str:
     while (
         keyword.iskeyword(clean)
         or clean in _RESERVED
-        or clean in _MODULE_ATTRS
+        or clean in NN_MODULE_ATTRIBUTES
         or clean in _BUILTINS
     ):
         clean += "_"

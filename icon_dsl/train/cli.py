@@ -61,6 +61,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from icon_dsl.diagnostics import SpecError
     from icon_dsl.train.errors import DataError, TrainError
+    from icon_dsl.train.extras import require_train_extra
 
     try:
         params = parse_params(args.param)
@@ -75,6 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return launch(_argv_without_nproc(args), args.nproc)
     try:
+        require_train_extra()
         from icon_dsl.train.runtime import train
 
         train(
