@@ -170,6 +170,9 @@ def test_train_reads_a_spec_file_of_any_name_as_check_does(small: Path, tmp_path
         assert (out / "metrics.json").is_file()
     ran = run_cli("train", tmp_path, "--data", small, "--quiet", expect=1)
     assert f"spec file {tmp_path} is a directory, not a spec file" in ran.err
+    # Python's train() reads a string naming an existing file from the file, too
+    result = train(str(tmp_path / "spec.txt"), data=str(small), epochs=1, out=False, progress=False)
+    assert result.model is not None and result.model.plan.class_name == "TSNE"
 
 
 # -- data validated up front --------------------------------------------------------------------
