@@ -192,3 +192,27 @@ def test_training_with_a_sparse_p_separates_blobs(normaliser: str) -> None:
     assert result.metrics["knn_accuracy"] > 0.99
     assert result.metrics["trustworthiness"] > 0.9
     assert result.losses[-1] < result.losses[0]
+
+
+@pytest.mark.parametrize("spec", ["tsne", "tsne_joint"])
+def test_sampled_closed_form_equals_autograd_of_the_estimate(spec: str) -> None:
+    x = blobs(150)
+    module = compile_spec(SPECS / f"{spec}.icon")
+    loss = module.load()()
+    p = sparse.build_p(module.ir, {}, x)
+    joint = p.joint
+    z = torch.randn(150, 2, dtype=torch.float64, requires_grad=True)
+    objective = sparse.NeighbourObjective(p, loss._q_kernel, joint, "sampled", 7)
+    total = sum(objective.terms(z, torch.Generator().manual_seed(3)))
+    (grad,) = torch.autograd.grad(total, z)
+    # the same estimate written with autograd (the same draws: the same generator seed)
+    lse = sparse.sampled_log_normaliser(
+        z, loss._q_kernel, joint, 7, torch.Generator().manual_seed(3)
+    )
+    log_w = -torch.log1p(((z[p.rows] - z[p.cols]) ** 2).sum(1))
+    cross = -(p.values * log_w).sum()
+    mass = p.row_mass()
+    reference = cross + lse * mass.sum() if joint else (cross + (mass * lse).sum()) / 150
+    (expected,) = torch.autograd.grad(reference, z)
+    assert torch.allclose(total, reference, rtol=1e-12)
+    assert torch.allclose(grad, expected, rtol=1e-9, atol=1e-14)
