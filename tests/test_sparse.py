@@ -216,3 +216,17 @@ def test_sampled_closed_form_equals_autograd_of_the_estimate(spec: str) -> None:
     (expected,) = torch.autograd.grad(reference, z)
     assert torch.allclose(total, reference, rtol=1e-12)
     assert torch.allclose(grad, expected, rtol=1e-9, atol=1e-14)
+
+
+def test_explain_predicts_each_normaliser_and_names_the_one_train_picks() -> None:
+    from icon_dsl.explain import explain
+
+    text = explain(SPECS / "tsne.icon", batch=20_000)
+    assert "90 nearest neighbours per row (1,800,000 entries)" in text
+    assert "exact (row blocks, the dense numbers):" in text and "s per epoch" in text
+    assert "train picks: sampled (N > 8192)" in text
+    assert "train picks: exact" in explain(SPECS / "tsne.icon", batch=6000)
+    assert "icon-dsl train on" not in explain(SPECS / "kmeans.icon", batch=20_000)
+    predicted = sparse.predict(20_000, 90)
+    # the exact blocks grow as N^2, the sampled normaliser as N (k + m): exact costs more here
+    assert predicted["exact"][0] > predicted["sampled"][0] > 0

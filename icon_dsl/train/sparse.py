@@ -27,6 +27,7 @@ the spec's; only p's support (kNN) and, with ``sampled``, the normaliser are app
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -449,3 +450,71 @@ class TsneDescent(torch.optim.Optimizer):
                     norm = update.norm(dim=1, keepdim=True)
                     update.mul_((group["max_step"] / norm.clamp_min(1e-12)).clamp(max=1.0))
                 param.add_(update)
+
+
+# -- predictions for `icon-dsl explain --batch N` ---------------------------------------------
+CALIBRATION_ROWS = (1024, 4096)
+
+
+def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tuple[float, float]]:
+    """Predicted (seconds per epoch, peak bytes of the loss) on n rows for each normaliser.
+
+    Timed, not guessed: epochs of each on CALIBRATION_ROWS random rows (Student-t kernel, 2-D)
+    on this machine, the best of two, fitted as a fixed cost plus a cost per pair, and scaled
+    to the pairs of n rows: N^2 for the exact row blocks (plus the edges), N (k + m) for the
+    sampled one. Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
+    (about 4 live copies) or N m (about 6), and the edges (about 8 numbers each).
+    """
+    out = {}
+    for normaliser in NORMALISERS:
+        sizes = CALIBRATION_ROWS if normaliser == "sampled" else (512, 2048)
+        timed = [_time_epoch(rows, neighbours, negatives, normaliser) for rows in sizes]
+        (w1, t1), (w2, t2) = timed
+        per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
+        fixed = max(t1 - per_pair * w1, 0.0)
+        pairs = n * n + n * neighbours if normaliser == "exact" else n * (neighbours + negatives)
+        edges = 8.0 * 4 * n * neighbours
+        if normaliser == "exact":
+            memory = 4.0 * 4 * min(n, NORMALISER_BLOCK) * n + edges
+        else:
+            memory = 6.0 * 4 * n * negatives + edges
+        out[normaliser] = (fixed + per_pair * pairs, memory)
+    return out
+
+
+def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tuple[float, float]:
+    """(pairs, seconds) of one epoch on n random rows, the best of two after a warm-up."""
+    k, m = min(neighbours, n - 1), min(negatives, n - 1)
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 2, generator=generator, requires_grad=True)
+    rows = torch.arange(n).repeat_interleave(k)
+    cols = torch.randint(0, n, (n * k,), generator=generator)
+    p = SparseP(n, rows, cols, torch.full((n * k,), 1.0 / k, dtype=torch.float64), False)
+    objective = NeighbourObjective(p, _student_t, False, normaliser, m)
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(objective.terms(z, generator)).backward()
+        best = min(best, time.perf_counter() - started)
+    pairs = n * n + n * k if normaliser == "exact" else n * (k + m)
+    return float(pairs), best
+
+
+def _student_t(d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shared = d2 + 1
+    return -torch.log(shared), -1 / shared
+
+
+def neighbours_per_row(ir: IR, hypers: Mapping[str, float] | None = None) -> int:
+    """The widest neighbour search p's rows need (3P for perplexity P, k for knn)."""
+    values = {name: h.default for name, h in ir.hypers.items() if h.default is not None}
+    values.update(hypers or {})
+    builder = _Builder(ir, values, np.zeros((2, 1)))
+    widest = 1
+    for node in ir.graph.nodes:
+        op, args = ir.op(node), ir.args(node)
+        if op == "gaussian" and "perplexity" in args:
+            widest = max(widest, int(PERPLEXITY_NEIGHBOURS * builder.num(args["perplexity"])))
+        elif op == "knn":
+            widest = max(widest, int(builder.num(args["k"])))
+    return widest
