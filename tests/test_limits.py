@@ -359,3 +359,23 @@ def test_mutated_bundled_specs_give_modules_or_spec_errors(
         at = int(where * len(text))
         text = text[:at] + token + text[at + int(length * 8) :]
     _check_and_compile(text)
+
+
+def test_the_limits_are_documented() -> None:
+    text = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    for value in (
+        f"{limits.MAX_SPEC_BYTES:,} bytes",
+        f"| {limits.MAX_TOKENS:,} |",
+        f"| {limits.MAX_STATEMENTS:,} |",
+        f"| {limits.MAX_DEPTH} |",
+        f"| {limits.MAX_TERMS} |",
+        f"| {limits.MAX_NUMBER_CHARS} |",
+        f"{limits.MIN_MAGNITUDE:g} to {limits.MAX_MAGNITUDE:g}".replace("e-", "e-").replace("+", ""),
+        f"| {limits.MAX_DEGREE} |",
+        f"| {limits.MAX_FORMULA_OPERATIONS} |",
+        f"| {limits.MAX_FORMULA_DEPTH} |",
+    ):
+        assert value in text, value
+    for code in ("spec-too-large", "too-many-statements", "too-deep", "too-many-terms",
+                 "number-size", "formula-too-large"):  # fmt: skip
+        assert f"`{code}`" in text
