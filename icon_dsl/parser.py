@@ -1,7 +1,9 @@
 """Parser: spec text -> surface syntax (syntax.py), with labelled syntax errors.
 
 Takes: a Source. Guarantees: either a syntax.Spec whose every node carries its span, or a
-SpecError whose diagnostics point at the offending token (code `syntax`), never a Lark traceback.
+SpecError whose diagnostics point at the offending token (code `syntax`, or the code of the limit
+exceeded: limits.py), never a Lark traceback; the work is bounded before the parser runs (bytes
+and tokens), and the tree is no deeper than limits.MAX_DEPTH when it is converted.
 """
 
 from __future__ import annotations

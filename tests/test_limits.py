@@ -379,3 +379,15 @@ def test_the_limits_are_documented() -> None:
     for code in ("spec-too-large", "too-many-statements", "too-deep", "too-many-terms",
                  "number-size", "formula-too-large"):  # fmt: skip
         assert f"`{code}`" in text
+
+
+def test_a_spec_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.icon"
+    path.write_bytes(b"p = x\n" * 1_000_000)
+    seconds, result = _cpu(lambda: icon_dsl.check(path))
+    assert isinstance(result, SpecError) and result.codes == ["spec-too-large"]
+    assert str(result) == (
+        f"{path}: error: spec file {path} has 6,000,000 bytes, more than the limit of "
+        f"{limits.MAX_SPEC_BYTES:,}  [spec-too-large]"
+    )
+    assert seconds < 0.5
