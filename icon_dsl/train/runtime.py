@@ -436,12 +436,16 @@ class _Run:
         z = self.call_mapper(self.batcher.all_inputs())
         attraction, normaliser = self.objective.terms(z, generator)
         boost = EARLY_EXAGGERATION if epoch < self.plan.exaggeration_epochs else 1.0
-        (attraction * boost + normaliser).backward()
-        self.optimizer.step()
-        self.scheduler.step()
         value = float((attraction + normaliser).detach())
         if not math.isfinite(value):
             raise self._stopped(epoch, 0, f"the loss was {value}")
+        (attraction * boost + normaliser).backward()
+        try:
+            check_gradients(value, self._named_parameters())
+        except NonFinite as found:
+            raise self._stopped(epoch, 0, str(found)) from None
+        self.optimizer.step()
+        self.scheduler.step()
         return value
 
     def _stopped(self, epoch: int, step: int, why: str) -> TrainingFailed:
