@@ -12,7 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import api
 from .diagnostics import SpecError
+from .explain import explain
+from .train.cli import add_train_command
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -23,12 +26,10 @@ def _print_notes(notes: Sequence[object], source: object) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .api import check
-
     status = EXIT_OK
     for spec in args.specs:
         try:
-            checked = check(Path(spec))
+            checked = api.check(Path(spec))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = EXIT_ERRORS
@@ -39,12 +40,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .api import compile
-
     status = EXIT_OK
     for spec in args.specs:
         try:
-            module = compile(Path(spec))
+            module = api.compile(Path(spec))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = EXIT_ERRORS
@@ -63,8 +62,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
-
     try:
         print(explain(Path(args.spec), batch=args.batch))
     except SpecError as err:
@@ -103,6 +100,8 @@ def _register_enumerate(sub: argparse._SubParsersAction) -> None:
     """`icon-dsl enumerate`: the periodic table (icon_dsl/enumeration.py does the work)."""
 
     def run(args: argparse.Namespace) -> int:
+        # imported when the command runs: evaluating candidates brings in the training runtime
+        # (torch), which check, compile and explain must not pay for
         from .enumeration import run_command
 
         return run_command(args)
@@ -135,8 +134,6 @@ _EXTRA_COMMANDS.append(_register_enumerate)
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`icon-dsl train`: the training runtime (icon_dsl/train/cli.py does the work)."""
-    from .train.cli import add_train_command
-
     add_train_command(sub)
 
 

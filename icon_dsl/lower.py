@@ -22,7 +22,7 @@ from .ir import IR, DistType, Hyper, UserKernel
 from .registry import Arg, Block, Domain
 from .source import Span
 
-_SYMPY_FUNCS = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs}
+_SYMPY_FUNCS = reg.KERNEL_FUNCTIONS
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str | None:

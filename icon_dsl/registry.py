@@ -108,6 +108,16 @@ Rep = Literal["logits", "mask", "onehot", "prob"]
 
 METRICS = ("euclidean", "cosine", "dot")
 
+# The functions a user kernel's formula may call (`kernel k(d2) = exp(-sqrt(d2))`), by the name
+# the spec uses. Code generation prints them (codegen/printing.py), the interpreter evaluates
+# them (sympy_torch.py), the docs list them.
+KERNEL_FUNCTIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "abs": sp.Abs,
+}
+
 _D2 = sp.Symbol("d2", nonnegative=True)
 
 

@@ -13,7 +13,7 @@ import pytest
 import sympy as sp
 
 from icon_dsl import registry as reg
-from icon_dsl.codegen.names import NN_MODULE_ATTRIBUTES
+from icon_dsl.codegen.names import _MODULE_ATTRS as NN_MODULE_ATTRIBUTES
 from icon_dsl.codegen.printing import TorchCodePrinter
 
 ROOT = Path(__file__).resolve().parents[1]
