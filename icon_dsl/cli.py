@@ -1,7 +1,7 @@
 """The command line: `icon-dsl check | compile | explain | enumerate | train`.
 
 Guarantees: exit 0 when every spec is fine, 1 when a spec has errors (all of them printed, in the
-DESIGN.md format), 2 on bad usage. A user's mistake never shows a traceback; one is shown only
+format docs/errors.md shows), 2 on bad usage. A user's mistake never shows a traceback; one is shown only
 for a bug in icon-dsl itself.
 """
 

@@ -458,7 +458,7 @@ CONFORMANCE: tuple[tuple[str, str, str, str], ...] = (
      "tests/test_exact.py::test_sne_tsne_end_to_end_against_reference"),
     ("card", "Gaussian p against row-normalised Cauchy q, a per-row loop", "1e-10",
      "tests/test_exact.py::test_card_equals_hand_formula"),
-    ("kmeans", "the soft k-means identity (ICON.md 6.7); scikit-learn KMeans inertia", "1e-10",
+    ("kmeans", "the soft k-means identity (I-Con, reverse KL); scikit-learn KMeans inertia", "1e-10",
      "tests/test_exact.py::test_kmeans_reverse_kl_identity"),
     ("spectral", "the soft k-means identity on the spectral (side) embedding", "1e-9",
      "tests/test_methods.py::test_spectral_is_kmeans_identity_on_the_side_embedding"),

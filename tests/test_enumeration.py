@@ -37,8 +37,8 @@ def cell(p: str, q: str, regime: str = "", cands: tuple[en.Candidate, ...] | Non
 
 # -- the paper's table ---------------------------------------------------------------------------
 
-# (p family, q family, q limit regime, known.py key): ICON.md section 4, every cell the registry
-# expresses today.
+# (p family, q family, q limit regime, known.py key): the I-Con paper's table, every cell the
+# registry expresses today.
 KNOWN_CELLS = [
     ("gaussian", "gaussian", "", "sne"),
     ("gaussian", "gaussian", "", "xsample"),
@@ -79,7 +79,7 @@ def test_modifier_cells_are_named() -> None:
     assert by_key("tsne_joint").display in {c.known_as for c in joint}  # type: ignore[union-attr]
 
 
-# The gaps ICON.md names, as cells: each holds new candidates the checks accept.
+# The gaps in the I-Con paper's table, as cells: each holds new candidates the checks accept.
 PAPER_GAPS = {
     "t-SupCon": ("label", "student_t", ""),
     "t-CLIP": ("cross_modal", "student_t", ""),

@@ -963,7 +963,7 @@ def test_file_name_in_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     codes, text = rendered(Path("specs/bad.icon"))
     assert codes == ["not-row-stochastic"]
-    # the example of DESIGN.md section 1, line for line
+    # the diagnostic format docs/errors.md describes, line for line
     assert text == (
         "specs/bad.icon:3:5: error: q must be row-stochastic, but cauchy(f(x), 1.0) is raw "
         "weights  [not-row-stochastic]\n"

@@ -146,7 +146,7 @@ def test_supcon_pml_returns_zero_without_negatives():
 
 
 def test_supcon_is_mean_cross_entropy_of_icon_p_q():
-    """ICON.md identity 2: p = uniform over same-label j != i, q = softmax_{k != i}(cos/tau)."""
+    """I-Con's SupCon identity: p = uniform over same-label j != i, q = softmax_{k != i}(cos/tau)."""
     y = torch.tensor([0, 0, 1, 1, 1, 2, 5, 2])
     z = randn(8, 3, seed=5)
     eye = torch.eye(8, dtype=torch.bool)

@@ -1,7 +1,7 @@
 """Emission: every decision about the generated module is made here; templates only fill holes.
 
 Takes: a checked IR. Guarantees: deterministic Python source for a standalone torch module that
-follows the generated-module contract (DESIGN.md section 2): one public nn.Module named after the
+follows the generated-module contract (docs/design.md): one public nn.Module named after the
 method, `forward`, `distributions`, `divergence`, `build_mapper`. Lowering picks the cheap exact
 form: log-space throughout, an indicator p as a mask or a gather of log q, no H(p) in the
 training loss, rows of p that may be empty dropped and counted.
