@@ -113,7 +113,7 @@ def _domain(arg: reg.Arg) -> str:
 
 
 def _signature(block: reg.Block) -> str:
-    if block.extra.get("variadic"):
+    if block.variadic:
         (arg,) = block.args
         return f"{block.name}({arg.name}1, {arg.name}2, ...)"
     parts = []

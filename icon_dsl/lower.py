@@ -531,7 +531,7 @@ class Lowerer:
         return self.ir.add(block.name, utype, call.span, {}, nodes)
 
     def _block_call(self, block: Block, call: s.Call) -> int | None:
-        if block.extra.get("variadic"):
+        if block.variadic:
             return self._variadic_call(block, call)
         params = list(block.args)
         columns_call = None
@@ -743,7 +743,7 @@ class Lowerer:
             learned,
             block.differentiable,
             block.may_be_empty,
-            bool(block.extra.get("cross", False)),
+            block.cross_modal,
         )
 
     # -- the loss ----------------------------------------------------------------------------

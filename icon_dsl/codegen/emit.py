@@ -228,7 +228,7 @@ class Emitter:
         if op == "prototypes":
             return Val("tensor", "self.prototypes", cols="self.prototypes")
         text = self._text(node)
-        if op in ("gaussian", "student_t", "kernel"):
+        if op == "kernel" or reg.is_kernel(op):
             return self._kernel(node, op, args, kids, prefix, text)
         if op == "knn":
             v = self.lower(kids[0], prefix)
@@ -423,7 +423,7 @@ class Emitter:
         b = self.body
         inner = self.lower(child, f"{prefix}0")
         out = b.fresh(f"{prefix}_joint")
-        fixed_width = self.ir.op(child) in ("gaussian", "student_t")
+        fixed_width = reg.is_kernel(self.ir.op(child))
         if fixed_width and "perplexity" not in self.ir.args(child):
             b.comment(f"{text}: log of w / sum_(k != l) w_kl, one normaliser for the matrix")
             b.add(f"{out} = {inner.var} - torch.logsumexp({inner.var}.flatten(), 0)")
@@ -714,7 +714,7 @@ def has_neighbour_path(ir: IR) -> bool:
         or pt.learned
         or pt.cross
         or ir.op(p_root) == "classes"
-        or ir.op(kernel) not in ("gaussian", "student_t")
+        or not reg.is_kernel(ir.op(kernel))
         or len(kids) != 1
         or ir.op(kids[0]) != "f"
         or "perplexity" in q_args
