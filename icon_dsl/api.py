@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .codegen import generate
 from .codegen.names import class_name
@@ -30,7 +31,7 @@ class CompiledModule:
     known_as: str | None
     notes: list[Diagnostic]
 
-    def load(self) -> type:
+    def load(self) -> type[Any]:
         """Execute the generated source in a fresh module and return the loss class."""
         namespace: dict[str, object] = {"__name__": f"icon_dsl_generated.{self.stem}"}
         exec(compile_source(self.source, f"<icon-dsl {self.stem}>", "exec"), namespace)

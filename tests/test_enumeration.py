@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import ROOT
 
 from icon_dsl import enumeration as en
 from icon_dsl.api import check, compile
 from icon_dsl.diagnostics import SpecError
 from icon_dsl.interpret import interpret
 from icon_dsl.known import by_key
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @cache
@@ -246,11 +245,11 @@ def test_docs_are_current() -> None:
 # -- emitted specs -------------------------------------------------------------------------------
 
 
-def _module_inputs(cls: type, batch: dict) -> dict[str, torch.Tensor]:
+def _module_inputs(cls: type[Any], batch: dict) -> dict[str, torch.Tensor]:
     return {name: batch["inputs"][name] for name in getattr(cls, "INPUTS", ())}
 
 
-def _instantiate(cls: type, z: torch.Tensor, batch: dict) -> Any:
+def _instantiate(cls: type[Any], z: torch.Tensor, batch: dict) -> Any:
     kwargs: dict[str, object] = {}
     params = inspect.signature(cls).parameters
     if "embedding_dim" in params:

@@ -22,42 +22,20 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from conftest import GENERATED, ROOT, SPECS
+from conftest import load_generated as load_file
 
 import icon_dsl
 from icon_dsl import SpecError
 from icon_dsl.codegen.names import identifier
 
-ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "generated"
-SPECS = sorted((ROOT / "specs").glob("*.icon"))
 STEMS = [p.stem for p in SPECS]
 F64 = torch.float64
 REGENERATE = "generated/ is stale: run `icon-dsl compile specs/*.icon` from the repository root"
-
-
-def load_file(path: Path, name: str | None = None) -> type[torch.nn.Module]:
-    """The one public nn.Module class of a generated file, imported by file path."""
-    spec = importlib.util.spec_from_file_location(name or f"icon_generated_t_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return _public_module(vars(mod), mod.__name__)
-
-
-def _public_module(namespace: dict, module_name: str) -> type[torch.nn.Module]:
-    classes = [
-        obj
-        for name, obj in namespace.items()
-        if inspect.isclass(obj)
-        and issubclass(obj, torch.nn.Module)
-        and obj.__module__ == module_name
-        and not name.startswith("_")
-    ]
-    assert len(classes) == 1, f"expected exactly one public nn.Module, got {classes}"
-    return classes[0]
 
 
 def compile_text(text: str) -> icon_dsl.api.CompiledModule:
@@ -369,7 +347,9 @@ TITLES = {
 }
 
 
-def _assert_safe_module(module: icon_dsl.api.CompiledModule, tmp_path: Path, monkeypatch) -> type:
+def _assert_safe_module(
+    module: icon_dsl.api.CompiledModule, tmp_path: Path, monkeypatch
+) -> type[Any]:
     """Write, import and run a generated module in tmp_path; no PWNED file may appear."""
     monkeypatch.chdir(tmp_path)
     tree = ast.parse(module.source)
@@ -393,7 +373,7 @@ def _assert_safe_module(module: icon_dsl.api.CompiledModule, tmp_path: Path, mon
     return cls
 
 
-def _run_simclr_like(cls: type, **kwargs) -> float:
+def _run_simclr_like(cls: type[Any], **kwargs) -> float:
     z, index = randn(6, 3), views(6)
     module = cls(**kwargs)
     loss = module(z, index=index)
@@ -418,12 +398,12 @@ def test_title_round_trips_into_the_docstring(name):
     title = json.loads(f'"{TITLES[name]}"')
     module = compile_text(f'method evil "{TITLES[name]}"\n' + SIMCLR_BODY)
     doc = ast.get_docstring(ast.parse(module.source), clean=False)
-    assert f"Title: {title}\n" in doc
+    assert doc is not None and f"Title: {title}\n" in doc
 
 
 def test_title_outside_the_bmp_round_trips():
     module = compile_text('method emoji "smile \U0001f600 end"\n' + SIMCLR_BODY)
-    assert "smile \U0001f600 end" in ast.get_docstring(ast.parse(module.source))
+    assert "smile \U0001f600 end" in (ast.get_docstring(ast.parse(module.source)) or "")
 
 
 COMMENTS = [

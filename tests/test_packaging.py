@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from icon_dsl.cli import main
 from icon_dsl.train.extras import TRAIN_PACKAGES
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _names(requirements: list[str]) -> set[str]:

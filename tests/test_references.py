@@ -11,13 +11,9 @@ import math
 
 import numpy as np
 import pytest
+import references as R
 import torch
 import torch.nn.functional as F
-
-try:  # `tests` importable as a (namespace) package when run from the repository root
-    from tests import references as R
-except ImportError:  # pytest's rootdir-relative import of a package-less tests/ folder
-    import references as R
 
 F64 = torch.float64
 

@@ -329,7 +329,8 @@ def test_cli_exit_codes(
     assert "--param sigma=" in capsys.readouterr().err
     assert main(["train", str(SPECS / "tsne.icon"), "--param", "oops"]) == 2
     labelled = tmp_path / "small.npz"
-    np.savez(labelled, x=digits.x[:80], y=digits.y[:80] if digits.y is not None else None)
+    assert digits.y is not None
+    np.savez(labelled, x=digits.x[:80], y=digits.y[:80])
     out = tmp_path / "run"
     args = ["train", str(SPECS / "tsne.icon"), "--data", str(labelled), "--epochs", "2"]
     assert main([*args, "--out", str(out), "--quiet"]) == 0
