@@ -1,8 +1,9 @@
 """The command line: `icon-dsl check | compile | explain | enumerate | train`.
 
-Guarantees: exit 0 when every spec is fine, 1 when a spec has errors (all of them printed, in the
-format docs/errors.md shows), 2 on bad usage. A user's mistake never shows a traceback; one is shown only
-for a bug in icon-dsl itself.
+Guarantees: every command ends in a message and one of the exit codes of ``EXIT_CODES``: 0 when
+all is fine, 1 for errors in a spec or the data (all of them printed), 2 for bad usage (an
+argument out of range, a folder that cannot be written), 3 when training started and failed.
+A user's mistake never shows a traceback; one is shown only for a bug in icon-dsl itself.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from . import api
 from .diagnostics import SpecError
 from .explain import explain
 from .train.cli import add_train_command
-
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+from .usage import (
+    EXIT_ERRORS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    bounded_int,
+    positive_int,
+)
 
 
 def _print_notes(notes: Sequence[object], source: object) -> None:
@@ -85,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--batch", type=int, metavar="N", help="also predict the loss's peak memory")
+    p.add_argument(
+        "--batch", type=positive_int, metavar="N", help="also predict the loss's peak memory"
+    )
     p.set_defaults(func=cmd_explain)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
@@ -116,14 +125,16 @@ def _register_enumerate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", metavar="M,M", help="cross q with metrics: euclidean,cosine,dot")
     p.add_argument("--divergences", metavar="D,D", help="default: kl,reverse_kl")
     p.add_argument("--include-rejected", action="store_true", help="list rejected candidates")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N candidates")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N candidates")
     p.add_argument("--emit", metavar="DIR", help="write every new candidate as DIR/<name>.icon")
     p.add_argument(
         "--evaluate", nargs="?", const="digits", metavar="DATA",
         help="train new candidates and their column's known methods (default data: digits)",
     )  # fmt: skip
-    p.add_argument("--epochs", type=int, metavar="N", help="per candidate (the runtime's default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--epochs", type=positive_int, metavar="N", help="per candidate (the runtime's default)"
+    )
+    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--eval-out", default="runs/enumerate", metavar="DIR", help="leaderboard dir")
     p.set_defaults(func=run)
@@ -148,9 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) and EXIT_USAGE
     try:
         return int(args.func(args))
+    except OSError as error:  # a path given as an argument that cannot be written or read
+        where = f"{error.filename}: " if error.filename else ""
+        why = error.strerror or str(error)
+        if isinstance(error, (FileExistsError, NotADirectoryError)):
+            why = "cannot make a folder there: a file has that name or is on its path"
+        print(f"icon-dsl: error: {where}{why}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

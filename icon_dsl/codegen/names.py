@@ -1,8 +1,8 @@
 """Names in generated code: every identifier from a spec is sanitised here.
 
 Guarantees: the result is a valid Python identifier, not a keyword, not a builtin nor an
-nn.Module attribute, and not one of the names the generated module itself uses; text from a spec
-can never become code.
+nn.Module attribute, and not one of the names the generated module itself uses. Text from a spec
+can never become code: `spec_text` is the one way any spec text reaches a generated module.
 """
 
 from __future__ import annotations
@@ -65,25 +65,41 @@ def class_name(method: str) -> str:
     return camel
 
 
-def safe_comment(text: str) -> str:
-    """Text for a # comment: one line, printable ASCII only."""
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text.replace("\n", " "))
+def spec_text(text: str) -> str:
+    """Spec text made inert for every place in a generated module that carries text.
 
-
-def docstring_text(text: str) -> str:
-    """Text safe inside a triple-quoted docstring: no way to close the string early.
-
-    Backslashes and double quotes are escaped, and anything outside printable ASCII becomes a
-    \\u or \\U escape, so the docstring's value is exactly the text.
+    This is the one escaping path: comments, docstrings and "..." string literals all take
+    their spec text (titles, names, file names, formulas, source lines) from here. Backslash,
+    double quote and every character outside printable ASCII (new lines, NUL, other control
+    characters, non-ASCII letters) become Python escapes, so the result is one line of
+    printable ASCII that can neither end a comment nor close a string, and inside a string or
+    docstring its value is exactly `text`. Jinja never renders a value twice, so template
+    syntax in the text stays text.
     """
     out = []
     for ch in text:
+        code = ord(ch)
         if ch in ("\\", '"'):
             out.append("\\" + ch)
-        elif ch == "\n" or 32 <= ord(ch) < 127:
+        elif 32 <= code < 127:
             out.append(ch)
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
         else:
-            out.append(f"\\U{ord(ch):08x}")
+            out.append(f"\\U{code:08x}")
     return "".join(out)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def comment(text: str) -> str:
+    """A # comment line carrying `text`."""
+    return "# " + spec_text(text)
+
+
+def string_literal(text: str) -> str:
+    """A "..." Python string literal whose value is `text`."""
+    return f'"{spec_text(text)}"'
