@@ -13,7 +13,7 @@ import keyword
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checks
+from . import checks, limits
 from .diagnostics import Diagnostic, Diagnostics
 from .ir import IR
 from .lower import lower
@@ -41,6 +41,15 @@ def _read(path: Path) -> Source:
         diags.error("file", f"spec file {path} {why}")
         diags.raise_if_errors()
     try:
+        size = path.stat().st_size
+        if size > limits.MAX_SPEC_BYTES:  # refused unread: a file may be any size
+            diags = Diagnostics(Source("", str(path)))
+            diags.error(
+                "spec-too-large",
+                f"spec file {path} has {size:,} bytes, more than the limit of "
+                f"{limits.MAX_SPEC_BYTES:,}",
+            )
+            diags.raise_if_errors()
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         diags = Diagnostics(Source("", str(path)))

@@ -18,12 +18,12 @@ import torch
 from cli_run import run_cli
 
 from icon_dsl.api import CompiledModule
-from icon_dsl.usage import EXIT_CODES
 from icon_dsl.explain import explain
 from icon_dsl.train import runtime
 from icon_dsl.train.data import load_digits
 from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
 from icon_dsl.train.runtime import train
+from icon_dsl.usage import EXIT_CODES
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TSNE = SPECS / "tsne.icon"

@@ -71,6 +71,21 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a hyperparameter value (repeatable), e.g. --param sigma=1.0",
     )
+    p.add_argument(
+        "--normaliser",
+        choices=("auto", "exact", "sampled", "dense"),
+        default="auto",
+        help="q's normaliser for table neighbour specs (t-SNE, SNE): auto (default: a sparse kNN "
+        "p above 4096 rows, exact row blocks up to 8192 rows, sampled negatives above), exact, "
+        "sampled or dense (the generated forward)",
+    )
+    p.add_argument(
+        "--negatives",
+        type=int,
+        default=None,
+        metavar="M",
+        help="negatives per row and epoch of the sampled normaliser (default 64)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
     p.add_argument(
         "--nproc",
@@ -122,6 +137,8 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             resume=args.resume,
             hyperparameters=params,
             restarts=args.restarts,
+            normaliser=args.normaliser,
+            negatives=args.negatives,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
