@@ -104,13 +104,14 @@ def memory_report(ir: IR, batch: int) -> list[str]:
 def large_data_report(ir: IR, n: int) -> list[str]:
     """For a table neighbour spec: how `icon-dsl train` would run on n rows, and each way of
     normalising q (sparse.predict: timed on this machine, scaled to n)."""
-    from .codegen.emit import has_neighbour_path
-    from .train import sparse
-    from .train.plan import FULL_BATCH_LIMIT
-
     mapper = ir.roots["mapper"]
     if ir.op(mapper) != "table" or not has_neighbour_path(ir):
         return []
+    # imported only here: the prediction times torch on this machine, which other specs'
+    # `explain` (and check, compile) must not load
+    from .train import sparse
+    from .train.plan import FULL_BATCH_LIMIT
+
     reason = sparse.unsupported_reason(ir)
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
