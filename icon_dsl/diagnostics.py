@@ -1,8 +1,8 @@
 """Diagnostics: every problem found in a spec, collected and reported at once.
 
 Takes: problems found by the parser, the lowering and the checks, each with a stable code.
-Guarantees: `render()` gives the DESIGN.md format (file:line:col, the source line, carets, a help
-line); `SpecError` carries every error of a spec, so callers print them together.
+Guarantees: `render()` gives the format docs/errors.md shows (file:line:col, the source line,
+carets, a help line); `SpecError` carries every error of a spec, so callers print them together.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from .ir import IR, DistType, Hyper, UserKernel
 from .registry import Arg, Block, Domain
 from .source import Span
 
-_SYMPY_FUNCS = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs}
+_SYMPY_FUNCS = reg.KERNEL_FUNCTIONS
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str | None:
@@ -705,7 +705,7 @@ class Lowerer:
         return self.ir.add(block.name, utype, call.span, {}, nodes, text=s.print_expr(call))
 
     def _block_call(self, block: Block, call: s.Call) -> int | None:
-        if block.extra.get("variadic"):
+        if block.variadic:
             return self._variadic_call(block, call)
         params = list(block.args)
         text = s.print_expr(call)
@@ -919,7 +919,7 @@ class Lowerer:
             learned,
             block.differentiable,
             block.may_be_empty,
-            bool(block.extra.get("cross", False)),
+            block.cross_modal,
         )
 
     # -- the loss ----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from icon_dsl.cli import main
 from icon_dsl.diagnostics import CODES, SpecError
 from icon_dsl.source import Source
 
-
 _QM = "q = gaussian(f(x))\nmapper = table\n"
 
 
@@ -1268,7 +1267,7 @@ def test_file_name_in_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     codes, text = rendered(Path("specs/bad.icon"))
     assert codes == ["not-row-stochastic"]
-    # the example of DESIGN.md section 1, line for line
+    # the diagnostic format docs/errors.md describes, line for line
     assert text == (
         "specs/bad.icon:3:5: error: q must be row-stochastic, but cauchy(f(x), 1.0) is raw "
         "weights  [not-row-stochastic]\n"

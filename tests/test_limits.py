@@ -370,7 +370,9 @@ def test_the_limits_are_documented() -> None:
         f"| {limits.MAX_DEPTH} |",
         f"| {limits.MAX_TERMS} |",
         f"| {limits.MAX_NUMBER_CHARS} |",
-        f"{limits.MIN_MAGNITUDE:g} to {limits.MAX_MAGNITUDE:g}".replace("e-", "e-").replace("+", ""),
+        f"{limits.MIN_MAGNITUDE:g} to {limits.MAX_MAGNITUDE:g}".replace("e-", "e-").replace(
+            "+", ""
+        ),
         f"| {limits.MAX_DEGREE} |",
         f"| {limits.MAX_FORMULA_OPERATIONS} |",
         f"| {limits.MAX_FORMULA_DEPTH} |",

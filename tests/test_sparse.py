@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from references import conditional_tsne, perplexity_conditional_p
 
 from icon_dsl.api import compile as compile_spec
 from icon_dsl.interpret import interpret
@@ -23,11 +24,6 @@ from icon_dsl.train.errors import TrainError
 from icon_dsl.train.neighbours import nearest_neighbours
 from icon_dsl.train.plan import make_plan
 from icon_dsl.train.runtime import train
-
-try:
-    from tests.references import conditional_tsne, perplexity_conditional_p
-except ImportError:  # run from inside tests/
-    from references import conditional_tsne, perplexity_conditional_p  # type: ignore[no-redef]
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

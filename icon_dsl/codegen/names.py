@@ -23,7 +23,7 @@ _BUILTINS = set(dir(builtins))
 # The public attributes of torch.nn.Module (torch 2.13; a test checks this list still covers
 # them) and `training`, which each instance sets: a hyperparameter attribute must not shadow one.
 # Listed, not read from torch, so that compiling a spec does not import torch.
-NN_MODULE_ATTRIBUTES = {
+_MODULE_ATTRS = {
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
     "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
     "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
@@ -47,7 +47,7 @@ def identifier(name: str) -> str:
     while (
         keyword.iskeyword(clean)
         or clean in _RESERVED
-        or clean in NN_MODULE_ATTRIBUTES
+        or clean in _MODULE_ATTRS
         or clean in _BUILTINS
     ):
         clean += "_"

@@ -2,7 +2,7 @@
 
 ``add_train_command`` registers the subcommand on the main parser (icon_dsl/cli.py calls it).
 Every failure prints one message, never a traceback, and exits with the code of
-``icon_dsl.cli.EXIT_CODES``: SpecError, DataError and TrainError 1, UsageError and bad arguments
+``icon_dsl.usage.EXIT_CODES``: SpecError, DataError and TrainError 1, UsageError and bad arguments
 2, TrainingFailed, memory exhaustion and outputs that cannot be written 3. Notes (TrainNote) are
 printed as ``note: ...`` when they are issued.
 """
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from icon_dsl.cli import (
+from icon_dsl.usage import (
     EXIT_ERRORS,
     EXIT_OK,
     EXIT_TRAINING,
