@@ -20,6 +20,7 @@ DataError, TrainError or SpecError with a message that names the culprit.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from icon_dsl.train.batches import Batch, Batcher
 from icon_dsl.train.data import Dataset, load_dataset
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.plan import Plan, make_plan, needs_adjacency
+from icon_dsl.train.scaling import Scaling, scale_note
+from icon_dsl.train.scaling import standardize as standardize_features
 
 TABLE_INIT_STD = 1e-4
 EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
@@ -62,6 +65,7 @@ class TrainedModel:
     mapper: nn.Module
     loss: nn.Module
     device: torch.device
+    scaling: Scaling | None = None  # standardize=True: the training data's mean and scale
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Embed new feature rows (N, D) with a parametric mapper; TrainError for a table."""
@@ -71,10 +75,16 @@ class TrainedModel:
                 "sample), so it cannot embed new points; use fit_transform on all the data, or a "
                 "spec with a parametric mapper (linear or mlp)"
             )
-        features = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
-        if features.ndim != 2:
-            raise DataError(f"expected features of shape (N, D), got {tuple(features.shape)}")
-        return _embed(self.mapper, features)
+        return _embed(self.mapper, self.features(x))
+
+    def features(self, x: np.ndarray) -> torch.Tensor:
+        """Feature rows (N, D) as the mapper saw them in training (standardised if it was)."""
+        values = np.asarray(x, dtype=np.float32)
+        if values.ndim != 2:
+            raise DataError(f"expected features of shape (N, D), got {values.shape}")
+        if self.scaling is not None:
+            values = self.scaling.apply(values)
+        return torch.as_tensor(values, device=self.device)
 
 
 @dataclass
@@ -104,6 +114,8 @@ def train(
     resume: bool = False,
     hyperparameters: Mapping[str, float] | None = None,
     restarts: int | None = None,
+    standardize: bool = False,
+    evaluate: bool = True,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -117,12 +129,18 @@ def train(
     default). ``restarts``: independent starts (other seeds) trained one after another; the run
     keeps the start with the lowest final KL on its fixed evaluation batch (None: 10 for
     clustering heads, 1 otherwise). ``compile``: wrap the mapper and the loss in
-    ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
+    ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout (and a
+    one-line note on stderr when feature scales differ by more than 10x and ``standardize`` is
+    off). ``standardize``: train on features with zero mean and unit variance; the returned
+    model applies the same scaling to new points. ``evaluate=False`` skips the metrics that
+    need labels or neighbours (kNN, probe, cluster and trustworthiness; the estimators' choice):
+    the metrics then hold the final divergence and the wall time.
     """
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
     compile_seconds = time.perf_counter() - compiling
     dataset = _as_dataset(data, label_column)
+    dataset, scaling = _scaled(dataset, standardize, progress)
     # wall time: compiling the spec and the training, not reading the data
     started = time.perf_counter() - compile_seconds
     loss_class = compiled.load()
@@ -149,7 +167,7 @@ def train(
     run.fit(out_dir, started, elapsed, progress)
     embedding = _embed(run.mapper, run.batcher.all_inputs())
     run.wall_time = run.elapsed_before + (time.perf_counter() - started)
-    metrics = run.metrics(embedding)
+    metrics = run.metrics(embedding, evaluate)
     if out_dir is not None:
         from icon_dsl.train.report import write_outputs
 
@@ -158,8 +176,8 @@ def train(
         from icon_dsl.train.report import format_metrics
 
         kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
-        print(format_metrics(plan.name, metrics, out_dir, kept))
-    model = TrainedModel(plan, run.mapper, run.loss, run.device)
+        print(format_metrics(plan.name, metrics, out_dir, kept, run.divergence))
+    model = TrainedModel(plan, run.mapper, run.loss, run.device, scaling)
     return TrainResult(metrics, embedding, list(run.losses), out_dir, model)
 
 
@@ -181,6 +199,7 @@ class _Run:
         self.plan, self.compiled, self.dataset = plan, compiled, dataset
         self.rank, self.world = rank, world
         self.seed, self.device = seed, device
+        self.divergence = divergence_name(compiled)  # the metric's key: kl, reverse_kl or js
         self.loss_class = loss_class
         self.mapper, self.loss = self._fresh_model(0)
         self.mapper, self.loss = self.mapper.to(device), self.loss.to(device)
@@ -456,24 +475,42 @@ class _Run:
 
     @torch.no_grad()
     def final_kl(self) -> float:
+        """The spec's divergence (KL, reverse KL or JS) on the fixed evaluation batch."""
         self.mapper.eval()
         z = self.mapper(self.eval_batch.mapper_input)
         value = self.loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
         return float(value)
 
-    def metrics(self, embedding: np.ndarray) -> dict[str, float]:
+    def metrics(self, embedding: np.ndarray, evaluate: bool = True) -> dict[str, float]:
         from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
 
         y = self.dataset.y
         results: dict[str, float] = {}
-        if self.plan.softmax:
+        if not evaluate:
+            pass
+        elif self.plan.softmax:
             if y is not None:
                 results.update(cluster_metrics(embedding, y))
         else:
             results.update(embedding_metrics(self.dataset.x, embedding, y))
-        results["kl"] = self.final_kl()
+        results[self.divergence] = self.final_kl()
         results["wall_time_s"] = self.wall_time
         return results
+
+
+def divergence_name(compiled: CompiledModule) -> str:
+    """The spec's divergence as written in the spec: ``kl``, ``reverse_kl`` or ``js``."""
+    return compiled.ir.op(compiled.ir.roots["loss"])
+
+
+def _scaled(dataset: Dataset, standardize: bool, progress: bool) -> tuple[Dataset, Scaling | None]:
+    """Standardise the features when asked; else note (with ``progress``) very uneven scales."""
+    if standardize:
+        return standardize_features(dataset)
+    note = scale_note(dataset.x) if progress else None
+    if note is not None:
+        print(note, file=sys.stderr)
+    return dataset, None
 
 
 def set_validate(loss: nn.Module, value: bool) -> None:
