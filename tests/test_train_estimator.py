@@ -143,3 +143,22 @@ def test_fitting_matches_train_with_the_same_seed() -> None:
     direct = train(PARAMETRIC_SNE, data=x, epochs=3, seed=7, out=False, progress=False)
     assert np.array_equal(fitted.embedding_, direct.embedding)
     assert np.array_equal(fitted.transform(x), fitted.embedding_)
+
+
+def test_an_own_mapper_is_copied_at_fit_and_kept_by_clone() -> None:
+    digits = load_digits()
+    x, y = digits.data[:120] / 16, digits.target[:120]
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 8, 8)), torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 8),
+    )  # fmt: skip
+    initial = {k: v.clone() for k, v in cnn.state_dict().items()}
+    model = Embedding(str(SPECS / "supcon.icon"), mapper=cnn, epochs=2, batch_size=40,
+                      random_state=0).fit(x, y)  # fmt: skip
+    assert model.transform(x).shape == (120, 8)
+    assert all(torch.equal(v, initial[k]) for k, v in cnn.state_dict().items())  # untouched
+    assert model.model_.mapper is not cnn
+    assert isinstance(clone(model).mapper, torch.nn.Sequential)
+    again = pickle.loads(pickle.dumps(model))
+    assert np.allclose(again.transform(x), model.transform(x))

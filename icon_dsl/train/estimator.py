@@ -21,12 +21,15 @@ An ``Embedding`` of a table mapper (t-SNE) has ``fit_transform`` only: its mappe
 per training sample, so ``transform`` of new points raises TrainError. ``Clusterer`` takes
 ``n_clusters`` (None: the spec's ``dim``), which recompiles the spec with that many clusters.
 Fitted estimators pickle: the generated module is rebuilt from the spec when loaded.
+``mapper=`` (an ``nn.Module`` of your own, copied at each fit: it reads the rows of X, so a CNN
+starts with ``nn.Unflatten``) and ``views=`` pass through to ``train``.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,8 @@ class Estimator(BaseEstimator):  # type: ignore[misc]
         device: str = "cpu",
         standardize: bool = False,
         verbose: bool = False,
+        mapper: nn.Module | None = None,
+        views: Callable[..., torch.Tensor] | None = None,
         **hyperparameters: float,
     ) -> None:
         self.spec = spec
@@ -79,6 +84,8 @@ class Estimator(BaseEstimator):  # type: ignore[misc]
         self.device = device
         self.standardize = standardize
         self.verbose = verbose
+        self.mapper = mapper
+        self.views = views
         self._hyperparameters = dict(hyperparameters)
 
     # -- parameters: the constructor's and the spec's hyperparameters -------------------------
@@ -130,6 +137,8 @@ class Estimator(BaseEstimator):  # type: ignore[misc]
         result = train(
             compiled,
             data=dataset_from_arrays(X, labels, name="X"),
+            mapper=None if self.mapper is None else copy.deepcopy(self.mapper),  # params stay
+            views=self.views,
             epochs=self.epochs,
             batch_size=self.batch_size,
             restarts=self.restarts,
@@ -210,6 +219,8 @@ class Clusterer(ClusterMixin, Estimator):  # type: ignore[misc]
         device: str = "cpu",
         standardize: bool = False,
         verbose: bool = False,
+        mapper: nn.Module | None = None,
+        views: Callable[..., torch.Tensor] | None = None,
         **hyperparameters: float,
     ) -> None:
         super().__init__(
@@ -221,6 +232,8 @@ class Clusterer(ClusterMixin, Estimator):  # type: ignore[misc]
             device=device,
             standardize=standardize,
             verbose=verbose,
+            mapper=mapper,
+            views=views,
             **hyperparameters,
         )
         self.n_clusters = n_clusters
