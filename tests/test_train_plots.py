@@ -135,7 +135,7 @@ def test_neighbour_titles_say_the_spec_divergence(
     _, p, q = snapshots[-1]
     value = divergence_of_rows(p[0], q[0], divergence)
     assert f"anchor 0, epoch 40\n{name} = {value:.3f}" in titles
-    assert any(t.endswith(f"loss {name}") for t in titles)
+    assert any(t.endswith(f"the loss is {divergence} = {name}") for t in titles)
     with pytest.raises(ValueError, match="unknown divergence 'hellinger'"):
         plot_neighbour_distributions(snapshots, [0], tmp_path / "x.png", divergence="hellinger")
 

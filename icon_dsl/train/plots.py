@@ -120,7 +120,9 @@ def plot_neighbour_distributions(
                 ax.set_ylabel("probability")
     handles, labels = grid[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper right", ncols=2, fontsize=9)
-    fig.suptitle(f"target p(j|i) vs learned q(j|i) over training; loss {name}")
+    fig.suptitle(
+        f"target p(j|i) vs learned q(j|i) over training; the loss is {divergence} = {name}"
+    )
     return _save(fig, path)
 
 

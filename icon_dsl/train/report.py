@@ -87,7 +87,8 @@ def write_outputs(
     else:
         plots.plot_embedding(embedding, run.dataset.y, out_dir / "embedding.png", title)
     if run.losses:
-        loss_title = f"{run.plan.name}: training loss ({plots.DIVERGENCE_TITLES[run.divergence]})"
+        divergence = f"{run.divergence} = {plots.DIVERGENCE_TITLES[run.divergence]}"
+        loss_title = f"{run.plan.name}: training loss ({divergence})"
         plots.plot_loss(run.losses, out_dir / "loss.png", title=loss_title)
     if run.snapshots:
         plots.plot_neighbour_distributions(
