@@ -1,8 +1,9 @@
 """Feature scaling: standardising the features, and the note that suggests it.
 
 Distances between raw features are dominated by the features with the largest spread: on
-scikit-learn's wine data (proline in the hundreds, hue below 2) a 10-NN classifier is right
-0.65 of the time on the raw features and 0.95 after standardising. ``standardize`` puts every
+scikit-learn's wine data (proline in the hundreds, hue below 2) a 10-NN classifier (5-fold
+``metrics.knn_accuracy``) is right 0.673 of the time on the raw features and 0.972 after
+standardising. ``standardize`` puts every
 feature on zero mean and unit variance (the training data's); ``scale_note`` says so in one line
 when the largest feature standard deviation is more than ``SCALE_RATIO`` times the median one
 (digits' pixels: 1.5x, no note; wine: 388x).
