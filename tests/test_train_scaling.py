@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from icon_dsl.cli import main
 from icon_dsl.train.data import load_digits
+from icon_dsl.train.errors import TrainNote
 from icon_dsl.train.runtime import train
 from icon_dsl.train.scaling import fit_scaling, scale_note
 
@@ -29,13 +31,13 @@ def test_scaling_is_scikit_learns_standard_scaler() -> None:
 def test_the_note_speaks_for_wine_and_not_for_digits() -> None:
     note = scale_note(load_wine().data)
     assert note is not None and "\n" not in note
-    assert note.startswith("note: feature scales differ by 388x (column 12")
+    assert note.startswith("feature scales differ by 388x (column 12")
     assert "--standardize" in note
     assert scale_note(load_digits().x) is None  # pixels: 1.5x
     assert scale_note(np.ones((4, 3))) is None
 
 
-def test_standardize_trains_on_standardised_features(capsys: pytest.CaptureFixture[str]) -> None:
+def test_standardize_trains_on_standardised_features() -> None:
     wine = load_wine()
     options: dict = {"epochs": 2, "out": False, "restarts": 1, "seed": 3}
     scaled = train(SPECS / "pca.icon", data=(wine.data, wine.target), standardize=True,
@@ -45,11 +47,12 @@ def test_standardize_trains_on_standardised_features(capsys: pytest.CaptureFixtu
     assert np.array_equal(scaled.embedding, direct.embedding)
     assert scaled.model is not None
     assert np.array_equal(scaled.model.embed(wine.data), scaled.embedding)  # same scaling
-    train(SPECS / "pca.icon", data=(wine.data, wine.target), progress=True, **options)
-    assert "note: feature scales differ by 388x" in capsys.readouterr().err
-    train(SPECS / "pca.icon", data=(wine.data, wine.target), standardize=True, progress=True,
-          **options)  # fmt: skip
-    assert "note:" not in capsys.readouterr().err
+    with pytest.warns(TrainNote, match="feature scales differ by 388x"):
+        train(SPECS / "pca.icon", data=(wine.data, wine.target), progress=False, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainNote)  # no note once standardised
+        train(SPECS / "pca.icon", data=(wine.data, wine.target), standardize=True,
+              progress=False, **options)  # fmt: skip
 
 
 def test_cli_standardize(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,7 +60,7 @@ def scale_note(x: np.ndarray) -> str | None:
         return None
     column = int(std.argmax())
     return (
-        f"note: feature scales differ by {ratio:.0f}x (column {column} has standard deviation "
+        f"feature scales differ by {ratio:.0f}x (column {column} has standard deviation "
         f"{std[column]:.3g}, the median column {median:.3g}), so it dominates the distances; "
         "--standardize (standardize=True) puts every feature on unit variance"
     )
