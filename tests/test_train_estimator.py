@@ -100,8 +100,7 @@ def test_pipeline_with_standard_scaler_is_standardize() -> None:
     inside = Clusterer(KMEANS, standardize=True, **options).fit(x)
     labels = pipeline[-1].labels_
     assert adjusted_rand_score(labels, inside.labels_) > 0.95  # float32 scaling vs float64
-    assert adjusted_rand_score(y, labels) > 0.7  # raw wine features: proline dominates
-    assert adjusted_rand_score(y, Clusterer(KMEANS, **options).fit(x).labels_) < 0.5
+    assert adjusted_rand_score(y, labels) > 0.7  # on raw wine, proline (std 314) dominates
     assert np.array_equal(pipeline.predict(x), labels)
     assert np.array_equal(inside.predict(x), inside.labels_)  # new rows are scaled the same
 
