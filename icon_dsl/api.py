@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checks
+from . import checks, limits
 from .diagnostics import Diagnostic, Diagnostics, SpecError
 from .ir import IR
 from .lower import lower
@@ -33,6 +33,15 @@ def load_source(spec: str | Path | Source) -> Source:
             diags.error("file", f"spec file {path} {why}")
             diags.raise_if_errors()
         try:
+            size = path.stat().st_size
+            if size > limits.MAX_SPEC_BYTES:  # refused unread: a file may be any size
+                diags = Diagnostics(Source("", str(path)))
+                diags.error(
+                    "spec-too-large",
+                    f"spec file {path} has {size:,} bytes, more than the limit of "
+                    f"{limits.MAX_SPEC_BYTES:,}",
+                )
+                diags.raise_if_errors()
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             src = Source("", str(path))

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import limits
 from . import registry as reg
 from .diagnostics import CODES, SpecError
 from .parser import grammar_text
@@ -366,6 +367,56 @@ EXAMPLES: dict[str, str] = {
     "wrong-role": "p = table\n" + _Q + _M,
     "empty-rows": "p = label(y)\n" + _Q + _M,
     "file": "",  # the example is a path that does not exist, below
+    "argument-order": "p = gaussian(sigma=1, x)\n" + _Q + _M,
+    "unused-param": "param sigma = 0.3\np = gaussian(x, sigma=sigam)\n" + _Q + _M,
+    "spec-too-large": "",  # LONG_EXAMPLES
+    "too-many-statements": "",  # LONG_EXAMPLES
+    "too-deep": "",  # LONG_EXAMPLES
+    "too-many-terms": "p = union("
+    + ", ".join(f"knn(x, {k})" for k in range(2, 19))
+    + ")\n"
+    + _Q
+    + _M,
+    "number-size": "p = gaussian(x, sigma=1e-400)\n" + _Q + _M,
+    "formula-too-large": "",  # LONG_EXAMPLES
+}
+
+_BIG_KERNELS = limits.MAX_FORMULA_OPERATIONS // 12 + 1
+
+#: Examples too long to show, as (what the spec is, the spec).
+LONG_EXAMPLES: dict[str, tuple[str, str]] = {
+    "spec-too-large": (
+        f"a spec whose last line is a comment of {limits.MAX_SPEC_BYTES:,} characters",
+        _P + _Q + _M + "# " + "x" * limits.MAX_SPEC_BYTES,
+    ),
+    "too-many-statements": (
+        f"{limits.MAX_STATEMENTS + 1:,} lines of `p = x`",
+        "p = x\n" * (limits.MAX_STATEMENTS + 1),
+    ),
+    "too-deep": (
+        f"`p = normalize(normalize(...(x)...))`, {limits.MAX_DEPTH} calls deep",
+        "p = " + "normalize(" * limits.MAX_DEPTH + "x" + ")" * limits.MAX_DEPTH + "\n" + _Q + _M,
+    ),
+    "formula-too-large": (
+        f"{_BIG_KERNELS} kernels whose formulas have 12 operations each",
+        "".join(f"kernel k{i}(d2) = exp(-d2" + " - d2" * 10 + ")\n" for i in range(_BIG_KERNELS))
+        + _P
+        + _M
+        + "q = normalize(k0(f(x)))\n",
+    ),
+}
+
+#: More examples of a code, each a case the checker once missed, shown after the first.
+MORE_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "domain": (
+        "param a in [0/0, 1] = 0.5\np = debias(gaussian(x), a)\n" + _Q + _M,
+        "param a in [0, 1] = 2\np = debias(gaussian(x), a)\n" + _Q + _M,
+        "p = gaussian(x, sigma=(-1)^0.5)\n" + _Q + _M,
+    ),
+    "duplicate-argument": (
+        "kernel k(d2, a, a) = exp(-d2 / a)\n" + _P + "q = normalize(k(f(x), 1, 2))\n" + _M,
+    ),
+    "number-size": ("p = gaussian(x, sigma=10^10^10)\n" + _Q + _M,),
 }
 
 _ERRORS_INTRO = """\
@@ -381,11 +432,13 @@ EXAMPLE_NAME = "example.icon"
 MISSING_FILE = "specs/missing.icon"
 
 
-def example_report(code: str) -> tuple[str, str, str]:
-    """The example spec for `code`, the report the checker gives for it, and its severity."""
+def example_report(code: str, text: str | None = None) -> tuple[str, str, str]:
+    """The example spec for `code` (or `text`), the report the checker gives for it, and its
+    severity."""
     from .api import check
 
-    text = EXAMPLES[code]
+    if text is None:
+        text = LONG_EXAMPLES[code][1] if code in LONG_EXAMPLES else EXAMPLES[code]
     spec: Source | Path = Path(MISSING_FILE) if code == "file" else Source(text, EXAMPLE_NAME)
     try:
         checked = check(spec)
@@ -419,9 +472,15 @@ def errors_markdown() -> str:
         out += ["", f"## {code}", "", f"{severity.capitalize()}: {meaning}.", ""]
         if code == "file":
             out += [f"`icon-dsl check {MISSING_FILE}`, where the file does not exist:", ""]
+        elif code in LONG_EXAMPLES:
+            out += [f"`{EXAMPLE_NAME}`, {LONG_EXAMPLES[code][0]}:", ""]
         else:
             out += [f"`{EXAMPLE_NAME}`:", "", "```", text.rstrip("\n"), "```", ""]
         out += ["```", report, "```"]
+        for more in MORE_EXAMPLES.get(code, ()):
+            _, report, _ = example_report(code, more)
+            out += ["", f"`{EXAMPLE_NAME}`:", "", "```", more.rstrip("\n"), "```", ""]
+            out += ["```", report, "```"]
     out += ["", *_exit_codes()]
     return "\n".join(out) + "\n"
 

@@ -104,6 +104,46 @@ def memory_report(ir: IR, batch: int) -> list[str]:
     return lines
 
 
+def large_data_report(ir: IR, n: int) -> list[str]:
+    """For a table neighbour spec: how `icon-dsl train` would run on n rows, and each way of
+    normalising q (sparse.predict: timed on this machine, scaled to n)."""
+    from .codegen.emit import has_neighbour_path
+    from .train import sparse
+    from .train.plan import FULL_BATCH_LIMIT
+
+    mapper = ir.roots["mapper"]
+    if ir.op(mapper) != "table" or not has_neighbour_path(ir):
+        return []
+    reason = sparse.unsupported_reason(ir)
+    if reason is not None:
+        return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
+    k = min(n - 1, sparse.neighbours_per_row(ir))
+    chosen = sparse.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
+    lines = [
+        "",
+        f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
+        f"    p: sparse, {k} nearest neighbours per row ({n * k:,} entries), computed once",
+    ]
+    gib = 2.0**30
+    for name, (seconds, memory) in sparse.predict(n, k).items():
+        detail = (
+            "row blocks, the dense numbers"
+            if name == "exact"
+            else (f"{sparse.NEGATIVES} negatives per row, an estimate")
+        )
+        lines.append(
+            f"    {name} ({detail}): {seconds:.3g} s per epoch, {memory / gib:.2f} GiB; "
+            f"{sparse.EPOCHS} epochs: {seconds * sparse.EPOCHS / 60:.1f} min"
+        )
+    picked = {
+        "dense": f"dense (the generated forward on all rows: N <= {FULL_BATCH_LIMIT})",
+        "exact": f"exact (N <= {sparse.EXACT_LIMIT})",
+        "sampled": f"sampled (N > {sparse.EXACT_LIMIT})",
+    }[chosen]
+    lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
+    return lines
+
+
 def lowering(ir: IR) -> str:
     """How the generated `forward` computes the loss (docs/performance.md)."""
     from .codegen.emit import has_fast_path, has_neighbour_path
@@ -139,6 +179,7 @@ def explain(spec: str | Path | Source, batch: int | None = None) -> str:
     if batch is not None:
         lines.append("")
         lines += memory_report(ir, batch)
+        lines += large_data_report(ir, batch)
     for note in checked.notes:
         lines.append("")
         lines.append(note.render(ir.source))

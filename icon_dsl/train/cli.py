@@ -77,6 +77,21 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="train on features scaled to zero mean and unit variance",
     )
+    p.add_argument(
+        "--normaliser",
+        choices=("auto", "exact", "sampled", "dense"),
+        default="auto",
+        help="q's normaliser for table neighbour specs (t-SNE, SNE): auto (default: a sparse kNN "
+        "p above 4096 rows, exact row blocks up to 8192 rows, sampled negatives above), exact, "
+        "sampled or dense (the generated forward)",
+    )
+    p.add_argument(
+        "--negatives",
+        type=int,
+        default=None,
+        metavar="M",
+        help="negatives per row and epoch of the sampled normaliser (default 64)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
     p.add_argument(
         "--nproc",
@@ -129,6 +144,8 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             hyperparameters=params,
             restarts=args.restarts,
             standardize=args.standardize,
+            normaliser=args.normaliser,
+            negatives=args.negatives,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
