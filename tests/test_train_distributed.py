@@ -42,6 +42,6 @@ def test_two_processes_restart_and_keep_the_same_start(tmp_path: Path) -> None:
     """Every process reinitialises each start from the same seed and picks the same best."""
     one = _train(tmp_path, "one", 1, "kmeans", "--restarts", "3")["starts"]
     two = _train(tmp_path, "two", 2, "kmeans", "--restarts", "3")["starts"]
-    assert one["kept"] == two["kept"] and len(one["final_kl"]) == 3
-    for a, b in zip(one["final_kl"], two["final_kl"], strict=True):
+    assert one["kept"] == two["kept"] and len(one["final_divergence"]) == 3
+    for a, b in zip(one["final_divergence"], two["final_divergence"], strict=True):
         assert abs(a - b) <= 1e-4 * abs(a), (one, two)

@@ -9,7 +9,14 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from icon_dsl.train.plots import plot_embedding, plot_loss, plot_neighbour_distributions
+from icon_dsl.train.plots import (
+    divergence_of_rows,
+    hungarian_order,
+    plot_clusters,
+    plot_embedding,
+    plot_loss,
+    plot_neighbour_distributions,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -98,3 +105,94 @@ def test_no_pyplot_state_leaks(tmp_path: Path) -> None:
     plot_neighbour_distributions(_snapshots(1, 4), [0], tmp_path / "pq.png")
     assert plt.get_fignums() == before
     assert matplotlib.get_backend() == backend
+
+
+def _spy_titles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    titles: list[str] = []
+    for cls, name in ((Axes, "set_title"), (Figure, "suptitle")):
+        original = getattr(cls, name)
+
+        def spy(self: object, label: str, *a: object, _o: object = original, **k: object) -> object:
+            titles.append(label)
+            return _o(self, label, *a, **k)  # type: ignore[operator]
+
+        monkeypatch.setattr(cls, name, spy)
+    return titles
+
+
+@pytest.mark.parametrize(
+    ("divergence", "name"), [("kl", "KL(p||q)"), ("reverse_kl", "KL(q||p)"), ("js", "JS(p, q)")]
+)
+def test_neighbour_titles_say_the_spec_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, divergence: str, name: str
+) -> None:
+    titles = _spy_titles(monkeypatch)
+    snapshots = _snapshots(1, 6)
+    plot_neighbour_distributions(snapshots, [0], tmp_path / "pq.png", divergence=divergence)
+    _, p, q = snapshots[-1]
+    value = divergence_of_rows(p[0], q[0], divergence)
+    assert f"anchor 0, epoch 40\n{name} = {value:.3f}" in titles
+    assert any(t.endswith(f"the loss is {divergence} = {name}") for t in titles)
+    with pytest.raises(ValueError, match="unknown divergence 'hellinger'"):
+        plot_neighbour_distributions(snapshots, [0], tmp_path / "x.png", divergence="hellinger")
+
+
+def test_divergences_against_scipy() -> None:
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import entropy
+
+    rng = np.random.default_rng(1)
+    p, q = rng.dirichlet(np.ones(9)), rng.dirichlet(np.ones(9))
+    assert divergence_of_rows(p, q, "kl") == pytest.approx(entropy(p, q))
+    assert divergence_of_rows(p, q, "reverse_kl") == pytest.approx(entropy(q, p))
+    assert divergence_of_rows(p, q, "js") == pytest.approx(jensenshannon(p, q) ** 2)
+    p[0] = 0.0
+    q[1] = 0.0
+    assert divergence_of_rows(p / p.sum(), q / q.sum(), "kl") == np.inf  # p > 0 = q at 1
+
+
+def test_neighbour_panels_show_the_support_and_summarise_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kNN p (5 neighbours of 200) and a q peaked on 3 of them: 5 bars, no zero columns, the
+    rest's count and mass in text (no "other" bar)."""
+    from matplotlib.axes import Axes
+
+    bars: list[int] = []
+    texts: list[str] = []
+    original_bar, original_text = Axes.bar, Axes.text
+    monkeypatch.setattr(
+        Axes,
+        "bar",
+        lambda self, x, h, *a, **k: bars.append(len(x)) or original_bar(self, x, h, *a, **k),
+    )
+    monkeypatch.setattr(
+        Axes,
+        "text",
+        lambda self, x, y, s, *a, **k: texts.append(s) or original_text(self, x, y, s, *a, **k),
+    )
+    p = np.zeros((1, 200))
+    p[0, [3, 9, 27, 81, 150]] = 0.2
+    q = np.full((1, 200), 0.1 / 197)
+    q[0, [3, 9, 27]] = 0.3
+    plot_neighbour_distributions([(0, p, q)], [0], tmp_path / "pq.png")
+    assert bars == [5, 5]  # p's bars and q's bars over the same 5 neighbours
+    assert texts == [f"195 others: p 0.000, q {195 * 0.1 / 197:.3f}"]
+
+
+def test_plot_clusters_orders_clusters_by_their_matched_label(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 30)
+    clusters = np.array([2, 0, 3, 1])[y]  # cluster 2 is label 0, cluster 0 is label 1, ...
+    clusters[:5] = 4  # a fifth, small cluster of label-0 samples
+    table = np.zeros((5, 4), dtype=np.int64)
+    np.add.at(table, (clusters, y), 1)
+    assert list(hungarian_order(table)) == [2, 0, 3, 1, 4]
+    soft = np.eye(5)[clusters] + rng.uniform(0, 0.1, (120, 5))
+    _check_png(plot_clusters(soft, y, tmp_path / "c.png", "clusters"), 1100, 560)
+    _check_png(plot_clusters(clusters, None, tmp_path / "sizes.png", "sizes"), 640, 400)
+    with pytest.raises(ValueError, match="120 assignments but 7 labels"):
+        plot_clusters(clusters, y[:7], tmp_path / "bad.png", "t")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from cli_run import run_cli
+from sklearn.exceptions import NotFittedError
 
 from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
@@ -129,7 +130,7 @@ def test_resume_continues_to_the_uninterrupted_result(
             assert resumed.metrics[key] == value, key
 
 
-def test_restarts_keep_the_start_with_the_lowest_final_kl(
+def test_restarts_keep_the_start_with_the_lowest_final_divergence(
     digits: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = subset(digits, 160)
@@ -138,12 +139,12 @@ def test_restarts_keep_the_start_with_the_lowest_final_kl(
         "kmeans", data, epochs=3, batch_size=40, restarts=4, out=tmp_path / "run", progress=True
     )
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    kls, kept = info["starts"]["final_kl"], info["starts"]["kept"]
+    kls, kept = info["starts"]["final_divergence"], info["starts"]["kept"]
     # starts are numbered from 1 in run.json as in the table
-    assert f"kept start {kept} of 4 (the lowest final KL)" in capsys.readouterr().out
+    assert f"kept start {kept} of 4 (the lowest final reverse_kl)" in capsys.readouterr().out
     assert len(kls) == 4 and len(set(kls)) == 4  # four different starts
-    assert kls[0] == single.metrics["kl"]  # start 1 is the single run (same seed)
-    assert kept == int(np.argmin(kls)) + 1 and several.metrics["kl"] == min(kls)
+    assert kls[0] == single.metrics["reverse_kl"]  # start 1 is the single run (same seed)
+    assert kept == int(np.argmin(kls)) + 1 and several.metrics["reverse_kl"] == min(kls)
     assert len(several.losses) == 3  # the kept start's curve
     # the kept start retrained on its own gives the same assignments
     assert several.model is not None and single.model is not None
@@ -175,7 +176,7 @@ def test_resume_in_a_later_start_ends_as_the_uninterrupted_run(
     resumed = _killed_and_resumed(monkeypatch, 3, "kmeans", data, out=tmp_path / "cut", **options)
     assert resumed.losses == whole.losses
     assert np.array_equal(resumed.embedding, whole.embedding)
-    assert resumed.metrics["kl"] == whole.metrics["kl"]
+    assert resumed.metrics["reverse_kl"] == whole.metrics["reverse_kl"]
 
 
 def test_clustering_head_starts_at_scikit_learns_kmeans_plus_plus_seeds(digits: Dataset) -> None:
@@ -229,15 +230,15 @@ def test_output_folder_holds_every_artefact(digits: Dataset, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("spec", "keys"),
     [
-        ("tsne", {"knn_accuracy", "linear_probe_accuracy", "trustworthiness"}),
-        ("simclr", {"knn_accuracy", "linear_probe_accuracy"}),
-        ("kmeans", {"cluster_accuracy", "nmi", "ari"}),
-        ("cross_entropy", {"knn_accuracy", "linear_probe_accuracy"}),
+        ("tsne", {"knn_accuracy", "linear_probe_accuracy", "trustworthiness", "kl"}),
+        ("simclr", {"knn_accuracy", "linear_probe_accuracy", "kl"}),
+        ("kmeans", {"cluster_accuracy", "nmi", "ari", "reverse_kl"}),  # the spec's divergence
+        ("cross_entropy", {"knn_accuracy", "linear_probe_accuracy", "kl"}),
     ],
 )
 def test_metrics_fit_the_kind(digits: Dataset, spec: str, keys: set[str]) -> None:
     result = quick(spec, subset(digits, 120), epochs=1, batch_size=60)
-    assert set(result.metrics) == keys | {"kl", "wall_time_s"}
+    assert set(result.metrics) == keys | {"wall_time_s"}
     assert all(np.isfinite(v) for v in result.metrics.values())
     assert result.embedding.shape[0] == 120
     assert len(result.losses) == 1
@@ -312,7 +313,7 @@ def test_estimator_transform_for_networks_and_a_clear_error_for_tables(digits: D
     classifier = Estimator(SPECS / "cross_entropy.icon", epochs=2, batch_size=40).fit(x, y)
     assert classifier.transform(digits.x[120:150]).shape == (30, 32)
     assert classifier.predict(digits.x[120:150]).shape == (30,)
-    with pytest.raises(TrainError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):  # scikit-learn's error
         Estimator(SPECS / "tsne.icon").transform(x)
 
 
@@ -335,3 +336,16 @@ def test_cli_exit_codes(tmp_path: Path, digits: Dataset) -> None:
     assert (out / "metrics.json").is_file()
     ran = run_cli(*args, "--out", out, "--resume", expect=0)
     assert "trustworthiness" in ran.out
+
+
+def test_cluster_specs_picture_clusters_against_labels_and_name_their_divergence(
+    digits: Dataset, tmp_path: Path
+) -> None:
+    """kmeans.icon's loss is the reverse KL: its metric, run.json and pictures say so, and its
+    picture is the cluster-by-label table (no PCA scatter of the assignments)."""
+    result = quick("kmeans", subset(digits, 120), epochs=1, restarts=1, out=tmp_path / "run")
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"clusters.png", "neighbours.png", "loss.png"} <= names
+    assert "embedding.png" not in names
+    assert "reverse_kl" in result.metrics and "kl" not in result.metrics
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["divergence"] == "reverse_kl"

@@ -15,13 +15,21 @@ batches, the last short batch dropped so that label and view rows are never all 
   modalities); ``y`` and ``side`` follow the sample of each row;
 - other parametric specs read the features.
 
+A mapper of the user's reads each sample in its own shape (``Dataset.sample_shape``, e.g.
+(1, 8, 8) for a CNN) while the loss reads the flattened rows. A view function of the user's
+(``views=``) replaces ``make_views``: it gets a batch in the sample shape and returns one
+augmented view of each sample, the same shape; it is called N_VIEWS times per batch, with the
+batch's generator when it takes a second argument, else under torch's global generator seeded
+from it (restored after), so views stay reproducible either way.
+
 All randomness comes from the generator handed in, so the same generator state gives the same
 batch (the runtime derives one generator per epoch from the seed, which makes resuming exact).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +37,7 @@ import torch
 
 from icon_dsl.train.augment import IMAGE_MAX_SHIFT, make_views
 from icon_dsl.train.data import Dataset
+from icon_dsl.train.errors import TrainError
 from icon_dsl.train.plan import N_VIEWS, Plan
 
 
@@ -43,8 +52,17 @@ class Batch:
 class Batcher:
     """Builds batches for ``plan`` from ``dataset`` on ``device``."""
 
-    def __init__(self, plan: Plan, dataset: Dataset, device: torch.device) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        dataset: Dataset,
+        device: torch.device,
+        views: Callable[..., torch.Tensor] | None = None,
+    ) -> None:
         self.plan = plan
+        self.sample_shape = dataset.sample_shape
+        self.user_views = views
+        self.views_take_generator = views is not None and _takes_two_arguments(views)
         self.device = device
         self.x = torch.from_numpy(np.ascontiguousarray(dataset.x)).to(device)
         self.y = None if dataset.y is None else torch.from_numpy(dataset.y).to(device)
@@ -68,18 +86,16 @@ class Batcher:
         """The mapper input and the loss inputs for the samples ``ids``."""
         wanted = self.plan.inputs
         if self.plan.views:
-            views, position = make_views(
-                self.x[ids], N_VIEWS, generator, self.image_shape, self.max_shift
-            )
+            views, position = self._views(self.x[ids], generator)
             sample = ids[position]
             modality = torch.arange(N_VIEWS, device=self.device).repeat_interleave(len(ids))
             available = {"x": views, "index": sample, "modality": modality}
             rows = sample
-            mapper_input = views
+            mapper_input = self.shaped(views)
         else:
             available = {"x": self.x[ids], "index": ids}
             rows = ids
-            mapper_input = ids if self.plan.table else self.x[ids]
+            mapper_input = ids if self.plan.table else self.shaped(self.x[ids])
         if self.y is not None:
             available["y"] = self.y[rows]
         if self.side is not None:
@@ -90,4 +106,48 @@ class Batcher:
         """What the mapper reads to embed the whole data set (ids for tables, else x)."""
         if self.plan.table:
             return torch.arange(self.n, device=self.device)
-        return self.x
+        return self.shaped(self.x)
+
+    def shaped(self, rows: torch.Tensor) -> torch.Tensor:
+        """Flattened rows in the shape the mapper reads (the sample shape, when there is one)."""
+        if self.sample_shape is None:
+            return rows
+        return rows.reshape(len(rows), *self.sample_shape)
+
+    def _views(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """N_VIEWS views of each row of x, view-major, and the row each came from."""
+        if self.user_views is None:
+            return make_views(x, N_VIEWS, generator, self.image_shape, self.max_shift)
+        samples = self.shaped(x)
+        made = [self._user_view(samples, generator) for _ in range(N_VIEWS)]
+        position = torch.arange(len(x), device=x.device).repeat(N_VIEWS)
+        return torch.cat(made).reshape(N_VIEWS * len(x), -1), position
+
+    def _user_view(self, samples: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        assert self.user_views is not None
+        if self.views_take_generator:
+            view = self.user_views(samples, generator)
+        else:
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                view = self.user_views(samples)
+        if not isinstance(view, torch.Tensor) or view.shape != samples.shape:
+            got = tuple(view.shape) if isinstance(view, torch.Tensor) else type(view).__name__
+            raise TrainError(
+                f"views= must return a tensor of the batch's shape {tuple(samples.shape)}, "
+                f"got {got}"
+            )
+        return view.to(dtype=samples.dtype, device=samples.device)
+
+
+def _takes_two_arguments(function: Callable[..., object]) -> bool:
+    """Does ``function`` accept (batch, generator)?"""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters)

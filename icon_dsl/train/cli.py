@@ -58,7 +58,8 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         metavar="R",
-        help="train R starts, keep the lowest final KL (default: 10 for clustering heads, else 1)",
+        help="train R starts, keep the lowest final divergence (default: 10 for clustering "
+        "heads, else 1)",
     )
     p.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--compile", action="store_true", help="wrap mapper and loss in torch.compile")
@@ -70,6 +71,11 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a hyperparameter value (repeatable), e.g. --param sigma=1.0",
+    )
+    p.add_argument(
+        "--standardize",
+        action="store_true",
+        help="train on features scaled to zero mean and unit variance",
     )
     p.add_argument(
         "--normaliser",
@@ -137,6 +143,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             resume=args.resume,
             hyperparameters=params,
             restarts=args.restarts,
+            standardize=args.standardize,
             normaliser=args.normaliser,
             negatives=args.negatives,
         )
@@ -201,6 +208,7 @@ def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
         ("--compile", args.compile),
         ("--resume", args.resume),
         ("--quiet", args.quiet),
+        ("--standardize", args.standardize),
     ):
         if on:
             argv.append(flag)

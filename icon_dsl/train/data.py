@@ -55,6 +55,9 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     side: np.ndarray | None = None  # float32 (N, S): side information per sample
     adjacency: np.ndarray | None = None  # float32 (N, N): nonnegative graph weights
+    #: the shape of one sample as a mapper of the user's reads it, e.g. (1, 8, 8) for a CNN;
+    #: x holds the samples flattened (the spec's p reads those rows). None: a row of D values.
+    sample_shape: tuple[int, ...] | None = None
     source: str = ""  # where it came from, for messages: the file's path; "" means ``name``
 
     def __post_init__(self) -> None:
@@ -75,6 +78,10 @@ class Dataset:
             raise ValueError(
                 f"Dataset.y must be int64 of shape ({self.x.shape[0]},), "
                 f"got {self.y.dtype} {self.y.shape}"
+            )
+        if self.sample_shape is not None and int(np.prod(self.sample_shape)) != self.x.shape[1]:
+            raise ValueError(
+                f"Dataset.sample_shape {self.sample_shape} does not match D={self.x.shape[1]}"
             )
         if self.image_shape is not None:
             height, width = self.image_shape

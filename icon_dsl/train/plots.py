@@ -72,41 +72,118 @@ def plot_loss(
     return _save(fig, path)
 
 
+#: How each divergence is written in titles, as a function of the row's p and q.
+DIVERGENCE_TITLES = {"kl": "KL(p||q)", "reverse_kl": "KL(q||p)", "js": "JS(p, q)"}
+#: A neighbour is drawn when p or q gives it at least this share of the row's largest value
+#: (so a kNN p's k neighbours and q's real competitors show, not columns of zeros).
+VISIBLE_SHARE = 0.02
+LOG_SPAN = 100.0
+
+
 def plot_neighbour_distributions(
     snapshots: Sequence[Snapshot],
     anchors: Sequence[int],
     path: str | Path,
     max_epochs: int = 4,
     max_bars: int = 12,
+    divergence: str = "kl",
 ) -> Path:
     """Draw the target p(.|i) and the learned q(.|i) side by side for some anchors and epochs.
 
     Each snapshot is ``(epoch, p_rows, q_rows)`` where both arrays have shape (len(anchors), M):
     row a is the distribution over the same M neighbours for anchor ``anchors[a]``. The grid
     has one row per anchor and one column per epoch (at most ``max_epochs``, evenly spaced from
-    first to last). Each panel shows the ``max_bars`` neighbours with the largest p in the last
-    snapshot (the same ones in every epoch), an "other" bar with the remaining mass, and
-    KL(p || q) of the whole row in its title, so one can watch q converge to p.
+    first to last). Each panel shows the neighbours in the support of p or q: those to which p
+    or q, in any shown epoch, gives at least ``VISIBLE_SHARE`` of the row's largest value (at
+    most ``max_bars``, the largest first, the same ones in every epoch). The mass and number
+    of the neighbours left out are written in the panel, not drawn as a bar. The title gives
+    the spec's ``divergence`` (``kl``, ``reverse_kl`` or ``js``) of the whole row.
     """
+    if divergence not in DIVERGENCE_TITLES:
+        known = ", ".join(DIVERGENCE_TITLES)
+        raise ValueError(f"unknown divergence {divergence!r}; expected one of {known}")
     anchor_ids = list(anchors)
     checked = _check_snapshots(snapshots, len(anchor_ids))
     shown = _pick_evenly(checked, max_epochs)
-    last_p = checked[-1][1]
-    columns = [np.argsort(-last_p[a], kind="stable")[:max_bars] for a in range(len(anchor_ids))]
+    columns = [_visible_columns(shown, a, max_bars) for a in range(len(anchor_ids))]
     fig = _new_figure((3.4 * len(shown), 2.6 * len(anchor_ids)))
     grid = fig.subplots(len(anchor_ids), len(shown), squeeze=False, sharey="row")
+    name = DIVERGENCE_TITLES[divergence]
     for row, anchor in enumerate(anchor_ids):
+        _log_scale_if_spread(grid[row], shown, row, columns[row])
         for col, (epoch, p_rows, q_rows) in enumerate(shown):
             ax = grid[row][col]
             _draw_pq_panel(ax, p_rows[row], q_rows[row], columns[row])
-            kl = _kl(p_rows[row], q_rows[row])
-            ax.set_title(f"anchor {anchor}, epoch {epoch}\nKL(p||q) = {kl:.3f}", fontsize=9)
+            value = divergence_of_rows(p_rows[row], q_rows[row], divergence)
+            ax.set_title(f"anchor {anchor}, epoch {epoch}\n{name} = {value:.3f}", fontsize=9)
             if col == 0:
                 ax.set_ylabel("probability")
     handles, labels = grid[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper right", ncols=2, fontsize=9)
-    fig.suptitle("target p(j|i) vs learned q(j|i) over training (top neighbours by p)")
+    fig.suptitle(
+        f"target p(j|i) vs learned q(j|i) over training; the loss is {divergence} = {name}"
+    )
     return _save(fig, path)
+
+
+def plot_clusters(
+    assignments: np.ndarray, y: np.ndarray | None, path: str | Path, title: str
+) -> Path:
+    """Draw what a clustering found: cluster sizes and, with labels, the cluster-by-label table.
+
+    ``assignments`` are hard cluster ids (N,) or soft assignments (N, C) (reduced to their
+    argmax; C then fixes the number of clusters, empty ones included). With labels ``y`` (N,)
+    the left panel is the contingency table (count of each label in each cluster) with the
+    clusters in the order of the Hungarian matching to the labels: cluster in row j is the one
+    matched to the j-th label, so a good clustering shows a bright diagonal; unmatched clusters
+    follow. The right panel is the size of each cluster in that order. Without labels only the
+    sizes are drawn, largest first.
+    """
+    hard, n_clusters = _hard_assignments(assignments)
+    labels = None if y is None else np.asarray(y).ravel()
+    if labels is not None and len(labels) != len(hard):
+        raise ValueError(f"plot_clusters: {len(hard)} assignments but {len(labels)} labels")
+    sizes = np.bincount(hard, minlength=n_clusters)
+    if labels is None:
+        order = np.argsort(-sizes, kind="stable")
+        fig = _new_figure((6.4, 4.0))
+        _draw_sizes(fig.add_subplot(), sizes[order], order)
+        fig.suptitle(title)
+        return _save(fig, path)
+    classes, label_ids = np.unique(labels, return_inverse=True)
+    table = np.zeros((n_clusters, classes.size), dtype=np.int64)
+    np.add.at(table, (hard, label_ids), 1)
+    order = hungarian_order(table)
+    fig = _new_figure((11.0, 5.6))
+    heat_ax, size_ax = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    _draw_contingency(fig, heat_ax, table[order], order, classes)
+    _draw_sizes(size_ax, sizes[order], order, horizontal=True)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def hungarian_order(table: np.ndarray) -> np.ndarray:
+    """Rows (clusters) of a cluster-by-label count ``table`` in the order of the best one-to-one
+    matching to the columns (labels): matched clusters by their label, then the rest by size."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = [int(r) for r in rows[np.argsort(cols)]]
+    rest = [r for r in np.argsort(-table.sum(axis=1), kind="stable") if r not in set(matched)]
+    return np.asarray(matched + [int(r) for r in rest], dtype=np.int64)
+
+
+def divergence_of_rows(p: np.ndarray, q: np.ndarray, divergence: str) -> float:
+    """``kl`` = KL(p || q), ``reverse_kl`` = KL(q || p), ``js`` = Jensen-Shannon, in nats, for
+    one row each of p and q (inf where the divergence is)."""
+    if divergence == "kl":
+        return _kl(p, q)
+    if divergence == "reverse_kl":
+        return _kl(q, p)
+    if divergence == "js":
+        middle = (p + q) / 2
+        return 0.5 * _kl(p, middle) + 0.5 * _kl(q, middle)
+    raise ValueError(f"unknown divergence {divergence!r}")
 
 
 def _new_figure(size: tuple[float, float]) -> Figure:
@@ -204,20 +281,111 @@ def _pick_evenly(items: list[Snapshot], count: int) -> list[Snapshot]:
     return [items[i] for i in positions]
 
 
+def _visible_columns(shown: list[Snapshot], anchor: int, max_bars: int) -> np.ndarray:
+    """The neighbours of ``anchor`` worth drawing: where p or q, in a shown epoch, reaches
+    VISIBLE_SHARE of its row's largest value; at most ``max_bars``, the largest first."""
+    p = np.stack([p_rows[anchor] for _, p_rows, _ in shown])
+    q = np.stack([q_rows[anchor] for _, _, q_rows in shown])
+    share = np.maximum(
+        p / np.maximum(p.max(axis=1, keepdims=True), 1e-300),
+        q / np.maximum(q.max(axis=1, keepdims=True), 1e-300),
+    ).max(axis=0)
+    peak = np.maximum(p.max(axis=0), q.max(axis=0))
+    order = np.lexsort((-peak, -share))  # largest share first, then largest value
+    visible = order[share[order] >= VISIBLE_SHARE][:max_bars]
+    return visible if visible.size else order[:1]
+
+
+def _log_scale_if_spread(
+    axes: Sequence[Axes], shown: list[Snapshot], anchor: int, columns: np.ndarray
+) -> None:
+    """A log probability axis for the row when the drawn bars span more than LOG_SPAN (a
+    Gaussian p on the anchor itself beside a cluster kernel's q spread over a whole cluster)."""
+    values = np.concatenate(
+        [np.concatenate([p[anchor, columns], q[anchor, columns]]) for _, p, q in shown]
+    )
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > LOG_SPAN:
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.set_ylim(max(positive.min() / 2, positive.max() * 1e-8), positive.max() * 2)
+
+
 def _draw_pq_panel(ax: Axes, p: np.ndarray, q: np.ndarray, columns: np.ndarray) -> None:
-    rest = np.setdiff1d(np.arange(p.size), columns)
-    p_shown = np.append(p[columns], p[rest].sum()) if rest.size else p[columns]
-    q_shown = np.append(q[columns], q[rest].sum()) if rest.size else q[columns]
-    names = [str(j) for j in columns] + (["other"] if rest.size else [])
-    positions = np.arange(len(names))
-    ax.bar(positions - 0.2, p_shown, width=0.4, color="tab:blue", label="target p")
-    ax.bar(positions + 0.2, q_shown, width=0.4, color="tab:orange", label="learned q")
+    positions = np.arange(len(columns))
+    ax.bar(positions - 0.2, p[columns], width=0.4, color="tab:blue", label="target p")
+    ax.bar(positions + 0.2, q[columns], width=0.4, color="tab:orange", label="learned q")
+    names = [str(j) for j in columns]
     ax.set_xticks(positions, names, fontsize=7, rotation=90 if len(names) > 8 else 0)
     ax.set_xlabel("neighbour j", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
+    left_out = p.size - len(columns)
+    if left_out:
+        rest = np.ones(p.size, dtype=bool)
+        rest[columns] = False
+        text = f"{left_out} others: p {p[rest].sum():.3f}, q {q[rest].sum():.3f}"
+        ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+
+
+def _hard_assignments(assignments: np.ndarray) -> tuple[np.ndarray, int]:
+    values = np.asarray(assignments)
+    if values.ndim == 2:
+        if values.shape[0] == 0 or values.shape[1] == 0:
+            raise ValueError(f"plot_clusters expects (N, C) assignments, got {values.shape}")
+        return values.argmax(axis=1), int(values.shape[1])
+    if values.ndim != 1 or values.size == 0 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(
+            "plot_clusters expects hard cluster ids (N,) of integers or soft assignments "
+            f"(N, C), got {values.dtype} {values.shape}"
+        )
+    if values.min() < 0:
+        raise ValueError(f"plot_clusters: cluster ids must be >= 0, got {values.min()}")
+    return values.astype(np.int64), int(values.max()) + 1
+
+
+def _draw_contingency(
+    fig: Figure, ax: Axes, table: np.ndarray, clusters: np.ndarray, classes: np.ndarray
+) -> None:
+    image = ax.imshow(table, cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label="samples")
+    ax.set_xticks(np.arange(classes.size), [str(c) for c in classes], fontsize=8)
+    ax.set_yticks(np.arange(len(clusters)), [str(c) for c in clusters], fontsize=8)
+    ax.set_xlabel("label")
+    ax.set_ylabel("cluster (Hungarian order)")
+    if table.size <= 400:  # write the counts where they stay readable
+        bright = table.max() * 0.6
+        for (row, col), count in np.ndenumerate(table):
+            colour = "black" if count > bright else "white"
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=6, color=colour)
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    matched = int(table[rows, cols].sum())
+    ax.set_title(f"clusters x labels: {matched} of {table.sum()} samples in matched pairs")
+
+
+def _draw_sizes(
+    ax: Axes, sizes: np.ndarray, clusters: np.ndarray, horizontal: bool = False
+) -> None:
+    positions = np.arange(len(sizes))
+    names = [str(c) for c in clusters]
+    if horizontal:
+        ax.barh(positions, sizes, color="tab:blue")
+        ax.set_yticks(positions, names, fontsize=8)
+        ax.invert_yaxis()  # row j beside row j of the table
+        ax.set_xlabel("samples")
+    else:
+        ax.bar(positions, sizes, color="tab:blue")
+        ax.set_xticks(positions, names, fontsize=8)
+        ax.set_xlabel("cluster")
+        ax.set_ylabel("samples")
+    empty = int((sizes == 0).sum())
+    ax.set_title("cluster sizes" + (f" ({empty} empty)" if empty else ""))
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    """KL(p || q) in nats over the entries where p > 0 (q floored at 1e-12)."""
+    """KL(p || q) in nats over the entries where p > 0; inf where p > 0 = q."""
     support = p > 0
-    return float(np.sum(p[support] * np.log(p[support] / np.maximum(q[support], 1e-12))))
+    if (q[support] <= 0).any():
+        return float("inf")
+    return float(np.sum(p[support] * np.log(p[support] / q[support])))

@@ -5,14 +5,18 @@
     metrics.json        the metrics (keys of TrainResult.metrics), sorted
     run.json            spec, class, seed, data, the plan (batching, epochs, lr, hypers), the
                         number of processes and the loss of every epoch (of the kept start,
-                        with every start's final KL under "starts" when there are restarts,
-                        and the kept start, numbered from 1)
+                        with every start's final divergence under "starts" when there are
+                        restarts, and the kept start, numbered from 1)
     spec.icon           the spec's source text
     weights.pt          {"mapper": state_dict, "loss": state_dict} (prototypes live in "loss")
     embedding.npy       the embedding (or cluster assignments) of the whole data set, (N, dim)
     embedding.png       a scatter of it (2-D directly, else PCA to 2-D), coloured by label
+                        (not for cluster specs, which get clusters.png instead)
+    clusters.png        cluster specs: the cluster-by-label table in Hungarian order, and the
+                        cluster sizes
     loss.png            the loss per epoch
-    neighbours.png      p(.|i) and q(.|i) for a few anchors at several epochs
+    neighbours.png      p(.|i) and q(.|i) for a few anchors at several epochs, titled with
+                        the spec's divergence
     checkpoint.pt       the last per-epoch checkpoint (for --resume)
 
 Every file is written to a temporary name and renamed, so a folder never holds a torn file.
@@ -40,6 +44,8 @@ METRIC_ORDER = (
     "ari",
     "trustworthiness",
     "kl",
+    "reverse_kl",
+    "js",
     "wall_time_s",
 )
 
@@ -56,6 +62,7 @@ def write_outputs(
         "spec": run.compiled.ir.source.name,
         "class": run.plan.class_name,
         "known_as": run.compiled.known_as,
+        "divergence": run.divergence,
         "seed": run.seed,
         "device": str(run.device),
         "data": {
@@ -70,27 +77,36 @@ def write_outputs(
     }
     if run.plan.restarts > 1:  # the final KL of every start; losses are the kept start's
         # starts are numbered from 1, as in the metrics table and the progress bar
-        info["starts"] = {"final_kl": list(run.start_kls), "kept": run.kept_start + 1}
+        info["starts"] = {"final_divergence": list(run.start_kls), "kept": run.kept_start + 1}
     _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)
     weights = {"mapper": run.mapper.state_dict(), "loss": run.loss.state_dict()}
     _atomic(out_dir / "weights.pt", lambda path: torch.save(weights, path))
     _atomic(out_dir / "embedding.npy", lambda path: np.save(path, embedding))
     title = f"{run.plan.name}: {run.plan.class_name} on {run.dataset.name}"
-    plots.plot_embedding(embedding, run.dataset.y, out_dir / "embedding.png", title)
+    if run.plan.softmax:  # cluster assignments: sizes and clusters against labels
+        plots.plot_clusters(embedding, run.dataset.y, out_dir / "clusters.png", title)
+    else:
+        plots.plot_embedding(embedding, run.dataset.y, out_dir / "embedding.png", title)
     if run.losses:
-        plots.plot_loss(run.losses, out_dir / "loss.png", title=f"{run.plan.name}: training loss")
+        divergence = f"{run.divergence} = {plots.DIVERGENCE_TITLES[run.divergence]}"
+        loss_title = f"{run.plan.name}: training loss ({divergence})"
+        plots.plot_loss(run.losses, out_dir / "loss.png", title=loss_title)
     if run.snapshots:
         plots.plot_neighbour_distributions(
-            run.snapshots, run.anchor_ids(), out_dir / "neighbours.png"
+            run.snapshots, run.anchor_ids(), out_dir / "neighbours.png", divergence=run.divergence
         )
 
 
 def format_metrics(
-    name: str, metrics: dict[str, float], out_dir: Path | None, kept: tuple[int, int] | None = None
+    name: str,
+    metrics: dict[str, float],
+    out_dir: Path | None,
+    kept: tuple[int, int] | None = None,
+    divergence: str = "kl",
 ) -> str:
     """The table printed at the end of a run: one metric a line, in a fixed order; ``kept`` =
-    (start, restarts) adds which start the run kept."""
+    (start, restarts) adds which start the run kept (the lowest final ``divergence``)."""
     keys = [k for k in METRIC_ORDER if k in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
     width = max(len(k) for k in keys) if keys else 6
     lines = [f"{name}: results", f"  {'metric'.ljust(width)}  value", f"  {'-' * width}  ------"]
@@ -99,7 +115,7 @@ def format_metrics(
         shown = f"{value:.2f}" if key == "wall_time_s" else f"{value:.4f}"
         lines.append(f"  {key.ljust(width)}  {shown}")
     if kept is not None:
-        lines.append(f"  kept start {kept[0] + 1} of {kept[1]} (the lowest final KL)")
+        lines.append(f"  kept start {kept[0] + 1} of {kept[1]} (the lowest final {divergence})")
     if out_dir is not None:
         lines.append(f"  outputs in {out_dir}")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ DataError, TrainError or SpecError with a message that names the culprit.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -42,6 +43,8 @@ from icon_dsl.train.data import Dataset, check_trainable, load_dataset
 from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, TrainNote
 from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.plan import Plan, make_plan, needs_adjacency
+from icon_dsl.train.scaling import Scaling, scale_note
+from icon_dsl.train.scaling import standardize as standardize_features
 
 TABLE_INIT_STD = 1e-4
 EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
@@ -64,6 +67,8 @@ class TrainedModel:
     mapper: nn.Module
     loss: nn.Module
     device: torch.device
+    scaling: Scaling | None = None  # standardize=True: the training data's mean and scale
+    sample_shape: tuple[int, ...] | None = None  # what a mapper of the user's reads per sample
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Embed new feature rows (N, D) with a parametric mapper; TrainError for a table."""
@@ -73,10 +78,21 @@ class TrainedModel:
                 "sample), so it cannot embed new points; use fit_transform on all the data, or a "
                 "spec with a parametric mapper (linear or mlp)"
             )
-        features = torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
-        if features.ndim != 2:
-            raise DataError(f"expected features of shape (N, D), got {tuple(features.shape)}")
+        features = self.features(x)
+        if self.sample_shape is not None:
+            features = features.reshape(len(features), *self.sample_shape)
         return _embed(self.mapper, features)
+
+    def features(self, x: np.ndarray) -> torch.Tensor:
+        """Feature rows (N, D) as the mapper saw them in training (standardised if it was)."""
+        values = np.asarray(x, dtype=np.float32)
+        if values.ndim > 2 and self.sample_shape is not None:
+            values = values.reshape(len(values), -1)  # samples in their own shape
+        if values.ndim != 2:
+            raise DataError(f"expected features of shape (N, D), got {values.shape}")
+        if self.scaling is not None:
+            values = self.scaling.apply(values)
+        return torch.as_tensor(values, device=self.device)
 
 
 @dataclass
@@ -94,7 +110,9 @@ class TrainResult:
 def train(
     spec: str | Path | CompiledModule,
     *,
-    data: str | Path | Dataset | np.ndarray | tuple[np.ndarray, np.ndarray | None] | None = None,
+    data: str | Path | Dataset | np.ndarray | tuple[np.ndarray, np.ndarray | None] | Any = None,
+    mapper: nn.Module | None = None,
+    views: Callable[..., torch.Tensor] | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
     seed: int = 0,
@@ -106,13 +124,20 @@ def train(
     resume: bool = False,
     hyperparameters: Mapping[str, float] | None = None,
     restarts: int | None = None,
+    standardize: bool = False,
+    evaluate: bool = True,
     normaliser: str | None = None,
     negatives: int | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
     ``data``: None or "digits" (scikit-learn's bundled digits), a .npy / .npz / .csv path, a
-    ``Dataset``, an array X (N, D) or a tuple (X, y). ``epochs`` / ``batch_size``: None picks the
+    ``Dataset``, an array X (N, D) or (N, ...) for a mapper of your own, a tuple (X, y), or a
+    torch ``Dataset`` / ``DataLoader`` (``torchdata.py``: items x, (x, y) or dicts with x, y,
+    side). ``mapper``: an ``nn.Module`` of your own in place of the spec's mapper (a parametric
+    spec; it reads each sample in its own shape and is trained in place). ``views``: a function
+    of your own making one augmented view of a batch, ``views(batch)`` or ``views(batch,
+    generator)``, for specs whose p uses views (``batches.py``). ``epochs`` / ``batch_size``: None picks the
     defaults of ``plan.py`` for the spec's kind. ``out``: the output folder; None means
     ``runs/<spec>-<timestamp>``, False writes nothing (and cannot resume). ``resume``: continue
     from ``out/checkpoint.pt`` (with ``out`` None, the newest ``runs/<spec>-*`` folder; a folder
@@ -125,12 +150,19 @@ def train(
     exact row blocks up to 8,192, sampled above), "exact", "sampled" (``negatives`` per row and
     epoch) or "dense" (the generated forward, mini-batches above 4,096 rows). ``compile``: wrap the mapper and the loss in
     ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
+    A TrainNote says when feature scales differ by more than 10x and ``standardize`` is off.
+    ``standardize``: train on features with zero mean and unit variance; the returned
+    model applies the same scaling to new points. ``evaluate=False`` skips the metrics that
+    need labels or neighbours (kNN, probe, cluster and trustworthiness; the estimators' choice):
+    the metrics then hold the final divergence and the wall time.
     """
     seed, torch_device = preflight.seed(seed), preflight.device(device)
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
     compile_seconds = time.perf_counter() - compiling
-    dataset = _as_dataset(data, label_column)
+    dataset, loader_batch = _as_dataset_and_batch(data, label_column)
+    batch_size = batch_size if batch_size is not None else loader_batch
+    dataset, scaling = _scaled(dataset, standardize)
     # wall time: compiling the spec and the training, not reading the data
     started = time.perf_counter() - compile_seconds
     loss_class = compiled.load()
@@ -148,10 +180,12 @@ def train(
     from icon_dsl.train.distributed import init_from_env
 
     skipped = _unavailable_metrics(plan, dataset)
+    _check_own_parts(plan, mapper, views)
     rank, world = init_from_env(torch_device)
     if rank != 0:  # one process writes the outputs and shows progress
         out, progress = False, False
-    run = _Run(plan, compiled, loss_class, dataset, seed, torch_device, compile, rank, world)
+    run = _Run(plan, compiled, loss_class, dataset, seed, torch_device, compile, rank, world,
+               own=OwnParts(mapper, views))  # fmt: skip
     out_dir = _output_folder(out, plan.name, resume)
     if out_dir is not None:
         preflight.output_folder(out_dir, resume)
@@ -162,7 +196,7 @@ def train(
     run.fit(out_dir, started, elapsed, progress)
     embedding = _embed(run.mapper, run.batcher.all_inputs())
     run.wall_time = run.elapsed_before + (time.perf_counter() - started)
-    metrics = run.metrics(embedding, skipped)
+    metrics = run.metrics(embedding, skipped, evaluate)
     if out_dir is not None:
         from icon_dsl.train.report import write_outputs
 
@@ -171,8 +205,8 @@ def train(
         from icon_dsl.train.report import format_metrics
 
         kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
-        print(format_metrics(plan.name, metrics, out_dir, kept))
-    model = TrainedModel(plan, run.mapper, run.loss, run.device)
+        print(format_metrics(plan.name, metrics, out_dir, kept, run.divergence))
+    model = TrainedModel(plan, run.mapper, run.loss, run.device, scaling, dataset.sample_shape)
     return TrainResult(metrics, embedding, list(run.losses), out_dir, model)
 
 
@@ -190,14 +224,19 @@ class _Run:
         use_compile: bool,
         rank: int = 0,
         world: int = 1,
+        own: OwnParts | None = None,
     ) -> None:
         self.plan, self.compiled, self.dataset = plan, compiled, dataset
+        self.own = own or OwnParts()
+        # the user's mapper as handed in: every start begins from it (start r > 0 re-drawn)
+        self.own_initial = None if self.own.mapper is None else _copy_state(self.own.mapper)
         self.rank, self.world = rank, world
         self.seed, self.device = seed, device
+        self.divergence = divergence_name(compiled)  # the metric's key: kl, reverse_kl or js
         self.loss_class = loss_class
         self.mapper, self.loss = self._fresh_model(0)
         self.mapper, self.loss = self.mapper.to(device), self.loss.to(device)
-        self.batcher = Batcher(plan, dataset, device)
+        self.batcher = Batcher(plan, dataset, device, self.own.views)
         self.objective = self._sparse_objective() if plan.sparse else None
         self.optimizer, self.scheduler = self._fresh_optimiser()
         self.call_mapper: Callable[..., torch.Tensor] = self.mapper
@@ -231,10 +270,12 @@ class _Run:
         plan, dataset = self.plan, self.dataset
         seed = self._start_seed(start)
         torch.manual_seed(seed)
-        num_samples = dataset.n_samples if plan.table else None
-        mapper: nn.Module = self.loss_class.build_mapper(  # type: ignore[attr-defined]
-            dataset.n_features, num_samples
-        )
+        mapper = self._own_mapper(start) if self.own.mapper is not None else None
+        if mapper is None:
+            num_samples = dataset.n_samples if plan.table else None
+            mapper = self.loss_class.build_mapper(  # type: ignore[attr-defined]
+                dataset.n_features, num_samples
+            )
         try:
             graph = {}
             if needs_adjacency(self.loss_class):  # make_plan checked the data set has one
@@ -248,8 +289,25 @@ class _Run:
             _centroid_init(mapper, dataset.x, plan.dim, seed)
         return mapper, loss
 
+    def _own_mapper(self, start: int) -> nn.Module:
+        """The user's mapper for ``start``: start 0 is the module itself as handed in (trained in
+        place); a later start is a copy re-drawn by its layers' ``reset_parameters`` from the
+        start's seed (torch's default initialisation)."""
+        assert self.own.mapper is not None and self.own_initial is not None
+        if start == 0:
+            self.own.mapper.load_state_dict(self.own_initial)
+            return self.own.mapper
+        mapper = copy.deepcopy(self.own.mapper)
+        for module in mapper.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset) and any(p.requires_grad for p in module.parameters(False)):
+                reset()  # frozen layers (a pretrained backbone) keep their weights
+        return mapper
+
     def _fresh_optimiser(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-        params = [p for p in (*self.mapper.parameters(), *self.loss.parameters())]
+        params = [
+            p for p in (*self.mapper.parameters(), *self.loss.parameters()) if p.requires_grad
+        ]
         if self.plan.sparse:
             from icon_dsl.train import sparse
 
@@ -331,6 +389,7 @@ class _Run:
             "spec": self.compiled.ir.canonical_hash(),
             "seed": self.seed,
             "data": (self.dataset.name, x.shape, float(np.float64(x.sum(dtype=np.float64)))),
+            "mapper": None if self.own.mapper is None else type(self.own.mapper).__name__,
         }
 
     # -- training -----------------------------------------------------------------------------
@@ -530,24 +589,44 @@ class _Run:
 
     @torch.no_grad()
     def final_kl(self) -> float:
+        """The spec's divergence (KL, reverse KL or JS) on the fixed evaluation batch."""
         self.mapper.eval()
         z = self.mapper(self.eval_batch.mapper_input)
         value = self.loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
         return float(value)
 
-    def metrics(self, embedding: np.ndarray, skip: Collection[str] = ()) -> dict[str, float]:
+    def metrics(
+        self, embedding: np.ndarray, skip: Collection[str] = (), evaluate: bool = True
+    ) -> dict[str, float]:
         from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
 
         y = self.dataset.y
         results: dict[str, float] = {}
-        if self.plan.softmax:
+        if not evaluate:
+            pass
+        elif self.plan.softmax:
             if y is not None:
                 results.update(cluster_metrics(embedding, y))
         else:
             results.update(embedding_metrics(self.dataset.x, embedding, y, skip))
-        results["kl"] = self.final_kl()
+        results[self.divergence] = self.final_kl()
         results["wall_time_s"] = self.wall_time
         return results
+
+
+def divergence_name(compiled: CompiledModule) -> str:
+    """The spec's divergence as written in the spec: ``kl``, ``reverse_kl`` or ``js``."""
+    return compiled.ir.op(compiled.ir.roots["loss"])
+
+
+def _scaled(dataset: Dataset, standardize: bool) -> tuple[Dataset, Scaling | None]:
+    """Standardise the features when asked; else note (a TrainNote) very uneven scales."""
+    if standardize:
+        return standardize_features(dataset)
+    note = scale_note(dataset.x)
+    if note is not None:
+        warnings.warn(note, TrainNote, stacklevel=3)
+    return dataset, None
 
 
 def set_validate(loss: nn.Module, value: bool) -> None:
@@ -570,6 +649,44 @@ def _compile_spec(spec: str | Path | CompiledModule) -> CompiledModule:
     from icon_dsl.api import compile as compile_spec
 
     return compile_spec(spec)
+
+
+@dataclass
+class OwnParts:
+    """What the user brought to ``train``: a mapper and a view function (None: the spec's)."""
+
+    mapper: nn.Module | None = None
+    views: Callable[..., torch.Tensor] | None = None
+
+
+def _check_own_parts(
+    plan: Plan, mapper: nn.Module | None, views: Callable[..., torch.Tensor] | None
+) -> None:
+    if mapper is not None and not isinstance(mapper, nn.Module):
+        raise TrainError(f"mapper= must be a torch.nn.Module, got {type(mapper).__name__}")
+    if mapper is not None and plan.table:
+        raise TrainError(
+            f"{plan.name}: the spec's mapper is a table (one free row per sample), so there is "
+            "no network to replace with mapper=; use a spec with a linear or mlp mapper"
+        )
+    if views is not None and not callable(views):
+        raise TrainError(f"views= must be a function, got {type(views).__name__}")
+    if views is not None and not plan.views:
+        raise TrainError(
+            f"{plan.name}: views= was given but the spec's p does not use views (no "
+            "augmentation(index) or modality): nothing would call it"
+        )
+
+
+def _as_dataset_and_batch(data: Any, label_column: str | None) -> tuple[Dataset, int | None]:
+    """The data set, and a torch DataLoader's batch size (the default batch size then)."""
+    from icon_dsl.train.torchdata import from_torch, is_torch_data
+
+    if is_torch_data(data):
+        if label_column is not None:
+            raise DataError("label_column only applies to a .csv file, not to torch data")
+        return from_torch(data)
+    return _as_dataset(data, label_column), None
 
 
 def _as_dataset(
@@ -602,11 +719,17 @@ def dataset_from_arrays(x: Any, y: Any = None, name: str = "array") -> Dataset:
     """A validated Dataset from in-memory arrays (the estimator's path); DataError if unusable."""
     from icon_dsl.train import data as data_module
 
-    features = data_module._as_features(np.asarray(x), name)
+    values = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+    sample_shape = None
+    if values.ndim > 2:  # samples in their own shape (images for a CNN of the user's)
+        sample_shape = tuple(int(d) for d in values.shape[1:])
+        values = values.reshape(len(values), -1)
+    features = data_module._as_features(values, name)
     labels = None
     if y is not None:
-        labels = data_module._as_labels(np.asarray(y), f"{name} labels", features.shape[0])
-    return Dataset(name=name, x=features, y=labels)
+        label_values = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+        labels = data_module._as_labels(label_values, f"{name} labels", features.shape[0])
+    return Dataset(name=name, x=features, y=labels, sample_shape=sample_shape)
 
 
 def _output_folder(out: str | Path | None | bool, name: str, resume: bool) -> Path | None:
@@ -672,6 +795,8 @@ def _centroid_init(mapper: nn.Module, x: np.ndarray, k: int, seed: int) -> None:
     linears = [m for m in mapper.modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1 or linears[0].out_features != k or linears[0].bias is None:
         return
+    if linears[0].in_features != x.shape[1]:
+        return  # a layer over something else than the features (a mapper of the user's)
     layer = linears[0]
     points = np.asarray(x, dtype=np.float64)
     if len(points) < k:
