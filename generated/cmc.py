@@ -179,7 +179,12 @@ class CMC(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        _require(temperature > 0.0, "temperature", temperature, "temperature > 0")
+        _require(
+            1e-30 <= temperature <= 1e30,
+            "temperature",
+            temperature,
+            "1e-30 <= temperature <= 1e30",
+        )
         self.temperature = temperature
         self.validate = validate
         self.gather = gather

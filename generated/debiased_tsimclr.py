@@ -242,7 +242,7 @@ class DebiasedTSimCLR(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        _require(alpha >= 0.0 and alpha <= 1.0, "alpha", alpha, "0 <= alpha <= 1")
+        _require(0.0 <= alpha <= 1.0, "alpha", alpha, "0 <= alpha <= 1")
         self.alpha = alpha
         self.validate = validate
         self.gather = gather

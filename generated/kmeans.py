@@ -189,7 +189,7 @@ class KMeans(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        _require(sigma > 0.0, "sigma", sigma, "sigma > 0")
+        _require(1e-15 <= sigma <= 1e15, "sigma", sigma, "1e-15 <= sigma <= 1e15")
         self.sigma = sigma
         self.validate = validate
         self.gather = gather

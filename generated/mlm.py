@@ -164,10 +164,10 @@ class MLM(nn.Module):
     ) -> None:
         super().__init__()
         _require(
-            vocab >= 1.0 and float(vocab).is_integer(),
+            1 <= vocab <= 1048576 and float(vocab).is_integer(),
             "vocab",
             vocab,
-            "vocab a positive integer",
+            "vocab an integer from 1 to 1048576",
         )
         self.vocab = vocab
         n, dim = self.vocab, embedding_dim

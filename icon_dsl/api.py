@@ -129,12 +129,16 @@ def _class_name(ir: IR, known: object) -> str:
 
 
 def _identifier(stem: str) -> str:
-    """A module / method name: an identifier that is not a Python keyword."""
+    """A module / method name: an identifier that is not a Python keyword, nor the name of a
+    module a generated file imports (a `torch.py` next to it would shadow torch)."""
     import keyword
+    import sys
 
     out = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in stem)
     out = out if out and not out[0].isdigit() else f"m_{out}"
-    return out + "_" if keyword.iskeyword(out) else out
+    while keyword.iskeyword(out) or out in sys.stdlib_module_names or out == "torch":
+        out += "_"
+    return out
 
 
 __all__ = ["parse", "check", "compile", "load_source", "SpecError", "Checked", "CompiledModule"]

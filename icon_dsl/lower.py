@@ -270,7 +270,30 @@ class Lowerer:
         args = self._static_args(block, call)
         if args is None:
             return None
+        if not self._fixed_mapper_options(call, args):
+            return None
         return self.ir.add(block.name, "mapper", call.span, args)
+
+    def _fixed_mapper_options(self, call: s.Call, args: dict[str, Any]) -> bool:
+        """Mapper sizes are numbers: the mapper is built (build_mapper) before, and apart
+        from, the loss that takes the hyperparameters."""
+        ok = True
+        block = reg.BLOCKS[call.func.id]
+        given = [(arg.name, expr) for arg, expr in zip(block.args, call.args, strict=False)]
+        given += [(keyword.name.id, keyword.value) for keyword in call.keywords]
+        for name, expr in given:
+            value = args.get(name)
+            if isinstance(value, sp.Basic) and value.free_symbols:
+                names = ", ".join(f"`{sym}`" for sym in sorted(value.free_symbols, key=str))
+                self.diags.error(
+                    "bad-argument",
+                    f"mapper option {name} must be a number, not a hyperparameter ({names}): "
+                    "the mapper is built apart from the loss",
+                    getattr(expr, "span", call.span),
+                    help=f"write a number, e.g. {name}=2",
+                )
+                ok = False
+        return ok
 
     def _wrong_role(self, call: s.Call, wanted: str, block: Block) -> None:
         self.diags.error(
