@@ -298,7 +298,8 @@ class Emitter:
         if op == "f":
             return Val("tensor", "z", cols="z_all")
         if op == "prototypes":
-            return Val("tensor", "self.prototypes", cols="self.prototypes")
+            # parameters follow z's dtype (float64, or float32 for half precision z)
+            return Val("tensor", "self.prototypes.to(z.dtype)", cols="self.prototypes.to(z.dtype)")
         text = self._text(node)
         if op in ("gaussian", "student_t", "kernel"):
             return self._kernel(node, op, args, kids, prefix, text)
@@ -566,6 +567,7 @@ class Emitter:
 class Plan:
     """Everything the template needs."""
 
+    upcast: str  # the line that raises half-precision z (and x, side) to float32
     class_name: str
     method: str
     title: str | None
@@ -895,6 +897,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     lines = [
         "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
+        "z = _at_least_float32(z)",
         "world, offset = _world(self.gather, z.shape[0])",
         f"# q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j",
     ]
@@ -987,7 +990,10 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         b.helpers.add("neighbour")
         if p_val.kind == "mask":
             b.helpers.add("uniform_rows")
+    floats = [n for n in ("z", *inputs) if n in ("z", "x", "side")]
+    upcast = f"{', '.join(floats)} = " + ", ".join(f"_at_least_float32({n})" for n in floats)
     return Plan(
+        upcast=upcast,
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
         title=ir.title,
@@ -1124,9 +1130,11 @@ def render(p: Plan) -> str:
 
 def _imports(draft: str) -> str:
     """Only the imports the module uses, so the file is lint-clean."""
-    lines = []
+    lines = ["import functools"]
     if "math." in draft:
-        lines.append("import math\n")
+        lines.append("import math")
+    lines.append("from collections.abc import Callable")
+    lines.append("from typing import TypeVar\n")
     lines.append("import torch")
     if "dist." in draft:
         lines.append("import torch.distributed as dist")
