@@ -156,6 +156,15 @@ class Lowerer:
         symbols = {"d2": sp.Symbol("d2", nonnegative=True)}
         symbols.update({p.id: sp.Symbol(p.id, positive=True) for p in stmt.params[1:]})
         body = self._formula(stmt.body, symbols)
+        if body is not None and symbols["d2"] not in body.free_symbols:
+            self.diags.error(
+                "kernel-definition",
+                f"kernel `{name}` does not depend on d2: its weights are the same for every "
+                "pair, so q would not depend on the embeddings",
+                stmt.body.span if hasattr(stmt.body, "span") else stmt.span,
+                help=f"kernel {name}(d2, ...) = exp(-d2)",
+            )
+            body = None
         if body is None:
             self.broken_kernels.add(name)  # its uses are not reported again
             return

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import jinja2
 import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.pytorch import TorchPrinter
 from sympy.printing.str import StrPrinter
 
@@ -199,9 +200,9 @@ def refuse(ir: IR, span: Span | None, error: NotFinite) -> NoReturn:
     raise SpecError(ir.source, diags.items)
 
 
-class _KernelPrinter(TorchPrinter):
-    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
-    log(1 + x) as log1p(x) (exact for small x). Numbers print as finite literals."""
+class _Numbers:
+    """Numbers as finite Python literals (number_literal); a fraction of exact integers stays
+    `p/q`; nan and infinities raise NotFinite."""
 
     def _print_Integer(self, expr: sp.Integer) -> str:
         return number_literal(expr)
@@ -219,6 +220,11 @@ class _KernelPrinter(TorchPrinter):
 
     _print_Infinity = _print_NegativeInfinity = _print_ComplexInfinity = _print_NaN
 
+
+class _KernelPrinter(_Numbers, TorchPrinter):
+    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
+    log(1 + x) as log1p(x) (exact for small x). Numbers print as finite literals."""
+
     def _print_log(self, expr: sp.log) -> str:
         arg = expr.args[0]
         if isinstance(arg, sp.Add) and sp.S.One in arg.args:
@@ -234,7 +240,12 @@ class _KernelPrinter(TorchPrinter):
         return f"({self._print(base)}) ** ({self._print(exp)})"
 
 
-class _NumPrinter(StrPrinter):
+class _ConstantPrinter(_Numbers, PythonCodePrinter):
+    """A kernel's parts without d2 (hyperparameters and numbers): Python floats, so math.log,
+    math.exp and math.sqrt rather than torch's functions, which need tensors."""
+
+
+class _NumPrinter(_Numbers, StrPrinter):
     """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
 
     def __init__(self, hyper_names: dict[str, str], prefix: str = "self.") -> None:
@@ -244,22 +255,6 @@ class _NumPrinter(StrPrinter):
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return f"{self.prefix}{self.hyper_names[expr.name]}"
-
-    def _print_Float(self, expr: sp.Float) -> str:
-        return number_literal(expr)
-
-    def _print_Integer(self, expr: sp.Integer) -> str:
-        return number_literal(expr)
-
-    def _print_Rational(self, expr: sp.Rational) -> str:
-        if abs(expr.p) <= 2**53 and expr.q <= 2**53:
-            return f"{expr.p}/{expr.q}"
-        return number_literal(expr)
-
-    def _print_NaN(self, expr: sp.Expr) -> str:
-        raise NotFinite("the expression is undefined (nan)")
-
-    _print_Infinity = _print_NegativeInfinity = _print_ComplexInfinity = _print_NaN
 
 
 class Emitter:
@@ -452,12 +447,8 @@ class Emitter:
             constants: dict[sp.Expr, sp.Symbol] = {}
             log_w = _hoist(log_w, d2_symbol, constants, names)
             for value, name in constants.items():  # hyperparameter parts: short lines
-                b.lines += _assignment(str(name), value)
-            if d2_symbol in log_w.free_symbols:
-                b.lines += _assignment(logits, log_w)
-            else:  # a constant kernel: uniform weights, as a tensor
-                code = python_expr(_KernelPrinter().doprint(log_w), bracket=False)
-                b.add(f"{logits} = torch.full_like({d2}, {code})")
+                b.lines += _assignment(str(name), value, _ConstantPrinter())
+            b.lines += _assignment(logits, log_w)
             if at_zero is not None:
                 b.add(f"{logits} = torch.where({d2} > 0, {logits}, {at_zero})")
         if len(kids) == 1 and not args.get("diagonal", False):
@@ -494,9 +485,13 @@ class Emitter:
         constants: dict[sp.Expr, sp.Symbol] = {}
         log_w, slope = (_hoist(e, d2_symbol, constants, names) for e in (log_w, slope))
         shared, (log_w, slope) = sp.cse([log_w, slope], symbols=names)
-        assigned = [(value, key) for key, value in constants.items()] + list(shared)
-        assigned += [(sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
-        lines = [line for name, expr in assigned for line in _assignment(str(name), expr)]
+        lines = [
+            line
+            for key, value in constants.items()
+            for line in _assignment(str(value), key, _ConstantPrinter())
+        ]
+        assigned = [*shared, (sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
+        lines += [line for name, expr in assigned for line in _assignment(str(name), expr)]
         return [*lines, "return log_w, slope"]
 
     def _printable(self, value: Any) -> sp.Expr:
@@ -720,9 +715,9 @@ def _bound(value: float, integer: bool) -> str:
     return f"{text}.0" if text.lstrip("-").isdigit() else text  # a float stays a float
 
 
-def _assignment(name: str, expr: sp.Expr) -> list[str]:
-    """`name = expr` as torch code, laid out for a method body (column 8)."""
-    code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
+def _assignment(name: str, expr: sp.Expr, printer: Any = None) -> list[str]:
+    """`name = expr` as torch code (or the printer's), laid out for a method body (column 8)."""
+    code = python_expr(str((printer or _KernelPrinter()).doprint(expr)), bracket=False)
     return assignment_lines(name, code, indent=8)
 
 
@@ -825,7 +820,7 @@ def _value_at_zero(log_w: sp.Expr, d2: sp.Symbol) -> str | None:
         value = sp.limit(log_w, d2, 0, "+")
     if value == -sp.oo or value.has(*infinite):
         return "-math.inf"  # w(0) = 0 (log(d2)): no weight on duplicates
-    return python_expr(_KernelPrinter().doprint(value), bracket=False)
+    return python_expr(_ConstantPrinter().doprint(value), bracket=False)
 
 
 def _gaussian_width(args: dict) -> Any:
