@@ -213,7 +213,7 @@ class MLM(nn.Module):
             vocab,
             "vocab an integer from 1 to 1048576",
         )
-        self.vocab = vocab
+        self.vocab = int(vocab)
         n, dim = self.vocab, embedding_dim
         self.prototypes = nn.Parameter(torch.randn(n, dim) / math.sqrt(dim))
         self.validate = validate

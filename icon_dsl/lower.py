@@ -726,7 +726,8 @@ class Lowerer:
 
     def _kernel_call(self, kernel: UserKernel, call: s.Call) -> int | None:
         params = [Arg("v", "vector")]
-        params += [Arg(name, "real", reg.REQUIRED, reg.POSITIVE) for name in kernel.params]
+        # a user kernel's arguments are widths like sigma: the logit scale stays finite
+        params += [Arg(name, "real", reg.REQUIRED, reg.WIDTH) for name in kernel.params]
         params += [
             reg.Arg("metric", "choice", "euclidean", choices=("euclidean", "cosine")),
             reg._DIAGONAL,
@@ -846,6 +847,8 @@ def _default(arg: Arg) -> Any:
 
 def _show(value: sp.Expr) -> str:
     f = float(value) if value.is_real else math.nan
+    if not math.isfinite(f):
+        return str(value)  # nan, zoo (1/0), oo
     return repr(int(f)) if f == int(f) else repr(f)
 
 

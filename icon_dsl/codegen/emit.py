@@ -24,7 +24,6 @@ import jinja2
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.pytorch import TorchPrinter
-from sympy.printing.str import StrPrinter
 
 from .. import registry as reg
 from ..diagnostics import Diagnostics, SpecError
@@ -245,7 +244,7 @@ class _ConstantPrinter(_Numbers, PythonCodePrinter):
     math.exp and math.sqrt rather than torch's functions, which need tensors."""
 
 
-class _NumPrinter(_Numbers, StrPrinter):
+class _NumPrinter(_Numbers, PythonCodePrinter):
     """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
 
     def __init__(self, hyper_names: dict[str, str], prefix: str = "self.") -> None:
@@ -270,9 +269,9 @@ class Emitter:
     # -- numbers ---------------------------------------------------------------------------
     def num(self, value: Any) -> str:
         """Code for a number or hyperparameter expression, safe to drop into any expression."""
-        if isinstance(value, sp.Basic) and not value.is_Number:
+        if isinstance(value, sp.Basic) and value.free_symbols:
             return python_expr(_NumPrinter(self.hyper_names).doprint(value))
-        return number_literal(value)
+        return number_literal(value)  # sqrt(2) too: a number, not a call
 
     # -- nodes -----------------------------------------------------------------------------
     def lower(self, node: int, prefix: str) -> Val:
