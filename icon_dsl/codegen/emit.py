@@ -769,8 +769,8 @@ def _hoist(
     together: short lines, and fewer passes over the N x N tensor."""
 
     def name(constant: sp.Expr) -> sp.Expr:
-        if not constant.free_symbols:
-            return constant  # a plain number stays in the expression
+        if not constant.free_symbols:  # a plain number stays in the expression, as a number:
+            return constant if constant.is_Number else sp.Float(constant.evalf(17))  # log(500)
         if constant not in constants:
             constants[constant] = next(names)
         return constants[constant]
