@@ -281,7 +281,7 @@ class Lowerer:
             return None
         if not self._fixed_mapper_options(call, args):
             return None
-        return self.ir.add(block.name, "mapper", call.span, args)
+        return self.ir.add(block.name, "mapper", call.span, args, text=s.print_expr(call))
 
     def _fixed_mapper_options(self, call: s.Call, args: dict[str, Any]) -> bool:
         """Mapper sizes are numbers: the mapper is built (build_mapper) before, and apart
@@ -402,9 +402,8 @@ class Lowerer:
             any(t.may_be_empty for t in types),
             any(t.cross for t in types),
         )
-        return self.ir.add(
-            "mixture", mtype, getattr(expr, "span", None), {"weights": weights}, kids
-        )
+        span, text = getattr(expr, "span", None), s.print_expr(expr)
+        return self.ir.add("mixture", mtype, span, {"weights": weights}, kids, text=text)
 
     def _same_support(self, kids: list[int], what: str) -> list[DistType]:
         """The operands' types; an error for each whose support differs from the first's."""
@@ -560,12 +559,13 @@ class Lowerer:
             all(t.may_be_empty for t in types),
             any(t.cross for t in types),
         )
-        return self.ir.add(block.name, utype, call.span, {}, nodes)
+        return self.ir.add(block.name, utype, call.span, {}, nodes, text=s.print_expr(call))
 
     def _block_call(self, block: Block, call: s.Call) -> int | None:
         if block.extra.get("variadic"):
             return self._variadic_call(block, call)
         params = list(block.args)
+        text = s.print_expr(call)
         columns_call = None
         if block.accepts_columns and len(call.args) >= 2:
             second = call.args[1]
@@ -616,7 +616,8 @@ class Lowerer:
                 call.span,
             )
             return None
-        return self.ir.add(block.name, self._type(block, kids, args), call.span, args, kids)
+        node_type = self._type(block, kids, args)
+        return self.ir.add(block.name, node_type, call.span, args, kids, text=text)
 
     def _check_options(
         self, block: Block, call: s.Call, args: dict[str, Any], kids: list[int]
@@ -722,7 +723,7 @@ class Lowerer:
         args = self._static_args(block, call)
         if args is None:
             return None
-        return self.ir.add("prototypes", "columns", call.span, args)
+        return self.ir.add("prototypes", "columns", call.span, args, text=s.print_expr(call))
 
     def _kernel_call(self, kernel: UserKernel, call: s.Call) -> int | None:
         params = [Arg("v", "vector")]
@@ -749,7 +750,7 @@ class Lowerer:
             return None
         learned = self._learned(kid)
         t = DistType("pairs", None, bool(args["diagonal"]), "raw", learned, True, False)
-        return self.ir.add("kernel", t, call.span, args, [kid])
+        return self.ir.add("kernel", t, call.span, args, [kid], text=s.print_expr(call))
 
     def _type(self, block: Block, kids: list[int], args: dict[str, Any]) -> DistType:
         kid_types = [self.ir.type(k) for k in kids]
@@ -802,7 +803,9 @@ class Lowerer:
                 call.span,
             )
             return None
-        return self.ir.add(call.func.id, "divergence", call.span, {}, [p, q])
+        return self.ir.add(
+            call.func.id, "divergence", call.span, {}, [p, q], text=s.print_expr(call)
+        )
 
 
 _DATA_ADVICE = {

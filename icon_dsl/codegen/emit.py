@@ -23,13 +23,13 @@ from typing import Any, NoReturn
 import jinja2
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
-from sympy.printing.pytorch import TorchPrinter
 
 from .. import registry as reg
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR, DistType
 from ..source import Span
 from . import names
+from .printing import TorchCodePrinter
 
 INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
@@ -114,7 +114,7 @@ class Body:
             self.keeps[first:] = [var]
 
     def comment(self, text: str) -> None:
-        self.lines.append("# " + names.safe_comment(text))
+        self.lines.append(names.comment(text))
 
 
 def _words(lines: list[str]) -> set[str]:
@@ -220,7 +220,7 @@ class _Numbers:
     _print_Infinity = _print_NegativeInfinity = _print_ComplexInfinity = _print_NaN
 
 
-class _KernelPrinter(_Numbers, TorchPrinter):
+class _KernelPrinter(_Numbers, TorchCodePrinter):
     """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
     log(1 + x) as log1p(x) (exact for small x). Numbers print as finite literals."""
 
@@ -412,8 +412,8 @@ class Emitter:
         raise NotImplementedError(f"no code generation rule for {op}")
 
     def _text(self, node: int) -> str:
-        span = self.ir.span(node)
-        return " ".join(self.ir.source.snippet(span).split()) if span else self.ir.op(node)
+        """The node's spec text for a comment: printed from the IR, escaped by `comment`."""
+        return self.ir.text(node)
 
     def _kernel(
         self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str
@@ -893,7 +893,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
         "z = _at_least_float32(z)",
         "world, offset = _world(self.gather, z.shape[0])",
-        f"# q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j",
+        names.comment(f"q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j"),
     ]
     if metric == "cosine":
         lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
@@ -906,7 +906,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         lines += ["c = None"]
     lines += [
         f"{key}_all = _gather({key}, world)",
-        f"# p = {e._text(p_root)}: uniform over the other members of i's group",
+        names.comment(f"p = {e._text(p_root)}: uniform over the other members of i's group"),
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
         "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
         "if self.validate and not torch.isfinite(total):",
@@ -1034,8 +1034,7 @@ def formulas(ir: IR) -> list[str]:
     lines = []
     for name in ("p", "q"):
         root = ir.roots[name]
-        span = ir.span(root)
-        text = " ".join(ir.source.snippet(span).split()) if span else ir.op(root)
+        text = ir.text(root)
         block = reg.BLOCKS.get(ir.op(root))
         lines.append(f"{name} = {text}")
         if block is not None:
@@ -1098,8 +1097,8 @@ def render(p: Plan) -> str:
     inputs_tuple = ", ".join(f'"{n}"' for n in p.inputs)
     context = {
         "plan": p,
-        "safe_comment": names.safe_comment,
-        "docstring": names.docstring_text,
+        "text": names.spec_text,
+        "string": names.string_literal,
         "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
         "call": call,
         "assign": assign,
