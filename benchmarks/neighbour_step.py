@@ -61,15 +61,15 @@ def main(argv: list[str] | None = None) -> None:
         return -(p * log_q).sum(1).mean()
 
     forms = {"generated": generated, "autograd (dense I-Con form)": dense, "autograd (hand)": hand}
-    results = {}
+    results: dict[str, tuple[float, torch.Tensor | None]] = {}
     for name, form in forms.items():
         z = z0.clone().requires_grad_(True)
         value = form(z)
         value.backward()
         results[name] = (float(value.detach()), z.grad)
     ref_value, ref_grad = results["generated"]
-    for name, (value, grad) in results.items():
-        assert abs(value - ref_value) <= 1e-4 * abs(ref_value), (name, value, ref_value)
+    for name, (got, grad) in results.items():
+        assert abs(got - ref_value) <= 1e-4 * abs(ref_value), (name, got, ref_value)
         assert grad is not None and ref_grad is not None
         scale = float(ref_grad.abs().max())
         assert float((grad - ref_grad).abs().max()) <= 1e-3 * scale, name

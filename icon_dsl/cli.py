@@ -13,43 +13,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import api
 from .diagnostics import SpecError
-
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-#: What each exit code means (docs/errors.md and the README show this table).
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "success",
-    EXIT_ERRORS: "a spec or the data has errors (a spec's diagnostics, an unusable data file, a "
-    "checkpoint that does not fit the run, a hyperparameter that is missing or out of range)",
-    EXIT_USAGE: "bad usage: an unknown option, an argument out of range (a seed, a batch size, "
-    "a device), an output folder that is a file or cannot be written",
-    EXIT_TRAINING: "training started and failed: a loss or gradient that is not finite, memory "
-    "exhausted, an output that could not be written",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-}
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (the message names the value)."""
-    return bounded_int(1)(text)
-
-
-def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer in [low, high] (high None: no upper bound)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            upper = f" and at most {high}" if high is not None else ""
-            raise argparse.ArgumentTypeError(f"must be at least {low}{upper}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+from .explain import explain
+from .train.cli import add_train_command
+from .usage import (
+    EXIT_ERRORS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    bounded_int,
+    positive_int,
+)
 
 
 def _print_notes(notes: Sequence[object], source: object) -> None:
@@ -58,12 +33,10 @@ def _print_notes(notes: Sequence[object], source: object) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .api import check
-
     status = EXIT_OK
     for spec in args.specs:
         try:
-            checked = check(Path(spec))
+            checked = api.check(Path(spec))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = EXIT_ERRORS
@@ -74,12 +47,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .api import compile
-
     status = EXIT_OK
     for spec in args.specs:
         try:
-            module = compile(Path(spec))
+            module = api.compile(Path(spec))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = EXIT_ERRORS
@@ -98,8 +69,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .explain import explain
-
     try:
         print(explain(Path(args.spec), batch=args.batch))
     except SpecError as err:
@@ -140,6 +109,8 @@ def _register_enumerate(sub: argparse._SubParsersAction) -> None:
     """`icon-dsl enumerate`: the periodic table (icon_dsl/enumeration.py does the work)."""
 
     def run(args: argparse.Namespace) -> int:
+        # imported when the command runs: evaluating candidates brings in the training runtime
+        # (torch), which check, compile and explain must not pay for
         from .enumeration import run_command
 
         return run_command(args)
@@ -174,8 +145,6 @@ _EXTRA_COMMANDS.append(_register_enumerate)
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
     """`icon-dsl train`: the training runtime (icon_dsl/train/cli.py does the work)."""
-    from .train.cli import add_train_command
-
     add_train_command(sub)
 
 

@@ -1,8 +1,8 @@
 """Diagnostics: every problem found in a spec, collected and reported at once.
 
 Takes: problems found by the parser, the lowering and the checks, each with a stable code.
-Guarantees: `render()` gives the DESIGN.md format (file:line:col, the source line, carets, a help
-line); `SpecError` carries every error of a spec, so callers print them together.
+Guarantees: `render()` gives the format docs/errors.md shows (file:line:col, the source line,
+carets, a help line); `SpecError` carries every error of a spec, so callers print them together.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ CODES: dict[str, str] = {
     "wrong-role": "a block used where another kind is needed (a mapper as p, ...)",
     "empty-rows": "rows of p may be empty; they are dropped from the mean and counted",
     "file": "a spec file that cannot be read",
+    "argument-order": "a positional argument after a keyword argument",
+    "unused-param": "a declared param that nothing uses (often a typo in its use)",
+    "spec-too-large": "a spec larger than the size limit (docs/security.md)",
+    "too-many-statements": "more statements than the limit",
+    "too-deep": "expressions nested deeper than the limit",
+    "too-many-terms": "more mixture terms, union operands or call arguments than the limit",
+    "number-size": "a number too long, too large or too small to hold exactly",
+    "formula-too-large": "formulas with more operations on symbols than the limit",
 }
 
 
@@ -70,11 +78,20 @@ class Diagnostics:
 
     source: Source
     items: list[Diagnostic] = field(default_factory=list)
+    _seen: set[Diagnostic] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self._seen.update(self.items)
 
     def error(
         self, code: str, message: str, span: Span | None = None, help: str | None = None
     ) -> None:
         self._add("error", code, message, span, help)
+
+    def warning(
+        self, code: str, message: str, span: Span | None = None, help: str | None = None
+    ) -> None:
+        self._add("warning", code, message, span, help)
 
     def note(
         self, code: str, message: str, span: Span | None = None, help: str | None = None
@@ -86,7 +103,8 @@ class Diagnostics:
     ) -> None:
         assert code in CODES, f"unregistered diagnostic code {code!r}"
         diag = Diagnostic(severity, code, message, span, help)
-        if diag not in self.items:
+        if diag not in self._seen:  # a set: a spec may have thousands of diagnostics
+            self._seen.add(diag)
             self.items.append(diag)
 
     @property

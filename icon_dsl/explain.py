@@ -6,12 +6,13 @@ q, the name from structural recognition (known.py), never from the file name.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .api import check
-from .codegen.emit import formulas
+from .codegen.emit import formulas, has_fast_path, has_neighbour_path
 from .ir import IR
 from .known import recognise
+from .pipeline import check
 from .source import Source
 
 #: Periodic-table column (p) and row (q) labels, by registry family.
@@ -55,8 +56,6 @@ BLOCK_SIZE_DEFAULT = 1024
 
 def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
     """Predicted peak bytes of the loss at batch size N for dense and block modes."""
-    from .codegen.emit import has_fast_path
-
     p = ir.dist_type(ir.roots["p"])
     columns = batch if p.support == "pairs" else None
     if columns is None:
@@ -70,8 +69,6 @@ def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, f
 
 def _physical_memory() -> float | None:
     try:
-        import os
-
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return None
@@ -104,10 +101,49 @@ def memory_report(ir: IR, batch: int) -> list[str]:
     return lines
 
 
+def large_data_report(ir: IR, n: int) -> list[str]:
+    """For a table neighbour spec: how `icon-dsl train` would run on n rows, and each way of
+    normalising q (sparse.predict: timed on this machine, scaled to n)."""
+    mapper = ir.roots["mapper"]
+    if ir.op(mapper) != "table" or not has_neighbour_path(ir):
+        return []
+    # imported only here: the prediction times torch on this machine, which other specs'
+    # `explain` (and check, compile) must not load
+    from .train import sparse
+    from .train.plan import FULL_BATCH_LIMIT
+
+    reason = sparse.unsupported_reason(ir)
+    if reason is not None:
+        return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
+    k = min(n - 1, sparse.neighbours_per_row(ir))
+    chosen = sparse.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
+    lines = [
+        "",
+        f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
+        f"    p: sparse, {k} nearest neighbours per row ({n * k:,} entries), computed once",
+    ]
+    gib = 2.0**30
+    for name, (seconds, memory) in sparse.predict(n, k).items():
+        detail = (
+            "row blocks, the dense numbers"
+            if name == "exact"
+            else (f"{sparse.NEGATIVES} negatives per row, an estimate")
+        )
+        lines.append(
+            f"    {name} ({detail}): {seconds:.3g} s per epoch, {memory / gib:.2f} GiB; "
+            f"{sparse.EPOCHS} epochs: {seconds * sparse.EPOCHS / 60:.1f} min"
+        )
+    picked = {
+        "dense": f"dense (the generated forward on all rows: N <= {FULL_BATCH_LIMIT})",
+        "exact": f"exact (N <= {sparse.EXACT_LIMIT})",
+        "sampled": f"sampled (N > {sparse.EXACT_LIMIT})",
+    }[chosen]
+    lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
+    return lines
+
+
 def lowering(ir: IR) -> str:
     """How the generated `forward` computes the loss (docs/performance.md)."""
-    from .codegen.emit import has_fast_path, has_neighbour_path
-
     if has_fast_path(ir):
         return "contrastive group sums, one fused cross-entropy (no N x N p), row blocks"
     if has_neighbour_path(ir):
@@ -139,6 +175,7 @@ def explain(spec: str | Path | Source, batch: int | None = None) -> str:
     if batch is not None:
         lines.append("")
         lines += memory_report(ir, batch)
+        lines += large_data_report(ir, batch)
     for note in checked.notes:
         lines.append("")
         lines.append(note.render(ir.source))

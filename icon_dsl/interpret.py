@@ -75,7 +75,7 @@ class _Interpreter:
         if op == "prototypes":
             assert self.prototypes is not None, "a prototype spec needs prototypes"
             return self.prototypes
-        if op in ("gaussian", "student_t", "kernel"):
+        if op == "kernel" or reg.is_kernel(op):
             value = self.kernel(op, args, kids)
             if self.last_log is not None:
                 self.log_values[node] = self.last_log
@@ -139,7 +139,7 @@ class _Interpreter:
     def joint(self, child: int, value: Tensor) -> Tensor:
         """w / sum(w) for a fixed-width kernel; (P + P^T) / 2N for a row-stochastic P."""
         op, args = self.ir.op(child), self.ir.args(child)
-        if op in ("gaussian", "student_t") and "perplexity" not in args:
+        if reg.is_kernel(op) and "perplexity" not in args:
             kids = [self.value(c) for c in self.ir.children(child)]
             weights = self.kernel(op, {**args, "_raw": True}, kids)
             return weights / weights.sum()

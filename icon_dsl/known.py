@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .ir import IR
+from .pipeline import check
 
 
 @dataclass(frozen=True)
@@ -239,8 +240,6 @@ def structure(ir: IR) -> str:
 
 @cache
 def _index() -> dict[str, KnownMethod]:
-    from .api import check
-
     out: dict[str, KnownMethod] = {}
     for method in KNOWN:
         sig = structure(check(method.spec).ir)

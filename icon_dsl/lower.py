@@ -15,6 +15,7 @@ from typing import Any
 
 import sympy as sp
 
+from . import limits
 from . import registry as reg
 from . import syntax as s
 from .diagnostics import Diagnostics
@@ -22,7 +23,7 @@ from .ir import IR, DistType, Hyper, UserKernel
 from .registry import Arg, Block, Domain
 from .source import Span
 
-_SYMPY_FUNCS = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs}
+_SYMPY_FUNCS = reg.KERNEL_FUNCTIONS
 
 
 def did_you_mean(name: str, candidates: list[str]) -> str | None:
@@ -47,6 +48,9 @@ class Lowerer:
         self.declared: dict[str, s.Param] = {}
         self._inputs: dict[str, int] = {}
         self.broken_kernels: set[str] = set()
+        self.used: dict[str, Span] = {}  # hyperparameter names read, with their first use
+        self.symbolic_operations = 0  # sympy operations on symbols: the costly kind
+        self.mixture_terms = 0
 
     # -- statements ------------------------------------------------------------------------
     def run(self, spec: s.Spec) -> IR | None:
@@ -63,8 +67,54 @@ class Lowerer:
         if loss is None:
             return None
         self.ir.roots["loss"] = loss
+        self._check_defaults()
+        self._check_unused()
         self.ir.verify()
         return self.ir
+
+    def _check_defaults(self) -> None:
+        """A default must lie in its parameter's domain: the declared interval and the domain
+        of every slot it fills (else the module would refuse its own default)."""
+        for name, param in self.declared.items():
+            hyper = self.ir.hypers.get(name)
+            if hyper is None or hyper.default is None or param.default is None:
+                continue
+            value = hyper.default
+            if hyper.domain.contains(value) and not (hyper.integer and value != int(value)):
+                continue
+            rule = hyper.domain.describe(name)
+            if hyper.integer and hyper.domain.contains(value):
+                rule = f"{name} an integer"
+            self.diags.error(
+                "domain",
+                f"the default {name} = {_show(sp.Float(value))} is outside its domain: {rule}",
+                param.default.span,
+            )
+
+    def _check_unused(self) -> None:
+        """A declared param that nothing reads is a warning: most often its use is misspelt,
+        and the misspelling became a required hyperparameter of its own. Only a spec without
+        errors is judged: a use inside a statement with an error is not recorded."""
+        if self.diags.errors:
+            return
+        unused = [name for name in self.declared if name not in self.used]
+        undeclared = [name for name in self.used if name not in self.declared]
+        for name in unused:
+            typo = next((u for u in undeclared if did_you_mean(u, [name])), None)
+            where = f"`{typo}` is used instead" if typo else "remove it or use it"
+            self.diags.warning(
+                "unused-param",
+                f"param `{name}` is declared but never used",
+                self.declared[name].name.span,
+                f"{where}" + (f": did you mean `{name}` there?" if typo else ""),
+            )
+            if typo:
+                self.diags.warning(
+                    "unused-param",
+                    f"`{typo}` is not declared: it becomes a hyperparameter with no default",
+                    self.used[typo],
+                    f"did you mean `{name}`?",
+                )
 
     def _collect(self, spec: s.Spec) -> None:
         seen_method = False
@@ -153,8 +203,23 @@ class Lowerer:
                 help=f"kernel {name}(d2, ...) = ...",
             )
             return
+        seen: set[str] = set()
+        for param in stmt.params:
+            if param.id in seen:
+                self.diags.error(
+                    "duplicate-argument",
+                    f"`{param.id}` is an argument of kernel `{name}` twice",
+                    param.span,
+                    "give each argument its own name",
+                )
+                self.broken_kernels.add(name)
+                return
+            seen.add(param.id)
         symbols = {"d2": sp.Symbol("d2", nonnegative=True)}
         symbols.update({p.id: sp.Symbol(p.id, positive=True) for p in stmt.params[1:]})
+        if not self._shallow(stmt.body):
+            self.broken_kernels.add(name)
+            return
         body = self._formula(stmt.body, symbols)
         if body is not None and symbols["d2"] not in body.free_symbols:
             self.diags.error(
@@ -191,15 +256,17 @@ class Lowerer:
             return None
         if isinstance(expr, s.Neg):
             inner = self._formula(expr.operand, symbols)
-            return None if inner is None else -inner
+            return None if inner is None or not self._count_operation(expr) else -inner
         if isinstance(expr, s.BinOp):
             left, right = self._formula(expr.left, symbols), self._formula(expr.right, symbols)
             if left is None or right is None:
                 return None
-            return _arith(expr.op, left, right)
+            return self._combine(expr, left, right)
         if isinstance(expr, s.Call) and expr.func.id in _SYMPY_FUNCS and len(expr.args) == 1:
             inner = self._formula(expr.args[0], symbols)
-            return None if inner is None else _SYMPY_FUNCS[expr.func.id](inner)
+            if inner is None or not self._count_operation(expr):
+                return None
+            return self._checked(_SYMPY_FUNCS[expr.func.id](inner), expr)
         span = getattr(expr, "span", None)
         self.diags.error(
             "kernel-definition",
@@ -209,17 +276,43 @@ class Lowerer:
         return None
 
     # -- numbers and hyperparameters -------------------------------------------------------
+    def _shallow(self, expr: s.Expr) -> bool:
+        """Is a formula of symbols nested at most MAX_FORMULA_DEPTH deep? False after an error:
+        sympy's proofs and derivatives grow exponentially with the nesting of powers and
+        functions ((((d2 + 1)^2 + 1)^2 ...) is a polynomial of degree 2^depth)."""
+        depth = _depth(expr)
+        if depth <= limits.MAX_FORMULA_DEPTH:
+            return True
+        self.diags.error(
+            "formula-too-large",
+            f"this formula is nested {depth} deep, more than the limit of "
+            f"{limits.MAX_FORMULA_DEPTH} for formulas of symbols",
+            getattr(expr, "span", None),
+            "write it flatter: the checker proves properties of each formula",
+        )
+        return False
+
     def _number(self, expr: s.Expr, allow_hypers: bool = True) -> sp.Expr | None:
+        """A number or an expression of hyperparameters as sympy, or None after an error."""
+        if allow_hypers and _has_name(expr) and not self._shallow(expr):
+            return None
+        return self._number_in(expr, allow_hypers)
+
+    def _number_in(self, expr: s.Expr, allow_hypers: bool) -> sp.Expr | None:
         if isinstance(expr, s.Number):
             # the literal's exact value: 0.6 + 0.3 + 0.1 sums to 1 in a mixture proof
             return sp.Rational(expr.text) if expr.text else sp.Rational(expr.value)
         if isinstance(expr, s.Neg):
-            inner = self._number(expr.operand, allow_hypers)
-            return None if inner is None else -inner
+            inner = self._number_in(expr.operand, allow_hypers)
+            if inner is None or (inner.free_symbols and not self._count_operation(expr)):
+                return None
+            return -inner
         if isinstance(expr, s.BinOp):
-            left = self._number(expr.left, allow_hypers)
-            right = self._number(expr.right, allow_hypers)
-            return None if left is None or right is None else _arith(expr.op, left, right)
+            left = self._number_in(expr.left, allow_hypers)
+            right = self._number_in(expr.right, allow_hypers)
+            if left is None or right is None:
+                return None
+            return self._combine(expr, left, right)
         if isinstance(expr, s.Name) and allow_hypers:
             if expr.id in reg.known_names() or expr.id in self.ir.kernels:
                 self.diags.error(
@@ -228,10 +321,79 @@ class Lowerer:
                     expr.span,
                 )
                 return None
+            self.used.setdefault(expr.id, expr.span)
             return sp.Symbol(expr.id, real=True)
         span = getattr(expr, "span", None)
         self.diags.error("bad-argument", "expected a number", span)
         return None
+
+    def _combine(self, expr: s.BinOp, left: sp.Expr, right: sp.Expr) -> sp.Expr | None:
+        """`left op right`, or None after a located error: a power whose size is out of bounds
+        is refused before sympy computes it (10^10^10 has ten billion digits)."""
+        if (left.free_symbols or right.free_symbols) and not self._count_operation(expr):
+            return None
+        if expr.op == "^" and left.is_number and right.is_number:
+            problem = _power_problem(left, right)
+            if problem is not None:
+                self.diags.error("number-size", problem, expr.span, limits.NUMBER_HELP)
+                return None
+        return self._checked(_arith(expr.op, left, right), expr)
+
+    def _count_operation(self, expr: s.Expr) -> bool:
+        """Count one sympy operation on symbols (a kernel's formula, an expression of
+        hyperparameters); False, after one error, past the limit: each costs milliseconds."""
+        self.symbolic_operations += 1
+        if self.symbolic_operations == limits.MAX_FORMULA_OPERATIONS + 1:
+            self.diags.error(
+                "formula-too-large",
+                f"the spec's formulas (kernels and expressions of hyperparameters) have more "
+                f"than {limits.MAX_FORMULA_OPERATIONS} operations in all",
+                getattr(expr, "span", None),
+                "write shorter formulas: the checker proves properties of each one",
+            )
+        return self.symbolic_operations <= limits.MAX_FORMULA_OPERATIONS
+
+    def _checked(self, value: sp.Expr, expr: s.Expr) -> sp.Expr | None:
+        """`value` if it is a finite real number (or an expression of symbols without infinite
+        or complex parts) of bounded size; else None after a located `domain` or
+        `number-size` error."""
+        if value.has(sp.nan, sp.zoo, sp.oo, -sp.oo, sp.I) or (
+            value.is_number and value.is_extended_real is False
+        ):
+            self.diags.error(
+                "domain",
+                f"`{_short(s.print_expr(expr))}` is not a finite real number",
+                expr.span,
+                "it divides by zero, or takes a fractional power of a negative number",
+            )
+            return None
+        if value.is_number:
+            size = abs(value.evalf(20))
+            if size > limits.MAX_MAGNITUDE or 0 < size < limits.MIN_MAGNITUDE:
+                what = "large" if size > 1 else "small"
+                self.diags.error(
+                    "number-size",
+                    f"`{_short(s.print_expr(expr))}` is too {what} (about {_show_size(size)})",
+                    expr.span,
+                    limits.NUMBER_HELP,
+                )
+                return None
+            if not value.is_Rational:
+                # an irrational number (2^0.5) as 30 digits: towers of exact radicals cost
+                # sympy time at every level
+                return sp.Float(value.evalf(30), 30)
+        else:
+            degree = _degree(value)
+            if degree > limits.MAX_DEGREE:
+                self.diags.error(
+                    "number-size",
+                    f"the powers in this formula multiply to {_show_size(degree)}, more than "
+                    f"{limits.MAX_DEGREE}",
+                    expr.span,
+                    "symbolic proofs expand powers: use smaller exponents",
+                )
+                return None
+        return value
 
     def _hyper_use(self, value: sp.Expr, arg: Arg, span: Span) -> None:
         """Record each hyperparameter in `value` with the domain of the slot it fills."""
@@ -384,6 +546,19 @@ class Lowerer:
     def _mixture(self, expr: s.Expr) -> int | None:
         terms = self._terms(expr, sp.Integer(1))
         if terms is None:
+            return None
+        before, self.mixture_terms = self.mixture_terms, self.mixture_terms + len(terms)
+        if self.mixture_terms > limits.MAX_TERMS:
+            if before > limits.MAX_TERMS:
+                return None  # reported at the mixture that passed the limit
+            together = "" if self.mixture_terms == len(terms) else " (all mixtures together)"
+            self.diags.error(
+                "too-many-terms",
+                f"{self.mixture_terms} mixture terms{together}, more than the limit of "
+                f"{limits.MAX_TERMS}",
+                getattr(expr, "span", None),
+                "the checker proves the weights of each term: use fewer",
+            )
             return None
         nodes = [(w, self._dist(d)) for w, d in terms]
         if any(n is None for _, n in nodes):
@@ -562,7 +737,7 @@ class Lowerer:
         return self.ir.add(block.name, utype, call.span, {}, nodes, text=s.print_expr(call))
 
     def _block_call(self, block: Block, call: s.Call) -> int | None:
-        if block.extra.get("variadic"):
+        if block.variadic:
             return self._variadic_call(block, call)
         params = list(block.args)
         text = s.print_expr(call)
@@ -777,7 +952,7 @@ class Lowerer:
             learned,
             block.differentiable,
             block.may_be_empty,
-            bool(block.extra.get("cross", False)),
+            block.cross_modal,
         )
 
     # -- the loss ----------------------------------------------------------------------------
@@ -822,6 +997,70 @@ def _as_call(expr: s.Expr) -> s.Call | None:
     if isinstance(expr, s.Name):
         return s.Call(expr, (), (), expr.span)
     return None
+
+
+def _depth(expr: s.Expr) -> int:
+    """Nesting of operations and calls in an expression (a name or number is 0)."""
+    if isinstance(expr, s.BinOp):
+        return 1 + max(_depth(expr.left), _depth(expr.right))
+    if isinstance(expr, s.Neg):
+        return 1 + _depth(expr.operand)
+    if isinstance(expr, s.Call):
+        inner = [*expr.args, *(k.value for k in expr.keywords)]
+        return 1 + max((_depth(a) for a in inner), default=0)
+    return 0
+
+
+def _degree(expr: sp.Expr) -> float:
+    """How far the powers of a formula multiply, like a polynomial's degree: d2 is 1,
+    (d2 + 1)^3 is 3, ((d2 + 1)^2 + 1)^2 is 4, d2 * exp(-d2^2) is 3."""
+    if expr.is_Atom:
+        return 1.0 if expr.free_symbols else 0.0
+    if isinstance(expr, sp.Pow) and expr.exp.is_number:
+        return _degree(expr.base) * max(1.0, abs(float(expr.exp)))
+    if isinstance(expr, sp.Mul):
+        return float(sum(_degree(a) for a in expr.args))
+    return max(_degree(a) for a in expr.args)
+
+
+def _has_name(expr: s.Expr) -> bool:
+    if isinstance(expr, s.Name):
+        return True
+    if isinstance(expr, s.BinOp):
+        return _has_name(expr.left) or _has_name(expr.right)
+    if isinstance(expr, s.Neg):
+        return _has_name(expr.operand)
+    return False
+
+
+def _power_problem(base: sp.Expr, exponent: sp.Expr) -> str | None:
+    """Why base^exponent (both numbers) is out of bounds, judged from logarithms before it is
+    computed; None when it may be computed."""
+    b, e = abs(complex(base.evalf(20))), complex(exponent.evalf(20)).real
+    if b == 0 or b == 1:
+        return None
+    digits = e * math.log10(b)
+    if digits > math.log10(limits.MAX_MAGNITUDE):
+        return f"this power is about 10^{round(digits)}, too large"
+    if digits < math.log10(limits.MIN_MAGNITUDE):
+        return f"this power is about 10^{round(digits)}, too small"
+    return None
+
+
+def _show_size(value: Any) -> str:
+    """A number as short text, whatever its size: 65536, 0.25, 10^600, 10^-320."""
+    value = sp.Abs(sp.sympify(value)).evalf(20) if isinstance(value, sp.Basic) else abs(value)
+    if value == 0:
+        return "0"
+    exponent = float(sp.log(value, 10).evalf(20))
+    if abs(exponent) >= 15:
+        return f"10^{round(exponent)}"
+    f = float(value)
+    return repr(int(f)) if f == int(f) else f"{f:.3g}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _arith(op: str, left: sp.Expr, right: sp.Expr) -> sp.Expr:

@@ -1,13 +1,14 @@
 """Parser: spec text -> surface syntax (syntax.py), with labelled syntax errors.
 
 Takes: a Source. Guarantees: either a syntax.Spec whose every node carries its span, or a
-SpecError whose diagnostics point at the offending token (code `syntax`), never a Lark traceback.
+SpecError whose diagnostics point at the offending token (code `syntax`, or the code of the limit
+exceeded: limits.py), never a Lark traceback; the work is bounded before the parser runs (bytes
+and tokens), and the tree is no deeper than limits.MAX_DEPTH when it is converted.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -15,6 +16,7 @@ from importlib import resources
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from . import limits
 from . import syntax as s
 from .diagnostics import Diagnostics
 from .source import Source, Span
@@ -95,21 +97,43 @@ def _string(tok: Token) -> s.String:
     return s.String(json.loads(str(tok)), _span(tok))
 
 
-def _token_problem(tok: Token) -> tuple[str, str | None] | None:
-    """Why a STRING or NUMBER token the grammar accepts still has no value: (message, help)."""
-    if tok.type == "STRING":
+def _token_problem(kind: str, tok: str) -> tuple[str, str, str | None] | None:
+    """Why a STRING or NUMBER token the grammar accepts still has no value: (code, message,
+    help)."""
+    if kind == "STRING":
         try:
-            json.loads(str(tok))
+            json.loads(tok)
         except json.JSONDecodeError as err:
             reason = err.msg.removesuffix(" at")
             reason = reason[:1].lower() + reason[1:]
             return (
+                "syntax",
                 f"invalid string {tok}: {reason}",
                 'strings take the escapes \\" \\\\ \\n \\t \\uXXXX',
             )
-    if tok.type == "NUMBER" and not math.isfinite(float(tok)):
-        return f"the number {tok} is too large", None
+    if kind == "NUMBER":
+        problem = number_problem(tok)
+        if problem is not None:
+            return "number-size", problem, limits.NUMBER_HELP
     return None
+
+
+def number_problem(text: str) -> str | None:
+    """Why a number literal is out of bounds (too long, too large, too small), or None. The
+    text is measured before it is converted, so `1e-99999999` costs nothing."""
+    shown = text if len(text) <= 24 else text[:20] + "..."
+    if len(text) > limits.MAX_NUMBER_CHARS:
+        return f"the number {shown} has {len(text)} characters, more than {limits.MAX_NUMBER_CHARS}"
+    value = abs(float(text))  # at most MAX_NUMBER_CHARS characters: cheap
+    if value > limits.MAX_MAGNITUDE:
+        return f"the number {shown} is too large"
+    if value < limits.MIN_MAGNITUDE and any(ch in "123456789" for ch in _mantissa(text)):
+        return f"the number {shown} is too small (it is not 0)"
+    return None
+
+
+def _mantissa(text: str) -> str:
+    return text.lower().split("e")[0]
 
 
 def _convert(tree: object) -> object:
@@ -237,8 +261,8 @@ def _scan(text: str, pos: int) -> tuple[list[int], int]:
     Strings and comments are skipped; a statement starts after a newline or ';' outside brackets.
     """
     opened: list[int] = []
-    start = 0
-    i = 0
+    # the statements before the one that failed last are blanked: skip them at C speed
+    start = i = min(pos, len(text) - len(text.lstrip(" ")))
     while i < pos:
         ch = text[i]
         if ch == "#":
@@ -319,8 +343,9 @@ def _blank_statement(text: str, pos: int) -> str | None:
             line = text.find("\n", line + 1, pos)
     if not text[start:end].strip():
         return None
-    blank = "".join(ch if ch == "\n" else " " for ch in text[start:end])
-    return text[:start] + blank + text[end:]
+    # everything up to the next statement is blanked (offsets kept): the next parse starts
+    # there, so each statement is parsed about once however many errors the spec has
+    return " " * end + text[end:]
 
 
 _VALUES = ("NAME", "NUMBER", "STRING", "LPAR")
@@ -344,32 +369,151 @@ def _help_for(err: UnexpectedToken, expected: set[str], bracket: str | None) -> 
 
 
 def parse(source: Source | str) -> s.Spec:
-    """Parse spec text. Raises SpecError (code `syntax`) with every syntax error found: after an
-    error, the failing statement is blanked and the rest parsed again."""
+    """Parse spec text. Raises SpecError with every syntax error found (after an error, the
+    failing statement is blanked and the rest parsed again) or with the first limit exceeded
+    (limits.py): the work done on any text is bounded."""
     src = source if isinstance(source, Source) else Source(source)
     diags = Diagnostics(src)
-    text: str | None = src.text
-    tree: Tree | None = None
-    for _ in range(_MAX_SYNTAX_ERRORS):
-        assert text is not None
-        try:
-            tree = _lark().parse(text)
-            break
-        except UnexpectedInput as err:
-            _syntax_diagnostic(text, err, diags)
-            text = _blank_statement(text, _error_pos(text, err))
-            if text is None:
-                break
+    # a byte order mark, which many editors write, is white space (offsets kept)
+    text = " " + src.text[1:] if src.text.startswith("\ufeff") else src.text
+    _check_tokens(text, diags)
+    if any(d.code == "spec-too-large" for d in diags.errors):
+        diags.raise_if_errors()
+    tree = _parse_tree(text, diags)
     if tree is not None:
-        for tok in tree.scan_values(lambda v: isinstance(v, Token)):
-            problem = _token_problem(tok)
-            if problem is not None:
-                diags.error("syntax", problem[0], _span(tok), problem[1])
+        _check_tree(tree, diags)
     diags.raise_if_errors()
     assert tree is not None
     spec = _convert(tree)
     assert isinstance(spec, s.Spec)
     return spec
+
+
+def _parse_tree(text: str, diags: Diagnostics) -> Tree | None:
+    """The Lark tree of `text` (after a syntax error, of the statements that follow it, still
+    worth checking), or None when nothing could be parsed."""
+    current: str | None = text
+    for _ in range(_MAX_SYNTAX_ERRORS):
+        assert current is not None
+        try:
+            tree = _lark().parse(current)
+        except UnexpectedInput as err:
+            _syntax_diagnostic(current, err, diags)
+            current = _blank_statement(current, _error_pos(current, err))
+            if current is None:
+                return None
+            continue
+        return tree
+    return None
+
+
+#: The tokens of the language as one C-speed regular expression (the grammar's NAME, NUMBER,
+#: STRING and COMMENT; anything else one character): counting them bounds the parser's work
+#: before it starts, and numbers and strings are checked here, also in statements with errors.
+_TOKENS = re.compile(
+    r'(?P<comment>#[^\n]*)|(?P<string>"(?:[^"\\\n]|\\.)*")|[A-Za-z_]\w*'
+    r"|(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|\S"
+)
+
+
+def _check_tokens(text: str, diags: Diagnostics) -> None:
+    """`spec-too-large` when the text has more bytes or tokens than the limits allow; a
+    located error for each number or string that has no value."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_SPEC_BYTES:
+        head = text.encode("utf-8", "surrogatepass")[: limits.MAX_SPEC_BYTES]
+        at = len(head.decode("utf-8", "ignore"))
+        diags.error(
+            "spec-too-large",
+            f"the spec has {size:,} bytes, more than the limit of {limits.MAX_SPEC_BYTES:,}",
+            Span(at, at + 1),
+            "split it: a spec describes one objective",
+        )
+        return
+    count = 0
+    for match in _TOKENS.finditer(text):
+        if match.lastgroup == "comment":
+            continue
+        count += 1
+        if count > limits.MAX_TOKENS:
+            diags.error(
+                "spec-too-large",
+                f"the spec has more than {limits.MAX_TOKENS:,} tokens (names, numbers, "
+                "operators and brackets)",
+                Span(match.start(), match.end()),
+                "split it: a spec describes one objective",
+            )
+            return
+        if match.lastgroup in ("string", "number"):
+            kind = "STRING" if match.lastgroup == "string" else "NUMBER"
+            problem = _token_problem(kind, match.group())
+            if problem is not None:
+                diags.error(problem[0], problem[1], Span(match.start(), match.end()), problem[2])
+
+
+def _node_span(node: Tree | Token) -> Span:
+    if isinstance(node, Token):
+        return _span(node)
+    return Span(node.meta.start_pos, node.meta.end_pos) if not node.meta.empty else s.NO_SPAN
+
+
+def _check_tree(tree: Tree, diags: Diagnostics) -> None:
+    """The limits on statements, depth and arguments, and the order of arguments, checked on
+    the parse tree without recursion (nothing after this recurses deeper than the limit)."""
+    statements = [c for c in tree.children if isinstance(c, Tree)]
+    if len(statements) > limits.MAX_STATEMENTS:
+        extra = statements[limits.MAX_STATEMENTS]
+        diags.error(
+            "too-many-statements",
+            f"the spec has {len(statements):,} statements, more than the limit of "
+            f"{limits.MAX_STATEMENTS:,}",
+            _node_span(extra),
+            "a spec describes one objective: p, q, mapper, loss and their params and kernels",
+        )
+        return
+    for statement in statements:
+        _check_statement(statement, diags)
+
+
+def _check_statement(statement: Tree, diags: Diagnostics) -> None:
+    stack: list[tuple[Tree, int]] = [(statement, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.MAX_DEPTH:
+            diags.error(
+                "too-deep",
+                f"expressions are nested more than {limits.MAX_DEPTH} deep here",
+                _node_span(node),
+                "write the expression flatter, or split a long sum into a mixture of fewer terms",
+            )
+            return  # one report per statement
+        if node.data == "call":
+            _check_call(node, diags)
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _check_call(call: Tree, diags: Diagnostics) -> None:
+    """At most MAX_TERMS arguments, positional ones first."""
+    args = [c for c in call.children[1:] if c is not None]
+    if len(args) > limits.MAX_TERMS:
+        diags.error(
+            "too-many-terms",
+            f"{call.children[0]}() has {len(args):,} arguments, more than the limit of "
+            f"{limits.MAX_TERMS}",
+            _node_span(args[limits.MAX_TERMS]),
+        )
+    keyword = None
+    for arg in args:
+        if isinstance(arg, Tree) and arg.data == "keyword":
+            keyword = keyword or arg
+        elif keyword is not None:
+            diags.error(
+                "argument-order",
+                f"a positional argument after the keyword argument `{keyword.children[0]}`",
+                _node_span(arg),
+                "give positional arguments first, or name this one too",
+            )
+            return
 
 
 __all__ = ["parse", "grammar_text"]

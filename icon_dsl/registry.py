@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import sympy as sp
@@ -129,11 +129,24 @@ class Arg:
 
 # -- blocks -------------------------------------------------------------------------------------
 
-# The codegen representation of a distribution: log-weights to row-normalise, an indicator
-# (uniform over a mask), a one-hot column index, or dense probabilities.
+# How a distribution is computed: log-weights normalised per row (a kernel, or normalize of raw
+# weights; positive weights, so the row can be restricted to any support before normalising),
+# an indicator (uniform over a mask), a one-hot column index, or dense probabilities: the forms
+# code generation emits (`Val.kind` in codegen/emit.py). The checks read it: a cross-modal p
+# restricts q to the other modality, which only a "logits" q can be.
 Rep = Literal["logits", "mask", "onehot", "prob"]
 
 METRICS = ("euclidean", "cosine", "dot")
+
+# The functions a user kernel's formula may call (`kernel k(d2) = exp(-sqrt(d2))`), by the name
+# the spec uses. Code generation prints them (codegen/printing.py), the interpreter evaluates
+# them (sympy_torch.py), the docs list them.
+KERNEL_FUNCTIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "abs": sp.Abs,
+}
 
 _D2 = sp.Symbol("d2", nonnegative=True)
 
@@ -160,10 +173,17 @@ class Block:
     log_weight: Callable[..., sp.Expr] | None = None
     metrics: tuple[str, ...] = METRICS
     parametric: bool = True  # mappers: does transform() work on new points
-    extra: dict[str, object] = field(default_factory=dict)
+    variadic: bool = False  # takes two or more of its one argument: union(d1, d2, ...)
+    cross_modal: bool = False  # its support, and so q's, is the other modality (CLIP)
+    full_support: bool = False  # nonzero everywhere on its support (KL(q || p) stays finite)
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)
+
+    @property
+    def is_kernel(self) -> bool:
+        """A kernel: a distribution normalised from the weight exp(log_weight(d2, ...))."""
+        return self.log_weight is not None
 
     def weight_formula(self) -> sp.Expr | None:
         """The kernel's weight w(d2) in sympy, with its arguments as positive symbols."""
@@ -209,6 +229,7 @@ _register(
         doc="Gaussian (softmax) neighbours: SNE's p, SimCLR's q, cross-entropy's q over prototypes.",
         formula="w(i,j) = exp(-d2(i,j) / (2 sigma^2))",
         family="gaussian",
+        full_support=True,
         rep="logits",
         pairwise=True,
         accepts_columns=True,
@@ -229,6 +250,7 @@ _register(
         doc="Student-t (Cauchy for dof=1) neighbours: t-SNE's q, harmonic loss over prototypes.",
         formula="w(i,j) = (1 + d2(i,j) / (dof scale^2))^(-(dof+1)/2)",
         family="student_t",
+        full_support=True,
         rep="logits",
         pairwise=True,
         accepts_columns=True,
@@ -323,6 +345,7 @@ _register(
         doc="Uniform over the row's support.",
         formula="p(j|i) = 1 / #support",
         family="uniform",
+        full_support=True,
         rep="mask",
         differentiable=False,
     )
@@ -348,6 +371,7 @@ _register(
         doc="Turn raw nonnegative weights into a row-stochastic distribution.",
         formula="p(j|i) = w(i,j) / sum_k w(i,k)",
         family="normalize",
+        full_support=True,
         rep="logits",
     )
 )
@@ -374,7 +398,7 @@ _register(
         rep="mask",
         differentiable=False,
         may_be_empty=True,
-        extra={"cross": True},
+        cross_modal=True,
     )
 )
 _register(
@@ -413,7 +437,7 @@ _register(
         family="union",
         rep="mask",
         differentiable=False,
-        extra={"variadic": True},
+        variadic=True,
     )
 )
 _register(
@@ -528,6 +552,12 @@ TARGETS: dict[str, Role] = {
 
 #: Bare names that are values of choice and bool arguments.
 CONSTANTS = {"true": True, "false": False, **{m: m for m in METRICS}}
+
+
+def is_kernel(op: str) -> bool:
+    """Is an IR op a registry kernel (a block with a log-weight formula)?"""
+    block = BLOCKS.get(op)
+    return block is not None and block.is_kernel
 
 
 def blocks(role: Role | None = None) -> list[Block]:

@@ -10,7 +10,7 @@ Conventions:
 - supervisory distributions (p) built from data are constants (no gradient);
 - rows of p without any mass (e.g. a class seen once in the batch, diagonal excluded) are
   dropped from the average and counted; if every row is empty a ``ValueError`` is raised
-  instead of returning NaN or a silent zero (ICON.md section 1).
+  instead of returning NaN or a silent zero.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def soft_kmeans_cost(x, phi) -> torch.Tensor:
 
 
 def soft_kmeans_reverse_kl(x, phi, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both sides of ICON.md identity 7 (I-Con's probabilistic k-means, reverse KL).
+    """Both sides of I-Con's probabilistic k-means identity (reverse KL).
 
     lhs = sum_i KL(q_i || p_i), q = cluster_kernel(phi), p_i = softmax_j(-|x_i-x_j|^2/(2 s^2))
           over ALL j (j = i included), Z_i = sum_j exp(-|x_i-x_j|^2/(2 s^2)).

@@ -14,44 +14,22 @@ those too.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
-from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import whole_table as W
+from conftest import ROOT, SPECS
+from conftest import load_generated as load_committed
 
 import icon_dsl
 from icon_dsl.interpret import interpret
 
-try:
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import whole_table as W  # type: ignore[no-redef]
-
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "specs").glob("*.icon"))
 F64 = torch.float64
 TOL = 1e-8
 SEEDS = [0, 1, 2]
 N = 40  # larger than the perplexity (30) of sne / tsne, and even (two views per sample)
-
-
-def load_committed(stem: str) -> type[torch.nn.Module]:
-    path = ROOT / "generated" / f"{stem}.py"
-    spec = importlib.util.spec_from_file_location(f"icon_generated_agree_{stem}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    (cls,) = [
-        obj
-        for name, obj in vars(mod).items()
-        if inspect.isclass(obj)
-        and issubclass(obj, torch.nn.Module)
-        and obj.__module__ == mod.__name__
-        and not name.startswith("_")
-    ]
-    return cls
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -74,7 +52,9 @@ def hyper_values(ir, seed: int) -> dict[str, float]:
     return out
 
 
-def batch(cls: type, ir, seed: int, n: int = N) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def batch(
+    cls: type[Any], ir, seed: int, n: int = N
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """z and the inputs the module's forward names, seeded. On odd seeds some rows of label /
     augmentation specs are made empty (a class seen once, a sample with a single view)."""
     g = _gen(seed)
@@ -126,7 +106,7 @@ def _small_sigma(ir) -> bool:
         return False
 
 
-def constructor_tensors(cls: type, seed: int) -> dict[str, torch.Tensor]:
+def constructor_tensors(cls: type[Any], seed: int) -> dict[str, torch.Tensor]:
     """Required tensor arguments of the constructor (a graph's `adjacency`)."""
     out = {}
     for p in inspect.signature(cls.__init__).parameters.values():
@@ -139,7 +119,7 @@ def constructor_tensors(cls: type, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def check_agreement(cls: type, ir, seed: int) -> None:
+def check_agreement(cls: type[Any], ir, seed: int) -> None:
     hypers = hyper_values(ir, seed)
     kwargs = {_kwarg(cls, name): value for name, value in hypers.items()}
     tensors = constructor_tensors(cls, seed)
@@ -203,7 +183,7 @@ def safe_loss(ir, ev) -> torch.Tensor:
     return out.mean()
 
 
-def _kwarg(cls: type, name: str) -> str:
+def _kwarg(cls: type[Any], name: str) -> str:
     """The constructor keyword for spec hyperparameter `name` (sanitised if it is a keyword)."""
     params = inspect.signature(cls.__init__).parameters
     if name in params:

@@ -15,16 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 
 from icon_dsl.train import checkpoint
 from icon_dsl.train.data import load_digits
 from icon_dsl.train.errors import TrainError
 from icon_dsl.train.runtime import train
-
-try:
-    from tests.cli_run import run_cli
-except ImportError:  # pytest run from tests/
-    from cli_run import run_cli  # type: ignore[no-redef]
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TSNE = SPECS / "tsne.icon"

@@ -1,6 +1,6 @@
 """Every command ends in a message with its documented exit code, never a traceback.
 
-Exit codes (icon_dsl.cli.EXIT_CODES): 0 ok, 1 a spec or data error, 2 bad usage, 3 training
+Exit codes (icon_dsl.usage.EXIT_CODES): 0 ok, 1 a spec or data error, 2 bad usage, 3 training
 started and failed. Each case below is one a user can hit: arguments out of range, output
 folders that cannot be written, spec and data files of any name or content, a loss or gradient
 that stops being finite. Runs are tiny (40 rows of digits, 1 epoch).
@@ -15,19 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 
 from icon_dsl.api import CompiledModule
-from icon_dsl.cli import EXIT_CODES
 from icon_dsl.explain import explain
 from icon_dsl.train import runtime
 from icon_dsl.train.data import load_digits
 from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
 from icon_dsl.train.runtime import train
-
-try:
-    from tests.cli_run import run_cli
-except ImportError:  # pytest run from tests/
-    from cli_run import run_cli  # type: ignore[no-redef]
+from icon_dsl.usage import EXIT_CODES
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 TSNE = SPECS / "tsne.icon"

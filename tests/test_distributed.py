@@ -11,16 +11,17 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import ROOT
 from torch import nn
 
 import icon_dsl
 
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-8
 N, D_IN = 16, 6
 WORLD = 2
@@ -39,7 +40,7 @@ p = joint(gaussian(x, perplexity=4))
 q = joint(student_t(f(x), dof=1))
 """
 
-CASES = {
+CASES: dict[str, tuple[Path | str, dict]] = {
     "simclr": (ROOT / "specs" / "simclr.icon", {}),
     "supcon": (ROOT / "specs" / "supcon.icon", {}),
     "clip": (ROOT / "specs" / "clip.icon", {"temperature": 0.5}),
@@ -56,7 +57,8 @@ def _enumerated_cases() -> dict[str, tuple[str, dict]]:
     adjacency is over a data set, not a batch); perplexity 30 becomes 5 for a batch of 16."""
     from icon_dsl.enumeration import enumerate_methods
 
-    seen, out = set(), {}
+    seen: set[tuple[object, ...]] = set()
+    out: dict[str, tuple[str, dict]] = {}
     for c in enumerate_methods(probe=False, modifiers=("debias",), mappers=["mlp"]):
         key = (c.p, c.q, c.divergence, c.modifiers, c.input)
         if key not in seen and "graph" not in c.spec:
@@ -71,7 +73,7 @@ CASES.update(_enumerated_cases())
 class Model(nn.Module):
     """The spec's mapper and loss together, so DDP also averages prototype gradients."""
 
-    def __init__(self, cls: type, hypers: dict, kind: str, dim: int) -> None:
+    def __init__(self, cls: type[Any], hypers: dict, kind: str, dim: int) -> None:
         super().__init__()
         self.mapper = nn.Sequential(nn.Linear(D_IN, 8), nn.Tanh(), nn.Linear(8, dim))
         self.softmax = kind == "kmeans" or "softmax=true" in str(CASES[kind][0])
@@ -98,7 +100,7 @@ def _batch() -> tuple[torch.Tensor, dict]:
     return x, {**inputs, "side": side}
 
 
-def _inputs(cls: type, data: dict, rows: slice) -> dict:
+def _inputs(cls: type[Any], data: dict, rows: slice) -> dict:
     out = {}
     for name in cls.INPUTS:
         source = data["clip_index"] if name == "index" and "modality" in cls.INPUTS else data[name]
@@ -128,7 +130,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             loss.backward()
             mean_loss = loss.detach().clone()
             dist.all_reduce(mean_loss)
-            grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+            grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
             results[kind] = (float(mean_loss) / WORLD, grads)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:

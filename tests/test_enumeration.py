@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import ROOT
 
 from icon_dsl import enumeration as en
 from icon_dsl.api import check, compile
 from icon_dsl.diagnostics import SpecError
 from icon_dsl.interpret import interpret
 from icon_dsl.known import by_key
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @cache
@@ -37,8 +36,8 @@ def cell(p: str, q: str, regime: str = "", cands: tuple[en.Candidate, ...] | Non
 
 # -- the paper's table ---------------------------------------------------------------------------
 
-# (p family, q family, q limit regime, known.py key): ICON.md section 4, every cell the registry
-# expresses today.
+# (p family, q family, q limit regime, known.py key): the I-Con paper's table, every cell the
+# registry expresses today.
 KNOWN_CELLS = [
     ("gaussian", "gaussian", "", "sne"),
     ("gaussian", "gaussian", "", "xsample"),
@@ -79,7 +78,7 @@ def test_modifier_cells_are_named() -> None:
     assert by_key("tsne_joint").display in {c.known_as for c in joint}  # type: ignore[union-attr]
 
 
-# The gaps ICON.md names, as cells: each holds new candidates the checks accept.
+# The gaps in the I-Con paper's table, as cells: each holds new candidates the checks accept.
 PAPER_GAPS = {
     "t-SupCon": ("label", "student_t", ""),
     "t-CLIP": ("cross_modal", "student_t", ""),
@@ -246,11 +245,11 @@ def test_docs_are_current() -> None:
 # -- emitted specs -------------------------------------------------------------------------------
 
 
-def _module_inputs(cls: type, batch: dict) -> dict[str, torch.Tensor]:
+def _module_inputs(cls: type[Any], batch: dict) -> dict[str, torch.Tensor]:
     return {name: batch["inputs"][name] for name in getattr(cls, "INPUTS", ())}
 
 
-def _instantiate(cls: type, z: torch.Tensor, batch: dict) -> Any:
+def _instantiate(cls: type[Any], z: torch.Tensor, batch: dict) -> Any:
     kwargs: dict[str, object] = {}
     params = inspect.signature(cls).parameters
     if "embedding_dim" in params:

@@ -18,6 +18,8 @@ from icon_dsl.cli import main
 from icon_dsl.diagnostics import CODES, SpecError
 from icon_dsl.source import Source
 
+_QM = "q = gaussian(f(x))\nmapper = table\n"
+
 
 class Case(NamedTuple):
     id: str
@@ -88,17 +90,18 @@ bad.icon:1:3: error: unexpected 'gaussian'; expected '='  [syntax]
         'bad.icon:1:10: error: invalid string "a \\q": invalid \\escape  [syntax]\n   1 | method m "a \\q"\n     |          ^^^^^^\n  help: strings take the escapes \\" \\\\ \\n \\t \\uXXXX\n',
     ),
     Case(
-        "syntax-number",
-        "syntax",
+        "number-size-literal",
+        "number-size",
         """\
 p = gaussian(x, sigma=1e999)
 q = gaussian(f(x))
 mapper = table
 """,
         """\
-bad.icon:1:23: error: the number 1e999 is too large  [syntax]
+bad.icon:1:23: error: the number 1e999 is too large  [number-size]
    1 | p = gaussian(x, sigma=1e999)
      |                       ^^^^^
+  help: numbers are 0 or between 1e-300 and 1e+300 in size, written in at most 64 characters
 """,
     ),
     Case(
@@ -909,6 +912,307 @@ bad.icon:1:5: note: rows of p may be empty (a label or sample seen once in a bat
      |     ^^^^^^^^
 """,
     ),
+    Case(
+        "argument-order",
+        "argument-order",
+        """\
+p = gaussian(sigma=1, x)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:23: error: a positional argument after the keyword argument `sigma`  [argument-order]
+   1 | p = gaussian(sigma=1, x)
+     |                       ^
+  help: give positional arguments first, or name this one too
+""",
+    ),
+    Case(
+        "unused-param",
+        "unused-param",
+        """\
+param sigma = 0.3
+p = gaussian(x, sigma=sigam)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:7: warning: param `sigma` is declared but never used  [unused-param]
+   1 | param sigma = 0.3
+     |       ^^^^^
+  help: `sigam` is used instead: did you mean `sigma` there?
+bad.icon:2:23: warning: `sigam` is not declared: it becomes a hyperparameter with no default  [unused-param]
+   2 | p = gaussian(x, sigma=sigam)
+     |                       ^^^^^
+  help: did you mean `sigma`?
+""",
+    ),
+    Case(
+        "unused-param-plain",
+        "unused-param",
+        """\
+param tau = 0.3
+p = gaussian(x)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:7: warning: param `tau` is declared but never used  [unused-param]
+   1 | param tau = 0.3
+     |       ^^^
+  help: remove it or use it
+""",
+    ),
+    Case(
+        "number-size-power",
+        "number-size",
+        """\
+p = gaussian(x, sigma=10^10^10)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:23: error: this power is about 10^10000000000, too large  [number-size]
+   1 | p = gaussian(x, sigma=10^10^10)
+     |                       ^^^^^^^^
+  help: numbers are 0 or between 1e-300 and 1e+300 in size, written in at most 64 characters
+""",
+    ),
+    Case(
+        "number-size-small",
+        "number-size",
+        """\
+p = gaussian(x, sigma=1e-99999999)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:23: error: the number 1e-99999999 is too small (it is not 0)  [number-size]
+   1 | p = gaussian(x, sigma=1e-99999999)
+     |                       ^^^^^^^^^^^
+  help: numbers are 0 or between 1e-300 and 1e+300 in size, written in at most 64 characters
+""",
+    ),
+    Case(
+        "number-size-product",
+        "number-size",
+        """\
+p = gaussian(x, sigma=1e300 * 1e300)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:23: error: `1e300 * 1e300` is too large (about 10^600)  [number-size]
+   1 | p = gaussian(x, sigma=1e300 * 1e300)
+     |                       ^^^^^^^^^^^^^
+  help: numbers are 0 or between 1e-300 and 1e+300 in size, written in at most 64 characters
+""",
+    ),
+    Case(
+        "number-size-kernel-power",
+        "number-size",
+        """\
+kernel k(d2) = 1 / (1 + d2)^1000
+p = gaussian(x)
+q = normalize(k(f(x)))
+mapper = table
+""",
+        """\
+bad.icon:1:20: error: the powers in this formula multiply to 1000, more than 16  [number-size]
+   1 | kernel k(d2) = 1 / (1 + d2)^1000
+     |                    ^^^^^^^^^^^^^
+  help: symbolic proofs expand powers: use smaller exponents
+""",
+    ),
+    Case(
+        "domain-zero-by-zero-interval",
+        "domain",
+        """\
+param a in [0/0, 1] = 0.5
+p = debias(gaussian(x), a)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:13: error: `0 / 0` is not a finite real number  [domain]
+   1 | param a in [0/0, 1] = 0.5
+     |             ^^^
+  help: it divides by zero, or takes a fractional power of a negative number
+""",
+    ),
+    Case(
+        "domain-division-by-zero",
+        "domain",
+        """\
+p = knn(x, 1/0)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:12: error: `1 / 0` is not a finite real number  [domain]
+   1 | p = knn(x, 1/0)
+     |            ^^^
+  help: it divides by zero, or takes a fractional power of a negative number
+""",
+    ),
+    Case(
+        "domain-complex-default",
+        "domain",
+        """\
+param s = (-1)^0.5
+p = gaussian(x, sigma=s)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:11: error: `(-1) ^ 0.5` is not a finite real number  [domain]
+   1 | param s = (-1)^0.5
+     |           ^^^^^^^^
+  help: it divides by zero, or takes a fractional power of a negative number
+""",
+    ),
+    Case(
+        "domain-complex-weight",
+        "domain",
+        """\
+p = (-1)^0.5 * knn(x, 3) + 0.5 * gaussian(x)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:5: error: `(-1) ^ 0.5` is not a finite real number  [domain]
+   1 | p = (-1)^0.5 * knn(x, 3) + 0.5 * gaussian(x)
+     |     ^^^^^^^^
+  help: it divides by zero, or takes a fractional power of a negative number
+""",
+    ),
+    Case(
+        "domain-default-outside-interval",
+        "domain",
+        """\
+param a in [0, 1] = 2
+p = debias(gaussian(x), a)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:21: error: the default a = 2 is outside its domain: 0 <= a <= 1  [domain]
+   1 | param a in [0, 1] = 2
+     |                     ^
+""",
+    ),
+    Case(
+        "domain-default-outside-slot",
+        "domain",
+        """\
+param t = -1
+p = gaussian(x, temperature=t)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:11: error: the default t = -1 is outside its domain: t > 0  [domain]
+   1 | param t = -1
+     |           ^^
+""",
+    ),
+    Case(
+        "domain-default-not-integer",
+        "domain",
+        """\
+param k = 2.5
+p = knn(x, k)
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:11: error: the default k = 2.5 is outside its domain: k a positive integer  [domain]
+   1 | param k = 2.5
+     |           ^^^
+""",
+    ),
+    Case(
+        "duplicate-argument-kernel",
+        "duplicate-argument",
+        """\
+kernel k(d2, a, a) = exp(-d2 / a)
+p = gaussian(x)
+q = normalize(k(f(x), 1, 2))
+mapper = table
+""",
+        """\
+bad.icon:1:17: error: `a` is an argument of kernel `k` twice  [duplicate-argument]
+   1 | kernel k(d2, a, a) = exp(-d2 / a)
+     |                 ^
+  help: give each argument its own name
+""",
+    ),
+    Case(
+        "too-many-terms-mixture",
+        "too-many-terms",
+        "p = " + " + ".join(["0.05 * knn(x, 3)"] * 17) + "\n" + _QM,
+        """\
+bad.icon:1:5: error: 17 mixture terms, more than the limit of 16  [too-many-terms]
+   1 | p = 0.05 * knn(x, 3) + 0.05 * knn(x, 3) + 0.05 * knn(x, 3) + 0.05 * knn(x, 3) + 0.05 * knn(x, 3) + 0...
+     |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  help: the checker proves the weights of each term: use fewer
+""",
+    ),
+    Case(
+        "too-many-terms-union",
+        "too-many-terms",
+        "p = union(" + ", ".join(["knn(x, 3)"] * 17) + ")\n" + _QM,
+        """\
+bad.icon:1:187: error: union() has 17 arguments, more than the limit of 16  [too-many-terms]
+   1 | ..., knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3), knn(x, 3))
+     |                                                                                              ^^^^^^^^^
+""",
+    ),
+    Case(
+        "spec-too-large",
+        "spec-too-large",
+        "p = gaussian(x)\n" + _QM + "# " + "x" * 100_000,
+        """\
+bad.icon:4:99951: error: the spec has 100,052 bytes, more than the limit of 100,000  [spec-too-large]
+   4 | ...xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
+     |                                                    ^
+  help: split it: a spec describes one objective
+""",
+    ),
+    Case(
+        "too-many-statements",
+        "too-many-statements",
+        "p = x\n" * 1_001,
+        """\
+bad.icon:1001:1: error: the spec has 1,001 statements, more than the limit of 1,000  [too-many-statements]
+1001 | p = x
+     | ^^^^^
+  help: a spec describes one objective: p, q, mapper, loss and their params and kernels
+""",
+    ),
+    Case(
+        "too-deep",
+        "too-deep",
+        "p = " + "normalize(" * 64 + "x" + ")" * 64 + "\n" + _QM,
+        """\
+bad.icon:1:635: error: expressions are nested more than 64 deep here  [too-deep]
+   1 | ...lize(normalize(normalize(normalize(x))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))
+     |                             ^^^^^^^^^^^^
+  help: write the expression flatter, or split a long sum into a mixture of fewer terms
+""",
+    ),
+    Case(
+        "formula-too-large",
+        "formula-too-large",
+        "".join(f"kernel k{i}(d2) = exp(-d2" + " - d2" * 10 + ")\n" for i in range(9))
+        + "p = gaussian(x)\nq = normalize(k0(f(x)))\nmapper = table\n",
+        """\
+bad.icon:9:21: error: the spec's formulas (kernels and expressions of hyperparameters) have more than 100 operations in all  [formula-too-large]
+   9 | kernel k8(d2) = exp(-d2 - d2 - d2 - d2 - d2 - d2 - d2 - d2 - d2 - d2 - d2)
+     |                     ^^^^^^^^^^^^^^^^^^^^^^^
+  help: write shorter formulas: the checker proves properties of each one
+""",
+    ),
 ]
 
 #: Codes produced outside `check(text)`, with the test that pins them.
@@ -963,7 +1267,7 @@ def test_file_name_in_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     codes, text = rendered(Path("specs/bad.icon"))
     assert codes == ["not-row-stochastic"]
-    # the example of DESIGN.md section 1, line for line
+    # the diagnostic format docs/errors.md describes, line for line
     assert text == (
         "specs/bad.icon:3:5: error: q must be row-stochastic, but cauchy(f(x), 1.0) is raw "
         "weights  [not-row-stochastic]\n"

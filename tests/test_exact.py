@@ -21,49 +21,21 @@ Tolerances (absolute, on O(1) losses and gradients):
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import math
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+import references as R
 import torch
 import torch.nn.functional as F
+from conftest import GENERATED, load_generated
 
-try:  # `tests` importable as a (namespace) package when run from the repository root
-    from tests import references as R
-except ImportError:  # pytest's rootdir-relative import of a package-less tests/ folder
-    import references as R
-
-ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "generated"
 F64 = torch.float64
 TOL = 1e-10
 PERP_TOL = 1e-9
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def load_generated(stem: str) -> type[torch.nn.Module]:
-    """The public nn.Module class of generated/<stem>.py, imported by file path."""
-    path = GENERATED / f"{stem}.py"
-    spec = importlib.util.spec_from_file_location(f"icon_generated_exact_{stem}", path)
-    assert spec is not None and spec.loader is not None
-    mod: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    classes = [
-        obj
-        for name, obj in vars(mod).items()
-        if inspect.isclass(obj)
-        and issubclass(obj, torch.nn.Module)
-        and obj.__module__ == mod.__name__
-        and not name.startswith("_")
-    ]
-    assert len(classes) == 1, f"{path.name}: expected one public nn.Module, got {classes}"
-    return classes[0]
 
 
 def gen(seed: int) -> torch.Generator:
@@ -131,7 +103,7 @@ def test_simclr_equals_nt_xent_value_and_grad(seed, b, d, tau, layout):
     ref = R.nt_xent(z2, index, tau)
     assert_num(ours, ref, TOL, "SimCLR vs references.nt_xent")
     assert module.last_dropped_rows == 0
-    assert_grad(*grad(ours, z1), *grad(ref, z2), TOL)
+    assert_grad(grad(ours, z1)[0], grad(ref, z2)[0], TOL)
 
 
 @pytest.mark.parametrize("seed,b,d,tau,layout", SIMCLR_CASES)
@@ -145,7 +117,7 @@ def test_simclr_equals_pml_ntxent_value_and_grad(seed, b, d, tau, layout):
     ours = SimCLR(temperature=tau)(z1, index=index)
     theirs = NTXentLoss(temperature=tau)(z2, index)  # labels = sample index
     assert_num(ours, theirs, TOL, "SimCLR vs pml NTXentLoss")
-    assert_grad(*grad(ours, z1), *grad(theirs, z2), TOL)
+    assert_grad(grad(ours, z1)[0], grad(theirs, z2)[0], TOL)
 
 
 def test_simclr_default_temperature_is_the_spec_default():

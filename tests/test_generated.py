@@ -26,9 +26,13 @@ import sys
 import tempfile
 import tokenize
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import whole_table as W
+from conftest import GENERATED, ROOT, SPECS
+from conftest import load_generated as load_file
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -36,39 +40,9 @@ import icon_dsl
 from icon_dsl import SpecError
 from icon_dsl.codegen.names import identifier, spec_text, string_literal
 
-try:
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import whole_table as W  # type: ignore[no-redef]
-
-ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "generated"
-SPECS = sorted((ROOT / "specs").glob("*.icon"))
 STEMS = [p.stem for p in SPECS]
 F64 = torch.float64
 REGENERATE = "generated/ is stale: run `icon-dsl compile specs/*.icon` from the repository root"
-
-
-def load_file(path: Path, name: str | None = None) -> type[torch.nn.Module]:
-    """The one public nn.Module class of a generated file, imported by file path."""
-    spec = importlib.util.spec_from_file_location(name or f"icon_generated_t_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return _public_module(vars(mod), mod.__name__)
-
-
-def _public_module(namespace: dict, module_name: str) -> type[torch.nn.Module]:
-    classes = [
-        obj
-        for name, obj in namespace.items()
-        if inspect.isclass(obj)
-        and issubclass(obj, torch.nn.Module)
-        and obj.__module__ == module_name
-        and not name.startswith("_")
-    ]
-    assert len(classes) == 1, f"expected exactly one public nn.Module, got {classes}"
-    return classes[0]
 
 
 def compile_text(text: str) -> icon_dsl.api.CompiledModule:
@@ -380,7 +354,9 @@ TITLES = {
 }
 
 
-def _assert_safe_module(module: icon_dsl.api.CompiledModule, tmp_path: Path, monkeypatch) -> type:
+def _assert_safe_module(
+    module: icon_dsl.api.CompiledModule, tmp_path: Path, monkeypatch
+) -> type[Any]:
     """Write, import and run a generated module in tmp_path; no PWNED file may appear."""
     monkeypatch.chdir(tmp_path)
     tree = ast.parse(module.source)
@@ -404,7 +380,7 @@ def _assert_safe_module(module: icon_dsl.api.CompiledModule, tmp_path: Path, mon
     return cls
 
 
-def _run_simclr_like(cls: type, **kwargs) -> float:
+def _run_simclr_like(cls: type[Any], **kwargs) -> float:
     z, index = randn(6, 3), views(6)
     module = cls(**kwargs)
     loss = module(z, index=index)
@@ -429,12 +405,12 @@ def test_title_round_trips_into_the_docstring(name):
     title = json.loads(f'"{TITLES[name]}"')
     module = compile_text(f'method evil "{TITLES[name]}"\n' + SIMCLR_BODY)
     doc = ast.get_docstring(ast.parse(module.source), clean=False)
-    assert f"Title: {title}\n" in doc
+    assert doc is not None and f"Title: {title}\n" in doc
 
 
 def test_title_outside_the_bmp_round_trips():
     module = compile_text('method emoji "smile \U0001f600 end"\n' + SIMCLR_BODY)
-    assert "smile \U0001f600 end" in ast.get_docstring(ast.parse(module.source))
+    assert "smile \U0001f600 end" in (ast.get_docstring(ast.parse(module.source)) or "")
 
 
 # A payload that leaves two traces if it ever runs: a file PWNED in the working directory and a
@@ -520,7 +496,7 @@ def _assert_no_injected_code(source: str) -> None:
                 assert RUN_FLAG not in node.value and "PWNED" not in node.value, node.value
 
 
-def _construct_and_run(cls: type, text: str) -> None:
+def _construct_and_run(cls: type[Any], text: str) -> None:
     """Construct with the defaults (1.0 for a hyperparameter without one), then call
     forward, divergence and distributions on a small batch; all must be finite."""
     g = torch.Generator().manual_seed(0)
@@ -568,7 +544,7 @@ def test_comments_and_titles_everywhere_run_nothing(base, tmp_path, monkeypatch)
     cls = _assert_safe_module(module, tmp_path, monkeypatch)
     _construct_and_run(cls, text)
     _assert_nothing_ran(tmp_path)
-    doc = ast.get_docstring(ast.parse(module.source), clean=False)
+    doc = ast.get_docstring(ast.parse(module.source), clean=False) or ""
     assert f"Title: {' | '.join(BREAKOUTS)}\n" in doc
     for line in text.rstrip().split("\n"):
         assert line.rstrip() in doc

@@ -6,36 +6,17 @@ written here from the papers' formulas or taken from scikit-learn / torch, never
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+import references as R
 import torch
 import torch.nn.functional as F
+from conftest import close
+from conftest import load_generated as load
 
-try:
-    from tests import references as R
-except ImportError:  # pragma: no cover - run from tests/
-    import references as R  # type: ignore[no-redef]
-
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-10
-
-
-def load(stem: str) -> type:
-    spec = importlib.util.spec_from_file_location(f"gen_{stem}", ROOT / "generated" / f"{stem}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    classes = [v for k, v in vars(module).items() if isinstance(v, type) and not k.startswith("_")]
-    (cls,) = [c for c in classes if issubclass(c, torch.nn.Module) and c is not torch.nn.Module]
-    return cls
-
-
-def close(a: torch.Tensor, b: torch.Tensor, tol: float = TOL) -> None:
-    assert torch.allclose(a, b, atol=tol, rtol=0), (a, b)
 
 
 def value_and_grad(fn, z):  # type: ignore[no-untyped-def]

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from icon_dsl.cli import main
 from icon_dsl.train.extras import TRAIN_PACKAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -30,7 +30,10 @@ def test_compiler_depends_on_its_stages_only() -> None:
 
 @pytest.mark.parametrize("blocked", sorted(TRAIN_PACKAGES))
 def test_train_without_the_extra_says_how_to_install_it(
-    blocked: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    blocked: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     # None in sys.modules makes `import <blocked>` fail as if the package were not installed
     monkeypatch.setitem(sys.modules, blocked, None)

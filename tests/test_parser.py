@@ -448,7 +448,6 @@ def test_render_caret_keeps_tabs() -> None:
         "param a in [0 1]",
         "kernel k d2 = 1",
         "p = x $ y",
-        "p = 1e99999",
         "p = f(x) (y)",
         "p = a ^^ b",
         "p = gaussian(sigma=1=2)",

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+import whole_table as W
+from conftest import ROOT
+from conftest import load_generated as load
 
 import icon_dsl
 
-try:
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import whole_table as W  # type: ignore[no-redef]
-
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-10
-
-
-def load(stem: str) -> type:
-    spec = importlib.util.spec_from_file_location(f"perf_{stem}", ROOT / "generated" / f"{stem}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(
-        v
-        for k, v in vars(module).items()
-        if isinstance(v, type) and issubclass(v, torch.nn.Module) and not k.startswith("_")
-    )
 
 
 def _value_and_grad(fn, z):  # type: ignore[no-untyped-def]

@@ -11,13 +11,9 @@ import math
 
 import numpy as np
 import pytest
+import references as R
 import torch
 import torch.nn.functional as F
-
-try:  # `tests` importable as a (namespace) package when run from the repository root
-    from tests import references as R
-except ImportError:  # pytest's rootdir-relative import of a package-less tests/ folder
-    import references as R
 
 F64 = torch.float64
 
@@ -146,7 +142,7 @@ def test_supcon_pml_returns_zero_without_negatives():
 
 
 def test_supcon_is_mean_cross_entropy_of_icon_p_q():
-    """ICON.md identity 2: p = uniform over same-label j != i, q = softmax_{k != i}(cos/tau)."""
+    """I-Con's SupCon identity: p = uniform over same-label j != i, q = softmax_{k != i}(cos/tau)."""
     y = torch.tensor([0, 0, 1, 1, 1, 2, 5, 2])
     z = randn(8, 3, seed=5)
     eye = torch.eye(8, dtype=torch.bool)

@@ -6,21 +6,18 @@ Tolerances (relative to the float64 loss): float32 1e-4, bfloat16 5e-2 (8 bits o
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
+import whole_table as W
 
 import icon_dsl
-
-try:
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import whole_table as W  # type: ignore[no-redef]
 
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2}
 
 
-def _module(text: str, **hypers: float) -> torch.nn.Module:
+def _module(text: str, **hypers: float) -> Any:
     return icon_dsl.compile(text).load()(**hypers)
 
 

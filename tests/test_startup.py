@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
+from conftest import ROOT
 
 from icon_dsl import registry as reg
-from icon_dsl.codegen.names import NN_MODULE_ATTRIBUTES
+from icon_dsl.codegen.names import _MODULE_ATTRS as NN_MODULE_ATTRIBUTES
 from icon_dsl.codegen.printing import TorchCodePrinter
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Runs the command line as `icon-dsl` would, then prints the names of every imported module.
 _LIST_MODULES = """

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 
 from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
@@ -19,11 +20,6 @@ from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
 from icon_dsl.train.plan import CLUSTER_RESTARTS
 from icon_dsl.train.runtime import train
-
-try:
-    from tests.cli_run import run_cli
-except ImportError:  # pytest run from tests/
-    from cli_run import run_cli  # type: ignore[no-redef]
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -331,7 +327,8 @@ def test_cli_exit_codes(tmp_path: Path, digits: Dataset) -> None:
     assert "--param sigma=" in ran.err
     run_cli("train", SPECS / "tsne.icon", "--param", "oops", expect=2)
     labelled = tmp_path / "small.npz"
-    np.savez(labelled, x=digits.x[:80], y=digits.y[:80] if digits.y is not None else None)
+    assert digits.y is not None
+    np.savez(labelled, x=digits.x[:80], y=digits.y[:80])
     out = tmp_path / "run"
     args = ["train", str(SPECS / "tsne.icon"), "--data", str(labelled), "--epochs", "2"]
     run_cli(*args, "--out", out, "--quiet", expect=0)

@@ -9,6 +9,7 @@ in their mapper) are one case.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 
@@ -34,12 +35,12 @@ def ids(cases: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> list[str]
     return [name for name, _ in cases]
 
 
-def load(spec: str) -> type:
+def load(spec: str) -> type[Any]:
     return icon_dsl.compile(spec).load()
 
 
 def batch(
-    cls: type, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
+    cls: type[Any], n: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(forward inputs, constructor tensors) for the module class `cls` on a batch of n rows.
 

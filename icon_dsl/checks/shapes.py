@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .. import registry as reg
 from ..diagnostics import Diagnostics
 from ..ir import IR
 
@@ -34,15 +35,11 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "wrap both sides: p = joint(...), q = joint(...)",
         )
         return
-    if (
-        p.cross
-        and not q.cross
-        and ir.op(ir.roots["q"]) not in ("gaussian", "student_t", "normalize")
-    ):
+    if p.cross and not q.cross and not _from_weights(ir, ir.roots["q"]):
         diags.error(
             "shape-mismatch",
             "a cross-modal p restricts q to the other modality, which needs a kernel q "
-            "(gaussian, student_t or normalize(...))",
+            f"({_weight_blocks()})",
             span,
         )
     divergence = ir.op(ir.roots["loss"])
@@ -66,14 +63,31 @@ def check(ir: IR, diags: Diagnostics) -> None:
         )
 
 
-# Blocks whose rows are nonzero over their whole support.
-_FULL = ("gaussian", "student_t", "normalize", "uniform")
+def _block(ir: IR, node: int) -> reg.Block | None:
+    """The registry block a node calls (None for inputs, user kernels, mixtures)."""
+    return reg.BLOCKS.get(ir.op(node))
+
+
+def _from_weights(ir: IR, node: int) -> bool:
+    """Is the distribution normalised from positive weights per row (so it can be restricted
+    to any support, such as the other modality, before normalising)?"""
+    block = _block(ir, node)
+    return block is not None and block.role == "distribution" and block.rep == "logits"
+
+
+def _weight_blocks() -> str:
+    """`gaussian, student_t or normalize(...)`: the blocks a cross-modal p accepts as q."""
+    weights = [b for b in reg.blocks("distribution") if b.rep == "logits"]
+    names = [b.name for b in weights if b.is_kernel]
+    names += [f"{b.name}(...)" for b in weights if not b.is_kernel]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 def full_support(ir: IR, node: int) -> bool:
     """Is the distribution nonzero everywhere on its support (so KL(q || p) stays finite)?"""
     op, kids = ir.op(node), ir.children(node)
-    if op in _FULL:
+    block = _block(ir, node)
+    if block is not None and block.full_support:
         return True
     if op == "debias":
         return _positive(ir, ir.args(node)["alpha"]) or full_support(ir, kids[0])

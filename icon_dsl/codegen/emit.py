@@ -1,7 +1,7 @@
 """Emission: every decision about the generated module is made here; templates only fill holes.
 
 Takes: a checked IR. Guarantees: deterministic Python source for a standalone torch module that
-follows the generated-module contract (DESIGN.md section 2): one public nn.Module named after the
+follows the generated-module contract (docs/design.md): one public nn.Module named after the
 method, `forward`, `distributions`, `divergence`, `build_mapper`. Lowering picks the cheap exact
 form: log-space throughout, an indicator p as a mask or a gather of log q, no H(p) in the
 training loss, rows of p that may be empty dropped and counted.
@@ -295,7 +295,7 @@ class Emitter:
             # parameters follow z's dtype (float64, or float32 for half precision z)
             return Val("tensor", "self.prototypes.to(z.dtype)", cols="self.prototypes.to(z.dtype)")
         text = self._text(node)
-        if op in ("gaussian", "student_t", "kernel"):
+        if op == "kernel" or reg.is_kernel(op):
             return self._kernel(node, op, args, kids, prefix, text)
         if op == "knn":
             v = self.lower(kids[0], prefix)
@@ -505,7 +505,7 @@ class Emitter:
         b = self.body
         inner = self.lower(child, f"{prefix}0")
         out = b.fresh(f"{prefix}_joint")
-        fixed_width = self.ir.op(child) in ("gaussian", "student_t")
+        fixed_width = reg.is_kernel(self.ir.op(child))
         if fixed_width and "perplexity" not in self.ir.args(child):
             b.comment(f"{text}: log of w / sum_(k != l) w_kl, one normaliser for the matrix")
             b.add(f"{out} = {inner.var} - torch.logsumexp({inner.var}.flatten(), 0)")
@@ -848,7 +848,7 @@ def has_neighbour_path(ir: IR) -> bool:
         or pt.learned
         or pt.cross
         or ir.op(p_root) == "classes"
-        or ir.op(kernel) not in ("gaussian", "student_t")
+        or not reg.is_kernel(ir.op(kernel))
         or len(kids) != 1
         or ir.op(kids[0]) != "f"
         or "perplexity" in q_args

@@ -31,7 +31,7 @@ _BUILTINS = set(dir(builtins))
 # The public attributes of torch.nn.Module (torch 2.13; a test checks this list still covers
 # them) and `training`, which each instance sets: a hyperparameter attribute must not shadow one.
 # Listed, not read from torch, so that compiling a spec does not import torch.
-NN_MODULE_ATTRIBUTES = {
+_MODULE_ATTRS = {
     "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
     "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
     "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
@@ -59,10 +59,7 @@ def identifier(name: str) -> str:
 
 def _taken(name: str) -> bool:
     return (
-        keyword.iskeyword(name)
-        or name in _RESERVED
-        or name in NN_MODULE_ATTRIBUTES
-        or name in _BUILTINS
+        keyword.iskeyword(name) or name in _RESERVED or name in _MODULE_ATTRS or name in _BUILTINS
     )
 
 

@@ -2,7 +2,7 @@
 
 ``add_train_command`` registers the subcommand on the main parser (icon_dsl/cli.py calls it).
 Every failure prints one message, never a traceback, and exits with the code of
-``icon_dsl.cli.EXIT_CODES``: SpecError, DataError and TrainError 1, UsageError and bad arguments
+``icon_dsl.usage.EXIT_CODES``: SpecError, DataError and TrainError 1, UsageError and bad arguments
 2, TrainingFailed, memory exhaustion and outputs that cannot be written 3. Notes (TrainNote) are
 printed as ``note: ...`` when they are issued.
 """
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from icon_dsl.cli import (
+from icon_dsl.usage import (
     EXIT_ERRORS,
     EXIT_OK,
     EXIT_TRAINING,
@@ -70,6 +70,21 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a hyperparameter value (repeatable), e.g. --param sigma=1.0",
+    )
+    p.add_argument(
+        "--normaliser",
+        choices=("auto", "exact", "sampled", "dense"),
+        default="auto",
+        help="q's normaliser for table neighbour specs (t-SNE, SNE): auto (default: a sparse kNN "
+        "p above 4096 rows, exact row blocks up to 8192 rows, sampled negatives above), exact, "
+        "sampled or dense (the generated forward)",
+    )
+    p.add_argument(
+        "--negatives",
+        type=int,
+        default=None,
+        metavar="M",
+        help="negatives per row and epoch of the sampled normaliser (default 64)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
     p.add_argument(
@@ -122,6 +137,8 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             resume=args.resume,
             hyperparameters=params,
             restarts=args.restarts,
+            normaliser=args.normaliser,
+            negatives=args.negatives,
         )
     except SpecError as error:
         print(error, file=sys.stderr)

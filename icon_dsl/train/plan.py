@@ -72,6 +72,11 @@ class Plan:
     epochs: int
     lr: float
     restarts: int = 1  # independent starts; the one with the lowest final KL is kept
+    # large neighbour embeddings (sparse.py): p on k nearest neighbours, whole data each epoch
+    sparse: bool = False
+    normaliser: str = "dense"  # dense (the generated forward), exact (row blocks) or sampled
+    negatives: int = 0  # per row per epoch, for the sampled normaliser
+    exaggeration_epochs: int = 0  # early exaggeration of the attraction (sparse only)
     hyperparameters: dict[str, float] = field(default_factory=dict)
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +89,8 @@ class Plan:
             "epochs": self.epochs,
             "lr": self.lr,
             "restarts": self.restarts,
+            "normaliser": self.normaliser,
+            "negatives": self.negatives,
             "hyperparameters": dict(sorted(self.hyperparameters.items())),
         }
 
@@ -97,6 +104,8 @@ def make_plan(
     batch_size: int | None = None,
     hyperparameters: Mapping[str, float] | None = None,
     restarts: int | None = None,
+    normaliser: str | None = None,
+    negatives: int | None = None,
 ) -> Plan:
     """Decide how to train ``module`` on ``dataset``; raise TrainError / DataError early."""
     ir = module.ir
@@ -144,6 +153,11 @@ def make_plan(
     if restarts is None:
         restarts = CLUSTER_RESTARTS if softmax and not table else 1
     hypers = resolve_hyperparameters(module, hyperparameters)
+    large = large_neighbour_plan(module, table and not views and not labels, n, normaliser)
+    if large is not None and batch_size is None:
+        return _sparse_plan(module, inputs, options, n, large, epochs, negatives, hypers)
+    if full_batch:
+        check_dense_fits(module, n)
     loss_kwargs: dict[str, Any] = dict(hypers)
     if "embedding_dim" in inspect.signature(loss_class).parameters:
         loss_kwargs["embedding_dim"] = int(options.get("dim", 2))
@@ -166,6 +180,91 @@ def make_plan(
         hyperparameters=hypers,
         loss_kwargs=loss_kwargs,
     )
+
+
+def large_neighbour_plan(
+    module: CompiledModule, whole_table: bool, n: int, normaliser: str | None
+) -> str | None:
+    """The normaliser of a sparse-p run (exact or sampled), or None for the other paths.
+
+    "auto" (or None) takes the sparse path for a table neighbour spec on more than
+    FULL_BATCH_LIMIT rows; "exact" or "sampled" ask for it at any size (TrainError when the spec
+    is not of that family); "dense" keeps the generated forward.
+    """
+    from icon_dsl.codegen.emit import has_neighbour_path
+    from icon_dsl.train import sparse
+
+    choice = "auto" if normaliser is None else normaliser
+    if choice not in ("auto", "dense", *sparse.NORMALISERS):
+        raise TrainError(
+            f"unknown normaliser {normaliser!r}; choose auto, dense, {', '.join(sparse.NORMALISERS)}"
+        )
+    if choice == "dense":
+        return None
+    ir = module.ir
+    reason = None if whole_table else "its mapper is not a table of the whole data set"
+    if reason is None and not has_neighbour_path(ir):
+        reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
+    reason = reason or sparse.unsupported_reason(ir)
+    if choice == "auto":
+        return None if reason is not None or n <= FULL_BATCH_LIMIT else sparse.choose_normaliser(n)
+    if reason is not None:
+        raise TrainError(f"{module.stem}: normaliser {choice} needs a sparse p, but {reason}")
+    return choice
+
+
+def _sparse_plan(
+    module: CompiledModule,
+    inputs: tuple[str, ...],
+    options: Mapping[str, Any],
+    n: int,
+    normaliser: str,
+    epochs: int | None,
+    negatives: int | None,
+    hypers: dict[str, float],
+) -> Plan:
+    from icon_dsl.train import sparse
+
+    if epochs is not None and epochs < 1:
+        raise TrainError(f"epochs must be at least 1, got {epochs}")
+    if negatives is not None and not 1 <= negatives < n:
+        raise TrainError(f"negatives must be between 1 and N - 1 = {n - 1}, got {negatives}")
+    total = epochs if epochs is not None else sparse.EPOCHS
+    return Plan(
+        name=module.stem,
+        class_name=module.class_name,
+        inputs=inputs,
+        table=True,
+        views=False,
+        labels=False,
+        mapper_kind="table",
+        dim=int(options.get("dim", 2)),
+        softmax=False,
+        columns=False,
+        full_batch=False,
+        batch_size=n,
+        epochs=total,
+        lr=sparse.learning_rate(n),
+        hyperparameters=hypers,
+        loss_kwargs=dict(hypers),
+        sparse=True,
+        normaliser=normaliser,
+        negatives=(negatives or sparse.NEGATIVES) if normaliser == "sampled" else 0,
+        exaggeration_epochs=round(total * sparse.EXAGGERATION_SHARE),
+    )
+
+
+def check_dense_fits(module: CompiledModule, n: int) -> None:
+    """TrainError before a whole-data dense loss is built that cannot fit in this machine."""
+    from icon_dsl.explain import _physical_memory, memory_estimate
+
+    needed, total = memory_estimate(module.ir, n)["dense"], _physical_memory()
+    if needed is not None and total is not None and needed > 0.8 * total:
+        raise TrainError(
+            f"{module.stem}: the dense loss on all {n} rows needs about {needed / 2**30:.0f} GiB "
+            f"(this machine has {total / 2**30:.0f} GiB); pass a batch size, or a normaliser "
+            "(exact or sampled) where the spec allows a sparse p"
+        )
 
 
 def needs_adjacency(loss_class: type) -> bool:

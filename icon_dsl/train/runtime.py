@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -106,6 +106,8 @@ def train(
     resume: bool = False,
     hyperparameters: Mapping[str, float] | None = None,
     restarts: int | None = None,
+    normaliser: str | None = None,
+    negatives: int | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -118,7 +120,10 @@ def train(
     ``hyperparameters``: values for the spec's hyperparameters (required for those without a
     default). ``restarts``: independent starts (other seeds) trained one after another; the run
     keeps the start with the lowest final KL on its fixed evaluation batch (None: 10 for
-    clustering heads, 1 otherwise). ``compile``: wrap the mapper and the loss in
+    clustering heads, 1 otherwise). ``normaliser``: how a table neighbour spec (t-SNE, SNE)
+    normalises q on large data (``sparse.py``): "auto" / None (sparse p above 4,096 rows,
+    exact row blocks up to 8,192, sampled above), "exact", "sampled" (``negatives`` per row and
+    epoch) or "dense" (the generated forward, mini-batches above 4,096 rows). ``compile``: wrap the mapper and the loss in
     ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
     """
     seed, torch_device = preflight.seed(seed), preflight.device(device)
@@ -137,6 +142,8 @@ def train(
         batch_size=batch_size,
         hyperparameters=hyperparameters,
         restarts=restarts,
+        normaliser=normaliser,
+        negatives=negatives,
     )
     from icon_dsl.train.distributed import init_from_env
 
@@ -191,6 +198,7 @@ class _Run:
         self.mapper, self.loss = self._fresh_model(0)
         self.mapper, self.loss = self.mapper.to(device), self.loss.to(device)
         self.batcher = Batcher(plan, dataset, device)
+        self.objective = self._sparse_objective() if plan.sparse else None
         self.optimizer, self.scheduler = self._fresh_optimiser()
         self.call_mapper: Callable[..., torch.Tensor] = self.mapper
         self.call_loss: Callable[..., torch.Tensor] = self.loss
@@ -242,6 +250,12 @@ class _Run:
 
     def _fresh_optimiser(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         params = [p for p in (*self.mapper.parameters(), *self.loss.parameters())]
+        if self.plan.sparse:
+            from icon_dsl.train import sparse
+
+            descent = sparse.TsneDescent(params, lr=self.plan.lr, momentum=sparse.MOMENTUM)
+            factor = _after(self.plan.exaggeration_epochs, sparse.EARLY_EXAGGERATION)
+            return descent, torch.optim.lr_scheduler.LambdaLR(descent, factor)
         optimizer = torch.optim.Adam(params, lr=self.plan.lr)
         steps = self.plan.epochs * self.steps_per_epoch()
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
@@ -249,7 +263,21 @@ class _Run:
     def _start_seed(self, start: int) -> int:
         return self.seed if start == 0 else _mix(self.seed, RESTART_SALT + start) % 2**32
 
+    def _sparse_objective(self) -> Any:
+        """p on the k nearest neighbours (computed once) and q's normaliser (sparse.py)."""
+        from icon_dsl.train import sparse
+
+        ir = self.compiled.ir
+        p = sparse.build_p(ir, self.plan.hyperparameters, self.dataset.x)
+        # the generated module's own kernel of q
+        kernel = cast(sparse.Kernel, self.loss._q_kernel)
+        joint = ir.op(ir.roots["q"]) == "joint"
+        negatives = self.plan.negatives or sparse.NEGATIVES
+        return sparse.NeighbourObjective(p, kernel, joint, self.plan.normaliser, negatives)
+
     def steps_per_epoch(self) -> int:
+        if self.plan.sparse:
+            return 1
         if self.plan.full_batch:
             return 1
         return max(1, self.dataset.n_samples // self.plan.batch_size)
@@ -383,6 +411,8 @@ class _Run:
     def epoch(self, epoch: int) -> float:
         self.mapper.train()
         generator = torch.Generator().manual_seed(_mix(self._start_seed(self.start), epoch))
+        if self.objective is not None:
+            return self._sparse_epoch(epoch, generator)
         total, count = 0.0, 0
         for ids in self.batcher.epoch_batches(generator):
             batch = self.batcher.make_batch(ids, generator)
@@ -395,6 +425,24 @@ class _Run:
             total += value
             count += 1
         return total / max(count, 1)
+
+    def _sparse_epoch(self, epoch: int, generator: torch.Generator) -> float:
+        """One step on every row: the attraction from each row's sparse p (exaggerated early
+        on) and q's normaliser; returns the un-exaggerated cross-entropy."""
+        from icon_dsl.train.sparse import EARLY_EXAGGERATION
+
+        assert self.objective is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        z = self.call_mapper(self.batcher.all_inputs())
+        attraction, normaliser = self.objective.terms(z, generator)
+        boost = EARLY_EXAGGERATION if epoch < self.plan.exaggeration_epochs else 1.0
+        (attraction * boost + normaliser).backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        value = float((attraction + normaliser).detach())
+        if not math.isfinite(value):
+            raise self._stopped(epoch, 0, f"the loss was {value}")
+        return value
 
     def _stopped(self, epoch: int, step: int, why: str) -> TrainingFailed:
         start = f" of start {self.start + 1}" if self.plan.restarts > 1 else ""
@@ -643,6 +691,15 @@ def _embed(mapper: nn.Module, inputs: torch.Tensor) -> np.ndarray:
     mapper.eval()
     parts = [mapper(inputs[i : i + EMBED_CHUNK]) for i in range(0, len(inputs), EMBED_CHUNK)]
     return torch.cat(parts).double().cpu().numpy()
+
+
+def _after(steps: int, factor: float) -> Callable[[int], float]:
+    """A learning-rate factor of 1 for the first ``steps`` steps, ``factor`` after."""
+
+    def value(step: int) -> float:
+        return 1.0 if step < steps else factor
+
+    return value
 
 
 def _cosine(total_steps: int) -> Callable[[int], float]:

@@ -1,0 +1,521 @@
+"""Neighbour embeddings (t-SNE, SNE and their kin) on large data: a sparse p, computed once.
+
+For a table mapper whose p is a fixed function of x built from ``gaussian(x, perplexity=P)``,
+``knn(x, k)``, ``walk`` and ``joint`` over them, and whose q is a kernel of f(x) normalised per
+row or over the whole matrix (the generated module's closed-form neighbour family), large data
+sets train on the whole data every epoch without an N x N matrix:
+
+- p is built on the k nearest neighbours of each row (``neighbours.py``): a perplexity row keeps
+  its k = min(N - 1, 3P) nearest neighbours, as openTSNE and scikit-learn's Barnes-Hut t-SNE do,
+  and is calibrated to perplexity P on those k distances (the mass beyond them is below e^-3 of
+  a row's for a Gaussian at that width, and dropped); knn rows are exact; walk multiplies the
+  sparse matrices; joint symmetrises. p is an edge list (row, column, value).
+- the attraction, -sum_ij p_ij log w_ij, is a sum over those edges;
+- the normaliser of q, log sum_k w_ik per row (or log sum_kl w_kl for a joint q), either
+  ``exact``: row blocks of ``NORMALISER_BLOCK`` x N with a closed-form backward (memory N x block,
+  the dense numbers; O(N^2) time per epoch), or ``sampled``: ``negatives`` points drawn uniformly
+  per row each epoch, log((N - 1) / m sum_(k in sample) w_ik) -- the negative-sampling
+  (InfoNCE-style) estimate of contrastive neighbour embedding (Damrich et al., ICLR 2023), cost
+  O(N m). By Jensen's inequality the sampled log-normaliser is biased low for finite m, and the
+  gradient it gives is a ratio estimate whose bias shrinks as 1/m; tests check that its direction
+  approaches the exact gradient's as m grows.
+
+q's kernel (log w and its slope) is the generated module's own ``_q_kernel``, so the objective is
+the spec's; only p's support (kNN) and, with ``sampled``, the normaliser are approximations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy as sp
+import torch
+
+from icon_dsl.ir import IR
+from icon_dsl.train.neighbours import nearest_neighbours
+
+Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
+
+#: Neighbours kept per perplexity row: 3 x perplexity (openTSNE, scikit-learn's Barnes-Hut).
+PERPLEXITY_NEIGHBOURS = 3.0
+NORMALISER_BLOCK = 1024
+NEGATIVES = 64
+NORMALISERS = ("exact", "sampled")
+#: Above this many rows ``auto`` estimates the normaliser from negatives: the exact row blocks
+#: cost O(N^2) per epoch (docs/performance.md has the measurements).
+EXACT_LIMIT = 8192
+
+#: The optimisation of t-SNE implementations (openTSNE's defaults): 750 epochs of gradient
+#: descent with momentum 0.8 and gains, the first third with the attraction exaggerated 12x
+#: at a step of N / 12, then N (openTSNE's "auto" learning rate, for a gradient without t-SNE's
+#: factor 4; this loss's gradient has it, hence the division by 4 below).
+EPOCHS = 750
+EXAGGERATION_SHARE = 1 / 3
+EARLY_EXAGGERATION = 12.0
+MOMENTUM = 0.8
+
+
+def learning_rate(n: int) -> float:
+    """The step during early exaggeration; it grows EARLY_EXAGGERATION times after."""
+    return max(n / EARLY_EXAGGERATION, 200.0) / 4
+
+
+def choose_normaliser(n: int) -> str:
+    """What ``auto`` picks for a sparse-p run on n rows."""
+    return "exact" if n <= EXACT_LIMIT else "sampled"
+
+
+@dataclass
+class SparseP:
+    """p as edges: p[rows[e], cols[e]] = values[e] (float64); joint: the values sum to 1 over
+    the matrix, else each non-empty row sums to 1."""
+
+    n: int
+    rows: torch.Tensor
+    cols: torch.Tensor
+    values: torch.Tensor
+    joint: bool
+
+    def row_mass(self) -> torch.Tensor:
+        return torch.zeros(self.n, dtype=self.values.dtype).index_add_(0, self.rows, self.values)
+
+    def dense(self) -> torch.Tensor:
+        """The N x N matrix (for tests and small N only)."""
+        out = torch.zeros(self.n, self.n, dtype=self.values.dtype)
+        out[self.rows, self.cols] = self.values
+        return out
+
+
+# -- which specs ------------------------------------------------------------------------------
+def unsupported_reason(ir: IR) -> str | None:
+    """Why p cannot be built sparse (None when it can)."""
+    return _node_reason(ir, ir.roots["p"])
+
+
+def _node_reason(ir: IR, node: int) -> str | None:
+    op, args, kids = ir.op(node), ir.args(node), ir.children(node)
+    if op == "joint":
+        inner = ir.op(kids[0])
+        if inner in ("gaussian", "student_t") and "perplexity" not in ir.args(kids[0]):
+            return "joint(kernel) of a fixed width is dense"
+        return _node_reason(ir, kids[0])
+    if op == "walk":
+        return _node_reason(ir, kids[0])
+    if op in ("gaussian", "knn"):
+        if op == "gaussian" and "perplexity" not in args:
+            return "a fixed-width gaussian p has no k nearest neighbours cut"
+        if args.get("metric", "euclidean") != "euclidean" or args.get("diagonal"):
+            return f"{op} with a non-euclidean metric or the diagonal"
+        if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
+            return f"{op} of something other than x"
+        return None
+    return f"p uses {op}"
+
+
+# -- building p -------------------------------------------------------------------------------
+def build_p(ir: IR, hypers: Mapping[str, float], x: np.ndarray) -> SparseP:
+    """p of the spec on x, sparse (see the module docstring)."""
+    values = {name: h.default for name, h in ir.hypers.items() if h.default is not None}
+    values.update(hypers)
+    builder = _Builder(ir, values, x)
+    matrix = builder.matrix(ir.roots["p"])
+    joint = ir.op(ir.roots["p"]) == "joint"
+    matrix = matrix.coalesce()
+    rows, cols = matrix.indices()
+    return SparseP(len(x), rows, cols, matrix.values(), joint)
+
+
+class _Builder:
+    def __init__(self, ir: IR, hypers: Mapping[str, float], x: np.ndarray) -> None:
+        self.ir, self.hypers, self.x = ir, hypers, x
+        self.n = len(x)
+        self.found: tuple[torch.Tensor, torch.Tensor] | None = None  # the widest search so far
+
+    def num(self, value: Any) -> float:
+        if isinstance(value, sp.Basic):
+            symbols = {sp.Symbol(k, real=True): v for k, v in self.hypers.items()}
+            return float(value.subs(symbols))
+        return float(value)
+
+    def neighbours(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.found is None or self.found[0].shape[1] < k:
+            self.found = nearest_neighbours(self.x, k)
+        ids, d2 = self.found
+        return ids[:, :k], d2[:, :k]
+
+    def matrix(self, node: int) -> torch.Tensor:
+        op, args, kids = self.ir.op(node), self.ir.args(node), self.ir.children(node)
+        if op == "gaussian":
+            perplexity = self.num(args["perplexity"])
+            k = min(self.n - 1, int(PERPLEXITY_NEIGHBOURS * perplexity))
+            if not 1 <= perplexity < k + 1:
+                raise ValueError(f"perplexity {perplexity} needs more than {k + 1} points")
+            ids, d2 = self.neighbours(k)
+            weights = perplexity_rows(d2, perplexity)
+            return self._coo(ids, weights)
+        if op == "knn":
+            k = int(self.num(args["k"]))
+            ids, _ = self.neighbours(k)
+            return self._coo(ids, torch.full(ids.shape, 1.0 / k, dtype=torch.float64))
+        if op == "walk":
+            step = inner = self.matrix(kids[0]).coalesce()
+            total = inner
+            for _ in range(int(self.num(args["steps"]))):
+                with warnings.catch_warnings():  # torch calls its sparse support beta
+                    warnings.simplefilter("ignore", UserWarning)
+                    step = torch.sparse.mm(step, inner)
+                total = (total + step).coalesce()
+            if not self.ir.dist_type(node).diagonal:
+                rows, cols = total.indices()
+                off = rows != cols
+                total = torch.sparse_coo_tensor(
+                    total.indices()[:, off],
+                    total.values()[off],
+                    total.shape,
+                    check_invariants=False,
+                )
+            return _row_normalised(total.coalesce())
+        if op == "joint":
+            inner = self.matrix(kids[0]).coalesce()
+            return ((inner + inner.t()) / (2 * self.n)).coalesce()
+        raise ValueError(f"no sparse p for {op}")  # unsupported_reason rules this out
+
+    def _coo(self, ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(self.n).repeat_interleave(ids.shape[1])
+        indices = torch.stack([rows, ids.reshape(-1)])
+        return torch.sparse_coo_tensor(
+            indices, values.reshape(-1), (self.n, self.n), check_invariants=False
+        )
+
+
+def _row_normalised(matrix: torch.Tensor) -> torch.Tensor:
+    rows, _ = matrix.indices()
+    mass = torch.zeros(matrix.shape[0], dtype=matrix.dtype).index_add_(0, rows, matrix.values())
+    values = matrix.values() / mass[rows]
+    out = torch.sparse_coo_tensor(matrix.indices(), values, matrix.shape, check_invariants=False)
+    return out.coalesce()
+
+
+@torch.no_grad()
+def perplexity_rows(d2: torch.Tensor, perplexity: float) -> torch.Tensor:
+    """Rows softmax(-beta_i d2_i) with the entropy of each equal to log(perplexity), float64.
+
+    Newton steps on log beta (dH / dlog beta = -beta^2 Var(d2)) inside a bisection bracket,
+    until every row's entropy is within 1e-10 of the target; each step works on the rows not yet
+    there only (a handful of rows take most of the steps).
+    """
+    d = d2.double() - d2.double().min(1, keepdim=True).values
+    target = math.log(perplexity)
+    log_beta = -torch.log(d.mean(1).clamp_min(1e-300))
+    lo = torch.full_like(log_beta, -60.0)
+    hi = torch.full_like(log_beta, 60.0)
+    active = torch.arange(len(d))
+    for _ in range(200):
+        rows, b = d[active], log_beta[active]
+        beta = b.exp()[:, None]
+        w = torch.exp(-beta * rows)
+        mass = w.sum(1)
+        mean = (w * rows).sum(1) / mass
+        variance = ((w * rows * rows).sum(1) / mass - mean**2).clamp_min(0)
+        gap = torch.log(mass) + beta[:, 0] * mean - target  # > 0: too flat, beta must grow
+        open_ = gap.abs() >= 1e-10
+        if not bool(open_.any()):
+            break
+        active, b, gap = active[open_], b[open_], gap[open_]
+        low = torch.where(gap > 0, b, lo[active])
+        high = torch.where(gap > 0, hi[active], b)
+        slope = (beta[open_, 0] ** 2) * variance[open_]
+        newton = b + gap / slope.clamp_min(1e-300)
+        # near the root Newton may land a rounding error past the bracket: clamp it back
+        inside = (newton > low - 1e-6) & (newton < high + 1e-6) & (slope > 0)
+        newton = torch.minimum(torch.maximum(newton, low), high)
+        lo[active], hi[active] = low, high
+        log_beta[active] = torch.where(inside, newton, (low + high) / 2)
+    w = torch.exp(-log_beta.exp()[:, None] * d)
+    return w / w.sum(1, keepdim=True)
+
+
+# -- the normaliser of q ----------------------------------------------------------------------
+class BlockedLogNormaliser(torch.autograd.Function):
+    """log sum_(k != i) w(|z_i - z_k|^2) per row (joint: log sum_(k != l) w_kl, a scalar),
+    computed NORMALISER_BLOCK rows at a time and recomputed in backward (memory block x N)."""
+
+    @staticmethod
+    def forward(ctx, z, kernel, joint, block):  # type: ignore[no-untyped-def]
+        norms = (z * z).sum(1)
+        parts = []
+        for start in range(0, len(z), block):
+            log_w, _ = _block_log_w(z, norms, start, block, kernel)
+            parts.append(torch.logsumexp(log_w, dim=1))
+        lse = torch.cat(parts)
+        if joint:
+            lse = torch.logsumexp(lse, 0)
+        ctx.kernel, ctx.joint, ctx.block = kernel, joint, block
+        ctx.save_for_backward(z, lse)
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        z, lse = ctx.saved_tensors
+        norms = (z * z).sum(1)
+        out = torch.zeros_like(z)
+        block = ctx.block
+        for start in range(0, len(z), block):
+            stop = min(start + block, len(z))
+            log_w, slope = _block_log_w(z, norms, start, block, ctx.kernel)
+            if ctx.joint:
+                s = torch.exp(log_w - lse).mul_(grad)
+            else:
+                s = torch.exp(log_w - lse[start:stop, None]).mul_(grad[start:stop, None])
+            s = s.mul_(slope)  # dL / d d2_ik; d d2_ik = 2 (z_i - z_k) . (dz_i - dz_k)
+            rows = z[start:stop]
+            out[start:stop] += 2 * (s.sum(1)[:, None] * rows - s @ z)
+            out += 2 * (s.sum(0)[:, None] * z - s.T @ rows)
+        return out, None, None, None
+
+
+def _block_log_w(
+    z: torch.Tensor, norms: torch.Tensor, start: int, block: int, kernel: Kernel
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    rows = z[start : start + block]
+    d2 = (norms[start : start + block, None] + norms[None, :]).addmm_(rows, z.T, alpha=-2)
+    log_w, slope = kernel(d2.clamp_min_(0))
+    log_w.diagonal(start).fill_(-math.inf)  # q excludes k = i
+    return log_w, slope
+
+
+def exact_log_normaliser(z: torch.Tensor, kernel: Kernel, joint: bool, block: int) -> torch.Tensor:
+    return BlockedLogNormaliser.apply(z, kernel, joint, block)  # type: ignore[no-any-return]
+
+
+def sampled_log_normaliser(
+    z: torch.Tensor, kernel: Kernel, joint: bool, negatives: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The normaliser estimated from ``negatives`` uniform draws of k != i per row (autograd;
+    the training path uses the closed form in ``NeighbourObjective``)."""
+    draws = _draws(len(z), negatives, generator, z.device)
+    d2 = ((z[:, None, :] - z[draws]) ** 2).sum(-1)
+    log_w, _ = kernel(d2)
+    shift = math.log((len(z) - 1) / negatives)
+    if joint:
+        return torch.logsumexp(log_w.flatten(), 0) + shift
+    return torch.logsumexp(log_w, dim=1) + shift
+
+
+def _draws(
+    n: int, negatives: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """(n, negatives) uniform draws from the other rows (k != i)."""
+    draws = torch.randint(0, n - 1, (n, negatives), generator=generator).to(device)
+    return draws + (draws >= torch.arange(n, device=device)[:, None]).long()
+
+
+class _WithGradient(torch.autograd.Function):
+    """A value whose gradient in z was computed beside it, in closed form."""
+
+    @staticmethod
+    def forward(ctx, z, value, gradient):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(gradient)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (gradient,) = ctx.saved_tensors
+        return grad * gradient, None, None
+
+
+# z is handled coordinate-major (d x N) below: on CPU, gathering and scatter-adding columns of a
+# d x N matrix was 5-10x faster than index_add_ on the rows of an N x d one (1.8M edges, d = 2).
+@torch.no_grad()
+def _attraction(
+    z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, kernel: Kernel
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-sum_e v_e log w(|z_r - z_c|^2) and its gradient: d2's is -v slope, z's 2 d2' (z_r - z_c)."""
+    zt = z.T.contiguous()
+    diff = zt.index_select(1, rows).sub_(zt.index_select(1, cols))
+    d2 = (diff * diff).sum(0)
+    log_w, slope = kernel(d2)
+    value = -(values * log_w).sum()
+    step = diff.mul_(-2 * values * slope)
+    gradient = torch.zeros_like(zt).scatter_add_(1, rows.expand_as(step), step)
+    gradient.scatter_add_(1, cols.expand_as(step), step.neg_())
+    return value, gradient.T
+
+
+@torch.no_grad()
+def _sampled(
+    z: torch.Tensor, mass: torch.Tensor, kernel: Kernel, joint: bool, draws: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum_i mass_i log((N - 1) / m sum_k w_ik) over the drawn k (joint: one sum over all the
+    draws, times the total mass) and its gradient."""
+    n, m = draws.shape
+    zt = z.T.contiguous()
+    flat = draws.reshape(-1)
+    diff = zt[:, :, None] - zt.index_select(1, flat).view(-1, n, m)
+    d2 = (diff * diff).sum(0)
+    log_w, slope = kernel(d2)
+    shift = math.log((n - 1) / m)
+    if joint:
+        total = mass.sum()
+        value = (torch.logsumexp(log_w.flatten(), 0) + shift) * total
+        weight = torch.softmax(log_w.flatten(), 0).view(n, m) * total
+    else:
+        value = ((torch.logsumexp(log_w, 1) + shift) * mass).sum()
+        weight = torch.softmax(log_w, 1) * mass[:, None]
+    step = diff.mul_(2 * weight * slope).view(-1, n * m)
+    gradient = step.view(-1, n, m).sum(2)
+    gradient.scatter_add_(1, flat.expand_as(step), step.neg_())
+    return value, gradient.T
+
+
+# -- the objective ----------------------------------------------------------------------------
+@dataclass
+class NeighbourObjective:
+    """-sum p log q over the whole data set, from a sparse p and one way of normalising q."""
+
+    p: SparseP
+    kernel: Kernel
+    joint: bool  # q normalised over the whole matrix (else per row)
+    normaliser: str = "exact"
+    negatives: int = NEGATIVES
+    block: int = NORMALISER_BLOCK
+
+    def __post_init__(self) -> None:
+        self.mass = self.p.row_mass()
+        self.kept = int((self.mass > 0).sum())
+
+    def terms(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(attraction, normaliser): the loss is their sum; the mean over kept rows (per-row q)
+        or the matrix's sum (joint q), as the generated module's forward."""
+        rows, cols = self.p.rows.to(z.device), self.p.cols.to(z.device)
+        values = self.p.values.to(z.device, z.dtype)
+        mass = self.mass.to(z.device, z.dtype)
+        scale = 1.0 if self.joint else 1.0 / max(self.kept, 1)
+        value, gradient = _attraction(z, rows, cols, values * scale, self.kernel)
+        attraction = _WithGradient.apply(z, value, gradient)
+        if self.normaliser == "exact":
+            lse = exact_log_normaliser(z, self.kernel, self.joint, self.block)
+            return attraction, (lse * mass.sum() if self.joint else (mass * lse).sum() * scale)
+        if generator is None:
+            raise ValueError("the sampled normaliser needs a generator")
+        draws = _draws(len(z), self.negatives, generator, z.device)
+        value, gradient = _sampled(z, mass * scale, self.kernel, self.joint, draws)
+        return attraction, _WithGradient.apply(z, value, gradient)
+
+
+# -- the optimiser ----------------------------------------------------------------------------
+class TsneDescent(torch.optim.Optimizer):
+    """Gradient descent with momentum and per-coordinate gains, as t-SNE implementations do
+    (openTSNE, scikit-learn): a gain grows by 0.2 while a coordinate keeps moving the same way
+    and shrinks by x0.8 when the gradient flips, never below ``min_gain``; each point's step is
+    clipped to ``max_step`` (openTSNE's max_step_norm)."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        momentum: float = 0.8,
+        min_gain: float = 0.01,
+        max_step: float = 5.0,
+    ) -> None:
+        defaults = {"lr": lr, "momentum": momentum, "min_gain": min_gain, "max_step": max_step}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if not state:
+                    state["gains"] = torch.ones_like(param)
+                    state["update"] = torch.zeros_like(param)
+                gains, update = state["gains"], state["update"]
+                same = (update > 0) != (grad > 0)  # still moving downhill: speed up
+                gains.copy_(
+                    torch.where(same, gains + 0.2, gains * 0.8).clamp_min_(group["min_gain"])
+                )
+                update.mul_(group["momentum"]).sub_(grad * gains * group["lr"])
+                if group["max_step"] is not None and update.dim() == 2:
+                    norm = update.norm(dim=1, keepdim=True)
+                    update.mul_((group["max_step"] / norm.clamp_min(1e-12)).clamp(max=1.0))
+                param.add_(update)
+
+
+# -- predictions for `icon-dsl explain --batch N` ---------------------------------------------
+CALIBRATION_ROWS = (1024, 4096)
+
+
+def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tuple[float, float]]:
+    """Predicted (seconds per epoch, peak bytes of the loss) on n rows for each normaliser.
+
+    Timed, not guessed: epochs of each on CALIBRATION_ROWS random rows (Student-t kernel, 2-D)
+    on this machine, the best of two, fitted as a fixed cost plus a cost per pair, and scaled
+    to the pairs of n rows: N^2 for the exact row blocks (plus the edges), N (k + m) for the
+    sampled one. Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
+    (about 4 live copies) or N m (about 6), and the edges (about 8 numbers each).
+    """
+    out = {}
+    for normaliser in NORMALISERS:
+        sizes = CALIBRATION_ROWS if normaliser == "sampled" else (512, 2048)
+        timed = [_time_epoch(rows, neighbours, negatives, normaliser) for rows in sizes]
+        (w1, t1), (w2, t2) = timed
+        per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
+        fixed = max(t1 - per_pair * w1, 0.0)
+        pairs = n * n + n * neighbours if normaliser == "exact" else n * (neighbours + negatives)
+        edges = 8.0 * 4 * n * neighbours
+        if normaliser == "exact":
+            memory = 4.0 * 4 * min(n, NORMALISER_BLOCK) * n + edges
+        else:
+            memory = 6.0 * 4 * n * negatives + edges
+        out[normaliser] = (fixed + per_pair * pairs, memory)
+    return out
+
+
+def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tuple[float, float]:
+    """(pairs, seconds) of one epoch on n random rows, the best of two after a warm-up."""
+    k, m = min(neighbours, n - 1), min(negatives, n - 1)
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 2, generator=generator, requires_grad=True)
+    rows = torch.arange(n).repeat_interleave(k)
+    cols = torch.randint(0, n, (n * k,), generator=generator)
+    p = SparseP(n, rows, cols, torch.full((n * k,), 1.0 / k, dtype=torch.float64), False)
+    objective = NeighbourObjective(p, _student_t, False, normaliser, m)
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        attraction, normaliser_value = objective.terms(z, generator)
+        (attraction + normaliser_value).backward()
+        best = min(best, time.perf_counter() - started)
+    pairs = n * n + n * k if normaliser == "exact" else n * (k + m)
+    return float(pairs), best
+
+
+def _student_t(d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shared = d2 + 1
+    return -torch.log(shared), -1 / shared
+
+
+def neighbours_per_row(ir: IR, hypers: Mapping[str, float] | None = None) -> int:
+    """The widest neighbour search p's rows need (3P for perplexity P, k for knn)."""
+    values = {name: h.default for name, h in ir.hypers.items() if h.default is not None}
+    values.update(hypers or {})
+    builder = _Builder(ir, values, np.zeros((2, 1)))
+    widest = 1
+    for node in ir.graph.nodes:
+        op, args = ir.op(node), ir.args(node)
+        if op == "gaussian" and "perplexity" in args:
+            widest = max(widest, int(PERPLEXITY_NEIGHBOURS * builder.num(args["perplexity"])))
+        elif op == "knn":
+            widest = max(widest, int(builder.num(args["k"])))
+    return widest
