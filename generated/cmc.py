@@ -28,7 +28,10 @@ Spec (specs/cmc.icon):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -83,6 +86,29 @@ def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Te
     return rows == torch.arange(n_cols, device=device)[None, :]
 
 
+def _at_least_float32(t: Tensor) -> Tensor:
+    """Half precision is computed in float32: exp, log and sums over the batch need its range
+    (float32 and float64 stay as they are)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+
+def _autocast_off(method: _Method) -> _Method:
+    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
+    its distances and logits to 16 bits."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
+        if not torch.amp.is_autocast_available(z.device.type):
+            return method(self, z, **inputs)
+        with torch.autocast(z.device.type, enabled=False):
+            return method(self, z, **inputs)
+
+    return run  # type: ignore[return-value]
+
+
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
     if not ok:
         raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
@@ -95,6 +121,8 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
         raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
     if finite and not torch.isfinite(z).all():
         raise ValueError("z contains NaN or inf")
+    if finite:
+        _check_range(z, "z")
     n = z.shape[0]
     for name, value in inputs.items():
         if value.shape[0] != n:
@@ -102,8 +130,24 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
         if name in ("x", "side"):
             if value.dim() != 2 or not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be a finite (N, D) tensor")
+            _check_range(value, name)
         elif value.dim() != 1 or value.is_floating_point():
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
+
+
+def _check_range(t: Tensor, name: str) -> None:
+    """Squared distances between rows, up to 4 D max|t|^2, must be finite in the dtype the
+    loss computes in: past that the loss would be inf or NaN."""
+    if not t.is_floating_point():
+        return
+    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+    largest = float(t.detach().abs().max()) if t.numel() else 0.0
+    bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
+    if largest > bound:
+        raise ValueError(
+            f"{name} has entries up to {largest:.3g}: squared distances would overflow "
+            f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
+        )
 
 
 _Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
@@ -179,7 +223,12 @@ class CMC(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        _require(temperature > 0.0, "temperature", temperature, "temperature > 0")
+        _require(
+            1e-30 <= temperature <= 1e30,
+            "temperature",
+            temperature,
+            "1e-30 <= temperature <= 1e30",
+        )
         self.temperature = temperature
         self.validate = validate
         self.gather = gather
@@ -200,6 +249,7 @@ class CMC(nn.Module):
         """p (mask) and log q for this process's rows, the rows kept, the world size."""
         if self.validate:
             _check_batch(z, {"index": index, "modality": modality})
+        z = _at_least_float32(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         z_all = _gather(z, world)
@@ -247,6 +297,7 @@ class CMC(nn.Module):
             self._p_cache = (frozen, (p, keep))
         return p, keep
 
+    @_autocast_off
     def forward(self, z: Tensor, *, index: Tensor, modality: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, log_q, keep, world = self._terms(
@@ -256,11 +307,13 @@ class CMC(nn.Module):
         rows = -torch.where(p, log_q, 0.0).sum(1) / p.sum(1).clamp_min(1)
         return self._mean(rows, keep, world)
 
+    @_autocast_off
     def divergence(self, z: Tensor, *, index: Tensor, modality: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
         p, log_q, keep, world = self._terms(z, index=index, modality=modality)
         return self._divergence_rows(p, log_q, keep, world)
 
+    @_autocast_off
     def distributions(
         self, z: Tensor, *, index: Tensor, modality: Tensor
     ) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,10 @@ Spec (specs/tsimclr.icon):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -82,6 +85,29 @@ def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Te
     return rows == torch.arange(n_cols, device=device)[None, :]
 
 
+def _at_least_float32(t: Tensor) -> Tensor:
+    """Half precision is computed in float32: exp, log and sums over the batch need its range
+    (float32 and float64 stay as they are)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+
+def _autocast_off(method: _Method) -> _Method:
+    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
+    its distances and logits to 16 bits."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
+        if not torch.amp.is_autocast_available(z.device.type):
+            return method(self, z, **inputs)
+        with torch.autocast(z.device.type, enabled=False):
+            return method(self, z, **inputs)
+
+    return run  # type: ignore[return-value]
+
+
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
     if not ok:
         raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
@@ -94,6 +120,8 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
         raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
     if finite and not torch.isfinite(z).all():
         raise ValueError("z contains NaN or inf")
+    if finite:
+        _check_range(z, "z")
     n = z.shape[0]
     for name, value in inputs.items():
         if value.shape[0] != n:
@@ -101,8 +129,24 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
         if name in ("x", "side"):
             if value.dim() != 2 or not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be a finite (N, D) tensor")
+            _check_range(value, name)
         elif value.dim() != 1 or value.is_floating_point():
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
+
+
+def _check_range(t: Tensor, name: str) -> None:
+    """Squared distances between rows, up to 4 D max|t|^2, must be finite in the dtype the
+    loss computes in: past that the loss would be inf or NaN."""
+    if not t.is_floating_point():
+        return
+    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+    largest = float(t.detach().abs().max()) if t.numel() else 0.0
+    bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
+    if largest > bound:
+        raise ValueError(
+            f"{name} has entries up to {largest:.3g}: squared distances would overflow "
+            f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
+        )
 
 
 _Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
@@ -250,6 +294,7 @@ class TSimCLR(nn.Module):
         offset of this process's first row among the columns."""
         if self.validate:
             _check_batch(z, {"index": index})
+        z = _at_least_float32(z)
         # columns: the whole batch, gathered across processes under torch.distributed
         world, offset = _world(gather, z.shape[0])
         index_all = _gather(index, world)
@@ -269,6 +314,7 @@ class TSimCLR(nn.Module):
     def _terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _Terms:
         """p (mask) and log q for this process's rows, the rows kept, the world size."""
         p, keep, world, offset = self._p_terms(z, index=index, gather=gather)
+        z = _at_least_float32(z)
         z_all = _gather(z, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
         # student_t(f(x), dof=1): log-weights from d2 (euclidean)
@@ -304,20 +350,24 @@ class TSimCLR(nn.Module):
             self._p_cache = (frozen, (p, keep))
         return p, keep
 
+    @_autocast_off
     def forward(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The training loss: mean over kept anchors."""
         p, keep, world, offset = self._p_terms(z, index=index, gather=self.gather)
+        z = _at_least_float32(z)
         z_all = _gather(z, world)
         # -sum_j p(j|i) log q(j|i) with a closed-form gradient; H(p) is skipped
         p = _uniform_rows(p, z.dtype)
         rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel, False)
         return self._mean(rows, keep, world)
 
+    @_autocast_off
     def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
         p, log_q, keep, world = self._terms(z, index=index)
         return self._divergence_rows(p, log_q, keep, world)
 
+    @_autocast_off
     def distributions(self, z: Tensor, *, index: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, index=index)

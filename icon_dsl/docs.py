@@ -260,14 +260,15 @@ kernel cauchy(d2, gamma) = 1 / (1 + d2 / gamma^2)
 q = normalize(cauchy(f(x), 1.5, metric=cosine))
 ```
 
-A kernel's first argument is `d2`, the squared distance (>= 0); the others are positive numbers
-given at each use, positionally or by keyword. The body uses numbers, its arguments,
+A kernel's first argument is `d2`, the squared distance (>= 0); the others are widths (from 1e-15
+to 1e15, like sigma) given at each use, positionally or by keyword. The body uses numbers, its arguments,
 `+ - * / ^` and {functions}; it is parsed into sympy node by node, never evaluated as text. Each
 use also takes `metric=` ({metrics}) and `diagonal=`.
 
 A kernel gives raw weights, not a distribution: using one as p or q without `normalize(...)` is an
-error (`not-row-stochastic`), and a kernel sympy cannot prove nonnegative for every d2 >= 0 and
-positive arguments is an error (`kernel-not-nonnegative`)."""
+error (`not-row-stochastic`), a kernel sympy cannot prove nonnegative for every d2 >= 0 and
+positive arguments is an error (`kernel-not-nonnegative`), and so is one whose formula does not
+use d2 (`kernel-definition`)."""
 
 _CHECKED = """\
 ## What is checked

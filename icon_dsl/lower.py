@@ -221,6 +221,15 @@ class Lowerer:
             self.broken_kernels.add(name)
             return
         body = self._formula(stmt.body, symbols)
+        if body is not None and symbols["d2"] not in body.free_symbols:
+            self.diags.error(
+                "kernel-definition",
+                f"kernel `{name}` does not depend on d2: its weights are the same for every "
+                "pair, so q would not depend on the embeddings",
+                stmt.body.span if hasattr(stmt.body, "span") else stmt.span,
+                help=f"kernel {name}(d2, ...) = exp(-d2)",
+            )
+            body = None
         if body is None:
             self.broken_kernels.add(name)  # its uses are not reported again
             return
@@ -432,7 +441,30 @@ class Lowerer:
         args = self._static_args(block, call)
         if args is None:
             return None
+        if not self._fixed_mapper_options(call, args):
+            return None
         return self.ir.add(block.name, "mapper", call.span, args, text=s.print_expr(call))
+
+    def _fixed_mapper_options(self, call: s.Call, args: dict[str, Any]) -> bool:
+        """Mapper sizes are numbers: the mapper is built (build_mapper) before, and apart
+        from, the loss that takes the hyperparameters."""
+        ok = True
+        block = reg.BLOCKS[call.func.id]
+        given = [(arg.name, expr) for arg, expr in zip(block.args, call.args, strict=False)]
+        given += [(keyword.name.id, keyword.value) for keyword in call.keywords]
+        for name, expr in given:
+            value = args.get(name)
+            if isinstance(value, sp.Basic) and value.free_symbols:
+                names = ", ".join(f"`{sym}`" for sym in sorted(value.free_symbols, key=str))
+                self.diags.error(
+                    "bad-argument",
+                    f"mapper option {name} must be a number, not a hyperparameter ({names}): "
+                    "the mapper is built apart from the loss",
+                    getattr(expr, "span", call.span),
+                    help=f"write a number, e.g. {name}=2",
+                )
+                ok = False
+        return ok
 
     def _wrong_role(self, call: s.Call, wanted: str, block: Block) -> None:
         self.diags.error(
@@ -870,7 +902,8 @@ class Lowerer:
 
     def _kernel_call(self, kernel: UserKernel, call: s.Call) -> int | None:
         params = [Arg("v", "vector")]
-        params += [Arg(name, "real", reg.REQUIRED, reg.POSITIVE) for name in kernel.params]
+        # a user kernel's arguments are widths like sigma: the logit scale stays finite
+        params += [Arg(name, "real", reg.REQUIRED, reg.WIDTH) for name in kernel.params]
         params += [
             reg.Arg("metric", "choice", "euclidean", choices=("euclidean", "cosine")),
             reg._DIAGONAL,
@@ -1056,6 +1089,8 @@ def _default(arg: Arg) -> Any:
 
 def _show(value: sp.Expr) -> str:
     f = float(value) if value.is_real else math.nan
+    if not math.isfinite(f):
+        return str(value)  # nan, zoo (1/0), oo
     return repr(int(f)) if f == int(f) else repr(f)
 
 

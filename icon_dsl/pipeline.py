@@ -10,6 +10,7 @@ spec with no errors (notes attached) or raises SpecError carrying every diagnost
 from __future__ import annotations
 
 import keyword
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +89,13 @@ def stem(src: Source) -> str:
 
 
 def identifier(name: str) -> str:
-    """A module / method name: an identifier that is not a Python keyword."""
+    """A module / method name: an identifier that is not a Python keyword, nor the name of a
+    module a generated file imports (a `torch.py` next to it would shadow torch)."""
     out = "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in name)
     out = out if out and not out[0].isdigit() else f"m_{out}"
-    return out + "_" if keyword.iskeyword(out) else out
+    while keyword.iskeyword(out) or out in sys.stdlib_module_names or out == "torch":
+        out += "_"
+    return out
 
 
 __all__ = ["Checked", "check", "identifier", "load_source", "parse", "stem"]

@@ -57,6 +57,8 @@ class Domain:
     def describe(self, name: str) -> str:
         """`sigma > 0`, `0 <= alpha <= 1`, `k a positive integer`."""
         if self.integer and self.lo >= 1:
+            if self.hi < math.inf:
+                return f"{name} an integer from {_num(self.lo)} to {_num(self.hi)}"
             return f"{name} a positive integer"
         lo_op = "<" if self.lo_open else "<="
         hi_op = "<" if self.hi_open else "<="
@@ -76,13 +78,38 @@ class Domain:
 
 
 def _num(v: float) -> str:
-    return str(int(v)) if v == int(v) else repr(v)
+    return short_number(v)
+
+
+def short_number(value: float) -> str:
+    """The shortest text that reads back as exactly `value`: 2, 0.5, 1e15 (not
+    1000000000000000.0), 1e-30."""
+    if not math.isfinite(value):
+        return repr(value)
+    text = str(int(value)) if value == int(value) and abs(value) < 1e7 else repr(value)
+    for digits in range(17):
+        mantissa, exponent = f"{value:.{digits}e}".split("e")
+        short = f"{mantissa}e{int(exponent)}"
+        if float(short) == value:
+            return short if len(short) < len(text) else text
+    return text
 
 
 POSITIVE = Domain(lo=0.0, lo_open=True)
 NONNEGATIVE = Domain(lo=0.0)
 UNIT = Domain(lo=0.0, hi=1.0)
 POSITIVE_INT = Domain(lo=1.0, integer=True)
+# Sizes a module can allocate (embedding width, hidden width) and counts it loops over: beyond
+# these, torch fails with an overflow or runs out of memory.
+SIZE = Domain(lo=1.0, hi=65536.0, integer=True)
+COUNT = Domain(lo=1.0, hi=2.0**20, integer=True)
+DEPTH = Domain(lo=1.0, hi=100.0, integer=True)
+STEPS = Domain(lo=1.0, hi=1000.0, integer=True)
+# Kernel widths: the logit scale 1 / (2 sigma^2) (or 1 / (dof scale^2)) stays below 1e30, so
+# logits, the loss and its gradients are finite in float32 for distances up to ~1e8, and the
+# width's square stays a finite float64.
+WIDTH = Domain(lo=1e-15, hi=1e15)
+SQUARED_WIDTH = Domain(lo=1e-30, hi=1e30)
 REAL = Domain()
 
 
@@ -193,8 +220,8 @@ _register(
         "distribution",
         (
             Arg("v", "vector", doc="the vectors compared: x, a side input or f(x)"),
-            Arg("sigma", "real", 1.0, POSITIVE, doc="kernel width"),
-            Arg("temperature", "real", None, POSITIVE, doc="sigma^2 = temperature"),
+            Arg("sigma", "real", 1.0, WIDTH, doc="kernel width"),
+            Arg("temperature", "real", None, SQUARED_WIDTH, doc="sigma^2 = temperature"),
             Arg("perplexity", "real", None, Domain(lo=1.0, lo_open=False), doc="per-row sigma_i"),
             _METRIC,
             _DIAGONAL,
@@ -215,8 +242,8 @@ _register(
         "distribution",
         (
             Arg("v", "vector"),
-            Arg("dof", "real", 1.0, POSITIVE, doc="degrees of freedom nu"),
-            Arg("scale", "real", 1.0, POSITIVE, doc="scale s"),
+            Arg("dof", "real", 1.0, SQUARED_WIDTH, doc="degrees of freedom nu"),
+            Arg("scale", "real", 1.0, WIDTH, doc="scale s"),
             Arg("metric", "choice", "euclidean", choices=("euclidean", "cosine"), doc="d2"),
             _DIAGONAL,
         ),
@@ -237,7 +264,7 @@ _register(
         "distribution",
         (
             Arg("v", "vector"),
-            Arg("k", "int", REQUIRED, POSITIVE_INT, doc="number of neighbours"),
+            Arg("k", "int", REQUIRED, COUNT, doc="number of neighbours"),
             Arg("metric", "choice", "euclidean", choices=("euclidean", "cosine"), doc="d2"),
         ),
         doc="Uniform over the k nearest neighbours j != i (LGSimCLR, DCD).",
@@ -278,7 +305,7 @@ _register(
     Block(
         "classes",
         "distribution",
-        (Arg("y", "labels"), Arg("n", "int", REQUIRED, POSITIVE_INT, doc="number of classes")),
+        (Arg("y", "labels"), Arg("n", "int", REQUIRED, COUNT, doc="number of classes")),
         doc="One-hot over n class columns (cross-entropy's p): an N x n distribution.",
         formula="p(c|i) = 1[c = y_i]",
         family="classes",
@@ -291,7 +318,7 @@ _register(
     Block(
         "prototypes",
         "columns",
-        (Arg("n", "int", REQUIRED, POSITIVE_INT, doc="number of prototype columns"),),
+        (Arg("n", "int", REQUIRED, COUNT, doc="number of prototype columns"),),
         doc="n learned prototype vectors phi_c, parameters of the module: columns of q.",
         formula="phi_c, c = 1..n",
         family="prototypes",
@@ -392,7 +419,7 @@ _register(
     Block(
         "walk",
         "distribution",
-        (Arg("d", "dist"), Arg("steps", "int", 1, POSITIVE_INT, doc="extra steps of the walk")),
+        (Arg("d", "dist"), Arg("steps", "int", 1, STEPS, doc="extra steps of the walk")),
         doc="Neighbour propagation: normalise(d + d^2 + ... + d^(steps+1)); the diagonal stays "
         "outside the support when d excludes it.",
         formula="p~ = normalise(P + P^2 + ... + P^(steps+1))",
@@ -467,7 +494,7 @@ _register(
     Block(
         "table",
         "mapper",
-        (Arg("dim", "int", 2, POSITIVE_INT, doc="embedding dimension"), *_MAPPER_OPTIONS),
+        (Arg("dim", "int", 2, SIZE, doc="embedding dimension"), *_MAPPER_OPTIONS),
         doc="A free embedding per sample index (non-parametric: t-SNE, SNE).",
         formula="f(x_i) = E[i]",
         family="table",
@@ -479,7 +506,7 @@ _register(
     Block(
         "linear",
         "mapper",
-        (Arg("dim", "int", 2, POSITIVE_INT), *_MAPPER_OPTIONS),
+        (Arg("dim", "int", 2, SIZE), *_MAPPER_OPTIONS),
         doc="A linear map of the features.",
         formula="f(x) = W x + b",
         family="linear",
@@ -491,9 +518,9 @@ _register(
         "mlp",
         "mapper",
         (
-            Arg("dim", "int", 2, POSITIVE_INT),
-            Arg("hidden", "int", 256, POSITIVE_INT, doc="hidden width"),
-            Arg("depth", "int", 2, POSITIVE_INT, doc="number of linear layers"),
+            Arg("dim", "int", 2, SIZE),
+            Arg("hidden", "int", 256, SIZE, doc="hidden width"),
+            Arg("depth", "int", 2, DEPTH, doc="number of linear layers"),
             *_MAPPER_OPTIONS,
         ),
         doc="A multilayer perceptron with ReLU activations.",

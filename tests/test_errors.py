@@ -532,7 +532,7 @@ q = gaussian(f(x))
 mapper = table
 """,
         """\
-bad.icon:1:17: error: sigma = 0 is outside its domain: sigma > 0  [domain]
+bad.icon:1:17: error: sigma = 0 is outside its domain: 1e-15 <= sigma <= 1e15  [domain]
    1 | p = gaussian(x, sigma=0)
      |                 ^^^^^^^
 """,
@@ -560,7 +560,7 @@ q = gaussian(f(x))
 mapper = table
 """,
         """\
-bad.icon:1:12: error: k = 2.5 is outside its domain: k a positive integer  [domain]
+bad.icon:1:12: error: k = 2.5 is outside its domain: k an integer from 1 to 1048576  [domain]
    1 | p = knn(x, 2.5)
      |            ^^^
 """,
@@ -1303,7 +1303,7 @@ mapper = mlp(dim=0)
    1 | p = gausian(x)
      |     ^^^^^^^
   help: did you mean `gaussian`?
-<string>:2:20: error: sigma = -1 is outside its domain: sigma > 0  [domain]
+<string>:2:20: error: sigma = -1 is outside its domain: 1e-15 <= sigma <= 1e15  [domain]
    2 | q = gaussian(f(x), sigma=-1, colour=red)
      |                    ^^^^^^^^
 <string>:2:30: error: gaussian() has no argument `colour`  [unknown-keyword]
@@ -1314,7 +1314,7 @@ mapper = mlp(dim=0)
    3 | maper = table
      | ^^^^^
   help: did you mean `mapper`?
-<string>:4:14: error: dim = 0 is outside its domain: dim a positive integer  [domain]
+<string>:4:14: error: dim = 0 is outside its domain: dim an integer from 1 to 65536  [domain]
    4 | mapper = mlp(dim=0)
      |              ^^^^^"""
     )

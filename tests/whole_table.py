@@ -35,8 +35,14 @@ def ids(cases: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> list[str]
     return [name for name, _ in cases]
 
 
+@functools.cache
+def compiled(spec: str) -> icon_dsl.api.CompiledModule:
+    """The spec compiled once per session (whole-table tests share it); load() runs it fresh."""
+    return icon_dsl.compile(spec)
+
+
 def load(spec: str) -> type[Any]:
-    return icon_dsl.compile(spec).load()
+    return compiled(spec).load()
 
 
 def batch(

@@ -12,19 +12,22 @@ from __future__ import annotations
 import ast
 import io
 import itertools
+import math
 import re
 import tokenize
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import jinja2
 import sympy as sp
-from sympy.printing.str import StrPrinter
+from sympy.printing.pycode import PythonCodePrinter
 
 from .. import registry as reg
+from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR, DistType
+from ..source import Span
 from . import names
 from .printing import TorchCodePrinter
 
@@ -101,6 +104,15 @@ class Body:
     def add(self, line: str) -> None:
         self.lines.append(line)
 
+    def fold_keeps(self, first: int, name: str) -> None:
+        """The kept-row tests from `first` on as one variable when they would not fit on one
+        line (a union of thousands of indicators: one `&` expression would not compile)."""
+        keeps = self.keeps[first:]
+        if len(" & ".join(keeps)) > 40:
+            var = self.fresh(name)
+            self.lines += _fold(var, keeps, "&")
+            self.keeps[first:] = [var]
+
     def comment(self, text: str) -> None:
         self.lines.append(names.comment(text))
 
@@ -155,9 +167,62 @@ def python_expr(code: str, bracket: bool = True) -> str:
     return text if atomic or not bracket else f"({text})"
 
 
-class _KernelPrinter(TorchCodePrinter):
+class NotFinite(ValueError):
+    """A number the generated module would have to hold is not a finite float64."""
+
+
+def number_literal(value: Any) -> str:
+    """A Python literal for a number: an int while float64 holds it exactly (|n| <= 2**53),
+    else the float's repr (which round-trips); never `nan`, `inf` nor a 300-digit integer.
+
+    Raises NotFinite for a value beyond float64 (1e308 * 10) or not a real number: check
+    refuses those, this keeps emission honest if one slips through."""
+    number = sp.sympify(value)
+    if number.is_Integer and abs(int(number)) <= 2**53:
+        return str(int(number))
+    try:
+        as_float = float(number)
+    except OverflowError:
+        as_float = math.inf
+    except (TypeError, ValueError):
+        raise NotFinite(f"{number} is not a real number") from None
+    if not math.isfinite(as_float):
+        shown = sp.N(number, 3)
+        raise NotFinite(f"{shown} is beyond the range of a float64 (about 1.8e308)")
+    return repr(as_float)
+
+
+def refuse(ir: IR, span: Span | None, error: NotFinite) -> NoReturn:
+    """A located `domain` error for a number the module cannot hold."""
+    diags = Diagnostics(ir.source)
+    diags.error("domain", f"a number here cannot be held by the generated module: {error}", span)
+    raise SpecError(ir.source, diags.items)
+
+
+class _Numbers:
+    """Numbers as finite Python literals (number_literal); a fraction of exact integers stays
+    `p/q`; nan and infinities raise NotFinite."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return number_literal(expr)
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return number_literal(expr)
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        if abs(expr.p) <= 2**53 and expr.q <= 2**53:
+            return f"{expr.p}/{expr.q}"  # exact in Python: a float division of two exact ints
+        return number_literal(expr)
+
+    def _print_NaN(self, expr: sp.Expr) -> str:
+        raise NotFinite("the formula is undefined (nan)")
+
+    _print_Infinity = _print_NegativeInfinity = _print_ComplexInfinity = _print_NaN
+
+
+class _KernelPrinter(_Numbers, TorchCodePrinter):
     """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
-    log(1 + x) as log1p(x) (exact for small x)."""
+    log(1 + x) as log1p(x) (exact for small x). Numbers print as finite literals."""
 
     def _print_log(self, expr: sp.log) -> str:
         arg = expr.args[0]
@@ -174,7 +239,12 @@ class _KernelPrinter(TorchCodePrinter):
         return f"({self._print(base)}) ** ({self._print(exp)})"
 
 
-class _NumPrinter(StrPrinter):
+class _ConstantPrinter(_Numbers, PythonCodePrinter):
+    """A kernel's parts without d2 (hyperparameters and numbers): Python floats, so math.log,
+    math.exp and math.sqrt rather than torch's functions, which need tensors."""
+
+
+class _NumPrinter(_Numbers, PythonCodePrinter):
     """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
 
     def __init__(self, hyper_names: dict[str, str], prefix: str = "self.") -> None:
@@ -185,14 +255,11 @@ class _NumPrinter(StrPrinter):
     def _print_Symbol(self, expr: sp.Symbol) -> str:
         return f"{self.prefix}{self.hyper_names[expr.name]}"
 
-    def _print_Float(self, expr: sp.Float) -> str:
-        return repr(float(expr))
-
 
 class Emitter:
     def __init__(self, ir: IR) -> None:
         self.ir = ir
-        self.hyper_names = {h: names.identifier(h) for h in sorted(ir.hypers)}
+        self.hyper_names = names.identifiers(ir.hypers)
         self.body = Body()
         self.vals: dict[int, Val] = {}
         self.side: dict[int, str] = {}
@@ -202,18 +269,17 @@ class Emitter:
     # -- numbers ---------------------------------------------------------------------------
     def num(self, value: Any) -> str:
         """Code for a number or hyperparameter expression, safe to drop into any expression."""
-        if isinstance(value, sp.Basic):
-            if value.is_Integer:
-                return str(int(value))
-            if value.is_Number:
-                return repr(float(value))
+        if isinstance(value, sp.Basic) and value.free_symbols:
             return python_expr(_NumPrinter(self.hyper_names).doprint(value))
-        return repr(value)
+        return number_literal(value)  # sqrt(2) too: a number, not a call
 
     # -- nodes -----------------------------------------------------------------------------
     def lower(self, node: int, prefix: str) -> Val:
         if node not in self.vals:
-            self.vals[node] = self._lower(node, prefix)
+            try:
+                self.vals[node] = self._lower(node, prefix)
+            except NotFinite as error:
+                refuse(self.ir, self.ir.span(node), error)
         return self.vals[node]
 
     def _lower(self, node: int, prefix: str) -> Val:
@@ -226,7 +292,8 @@ class Emitter:
         if op == "f":
             return Val("tensor", "z", cols="z_all")
         if op == "prototypes":
-            return Val("tensor", "self.prototypes", cols="self.prototypes")
+            # parameters follow z's dtype (float64, or float32 for half precision z)
+            return Val("tensor", "self.prototypes.to(z.dtype)", cols="self.prototypes.to(z.dtype)")
         text = self._text(node)
         if op == "kernel" or reg.is_kernel(op):
             return self._kernel(node, op, args, kids, prefix, text)
@@ -294,7 +361,7 @@ class Emitter:
             mask = b.fresh(f"{prefix}_mask")
             parts = [v.var if v.kind == "mask" else f"({self.prob(v)} > 0)" for v in vals]
             b.comment(f"{text}: uniform over the union of the supports")
-            b.add(f"{mask} = " + " | ".join(parts))
+            b.lines += _fold(mask, parts, "|")
             return Val("mask", mask)
         if op == "joint":
             return self._joint(kids[0], prefix, text)
@@ -340,7 +407,7 @@ class Emitter:
                 for w, v in zip(args["weights"], vals, strict=True)
             ]
             b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
-            b.add(f"{prob} = " + " + ".join(terms))
+            b.lines += _fold(prob, terms, "+")
             return Val("prob", prob)
         raise NotImplementedError(f"no code generation rule for {op}")
 
@@ -366,12 +433,23 @@ class Emitter:
             b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)")
         else:
             d2_symbol = sp.Symbol(d2, nonnegative=True)
+            log_w = self.log_weight(op, args, d2_symbol)
+            at_zero = _value_at_zero(log_w, d2_symbol)
+            if at_zero is not None:
+                # an infinite slope at d2 = 0 (sqrt(d2)): i = j and duplicate points would get a
+                # NaN gradient; evaluate away from 0 and put the limit there, with slope 0
+                safe = b.fresh(f"{d2}_safe")
+                b.comment("the kernel's slope is infinite at d2 = 0: its limit is used there")
+                b.add(f"{safe} = torch.where({d2} > 0, {d2}, 1.0)")
+                d2_symbol, log_w = _replace(log_w, d2_symbol, sp.Symbol(safe, positive=True))
             names = (sp.Symbol(b.fresh(f"{prefix}_const")) for _ in itertools.count())
             constants: dict[sp.Expr, sp.Symbol] = {}
-            log_w = _hoist(self.log_weight(op, args, d2_symbol), d2_symbol, constants, names)
+            log_w = _hoist(log_w, d2_symbol, constants, names)
             for value, name in constants.items():  # hyperparameter parts: short lines
-                b.lines += _assignment(str(name), value)
+                b.lines += _assignment(str(name), value, _ConstantPrinter())
             b.lines += _assignment(logits, log_w)
+            if at_zero is not None:
+                b.add(f"{logits} = torch.where({d2} > 0, {logits}, {at_zero})")
         if len(kids) == 1 and not args.get("diagonal", False):
             b.needs_diag = True
             b.add(f"{logits} = {logits}.masked_fill(diag, -math.inf)")
@@ -406,9 +484,13 @@ class Emitter:
         constants: dict[sp.Expr, sp.Symbol] = {}
         log_w, slope = (_hoist(e, d2_symbol, constants, names) for e in (log_w, slope))
         shared, (log_w, slope) = sp.cse([log_w, slope], symbols=names)
-        assigned = [(value, key) for key, value in constants.items()] + list(shared)
-        assigned += [(sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
-        lines = [line for name, expr in assigned for line in _assignment(str(name), expr)]
+        lines = [
+            line
+            for key, value in constants.items()
+            for line in _assignment(str(value), key, _ConstantPrinter())
+        ]
+        assigned = [*shared, (sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
+        lines += [line for name, expr in assigned for line in _assignment(str(name), expr)]
         return [*lines, "return log_w, slope"]
 
     def _printable(self, value: Any) -> sp.Expr:
@@ -479,6 +561,7 @@ class Emitter:
 class Plan:
     """Everything the template needs."""
 
+    upcast: str  # the line that raises half-precision z (and x, side) to float32
     class_name: str
     method: str
     title: str | None
@@ -576,9 +659,11 @@ def _hyper_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
         h = ir.hypers[name]
         py = emitter.hyper_names[name]
         kind = "int" if h.integer else "float"
-        default = (
-            "" if h.default is None else f" = {int(h.default) if h.integer else float(h.default)!r}"
-        )
+        default = ""
+        if h.default is not None:
+            if not math.isfinite(h.default):
+                refuse(ir, h.span, NotFinite(f"{name}'s default {h.default} is not finite"))
+            default = " = " + number_literal(int(h.default) if h.integer else float(h.default))
         cond, desc = _domain_code(py, h.domain, h.integer)
         out.append({"name": py, "type": kind, "default": default, "cond": cond, "desc": desc})
     return out
@@ -605,10 +690,14 @@ def _constraint_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
 
 def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     parts = []
-    if dom.lo > float("-inf"):
-        parts.append(f"{py} {'>' if dom.lo_open else '>='} {dom.lo!r}")
-    if dom.hi < float("inf"):
-        parts.append(f"{py} {'<' if dom.hi_open else '<='} {dom.hi!r}")
+    lo, hi = (_bound(v, integer or dom.integer) for v in (dom.lo, dom.hi))
+    low, high = ("<" if dom.lo_open else "<="), ("<" if dom.hi_open else "<=")
+    if math.isfinite(dom.lo) and math.isfinite(dom.hi):
+        parts.append(f"{lo} {low} {py} {high} {hi}")
+    elif math.isfinite(dom.lo):
+        parts.append(f"{py} {'>' if dom.lo_open else '>='} {lo}")
+    elif math.isfinite(dom.hi):
+        parts.append(f"{py} {high} {hi}")
     if integer:
         parts.append(f"float({py}).is_integer()")
     cond = " and ".join(parts) if parts else "math.isfinite(" + py + ")"
@@ -616,9 +705,18 @@ def _domain_code(py: str, dom: reg.Domain, integer: bool) -> tuple[str, str]:
     return cond, desc
 
 
-def _assignment(name: str, expr: sp.Expr) -> list[str]:
-    """`name = expr` as torch code, laid out for a method body (column 8)."""
-    code = python_expr(str(_KernelPrinter().doprint(expr)), bracket=False)
+def _bound(value: float, integer: bool) -> str:
+    """A domain bound as ruff would print it: 1e15 rather than 1000000000000000.0, 1 for an
+    integer hyperparameter."""
+    if integer and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    text = reg.short_number(value)
+    return f"{text}.0" if text.lstrip("-").isdigit() else text  # a float stays a float
+
+
+def _assignment(name: str, expr: sp.Expr, printer: Any = None) -> list[str]:
+    """`name = expr` as torch code (or the printer's), laid out for a method body (column 8)."""
+    code = python_expr(str((printer or _KernelPrinter()).doprint(expr)), bracket=False)
     return assignment_lines(name, code, indent=8)
 
 
@@ -671,8 +769,8 @@ def _hoist(
     together: short lines, and fewer passes over the N x N tensor."""
 
     def name(constant: sp.Expr) -> sp.Expr:
-        if not constant.free_symbols:
-            return constant  # a plain number stays in the expression
+        if not constant.free_symbols:  # a plain number stays in the expression, as a number:
+            return constant if constant.is_Number else sp.Float(constant.evalf(17))  # log(500)
         if constant not in constants:
             constants[constant] = next(names)
         return constants[constant]
@@ -686,6 +784,42 @@ def _hoist(
     if isinstance(expr, (sp.Mul, sp.Add)) and fixed:
         return expr.func(name(expr.func(*fixed)), *parts)
     return expr.func(*(_hoist(a, variable, constants, names) for a in expr.args))
+
+
+def _fold(target: str, parts: list[str], op: str, indent: int = 8) -> list[str]:
+    """`target = a op b op ...` over as many lines as 88 columns need, each line adding to
+    the last (`target = target op ...`): no expression nests deeper than a line's operands,
+    so thousands of operands compile (Python's parser recurses once per operator)."""
+    lines: list[str] = []
+    current = ""
+    for part in parts:
+        candidate = f"{current} {op} {part}" if current else part
+        if current and indent + len(f"{target} = {candidate}") > 88:
+            lines.append(f"{target} = {current}")
+            candidate = f"{target} {op} {part}"
+        current = candidate
+    lines.append(f"{target} = {current}")
+    return lines
+
+
+def _replace(expr: sp.Expr, old: sp.Symbol, new: sp.Symbol) -> tuple[sp.Symbol, sp.Expr]:
+    return new, expr.xreplace({old: new})
+
+
+def _value_at_zero(log_w: sp.Expr, d2: sp.Symbol) -> str | None:
+    """Code for the limit of log w as d2 -> 0+ when its slope is infinite there (sqrt(d2),
+    d2^0.3, log(d2)), else None: the common kernels have a finite slope and need no guard."""
+    if d2 not in log_w.free_symbols:
+        return None
+    infinite = (sp.zoo, sp.oo, -sp.oo, sp.nan)
+    if not sp.diff(log_w, d2).subs(d2, 0).has(*infinite):
+        return None
+    value = log_w.subs(d2, 0)
+    if value.has(*infinite):
+        value = sp.limit(log_w, d2, 0, "+")
+    if value == -sp.oo or value.has(*infinite):
+        return "-math.inf"  # w(0) = 0 (log(d2)): no weight on duplicates
+    return python_expr(_ConstantPrinter().doprint(value), bracket=False)
 
 
 def _gaussian_width(args: dict) -> Any:
@@ -757,6 +891,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     lines = [
         "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
+        "z = _at_least_float32(z)",
         "world, offset = _world(self.gather, z.shape[0])",
         names.comment(f"q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j"),
     ]
@@ -787,9 +922,11 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     p_val = e.lower(p_root, "p")
     b = e.body
+    b.fold_keeps(0, "p_rows")
     p_lines, p_keeps, p_names = len(b.lines), len(b.keeps), set(b.taken)
     p_needs_diag = b.needs_diag
     q_val = e.lower(q_root, "q")
+    b.fold_keeps(p_keeps, "q_rows")
     pt: DistType = ir.dist_type(p_root)
     if pt.cross and not ir.dist_type(q_root).cross and q_val.kind == "logits":
         b.comment("a cross-modal p restricts q to the other modality")
@@ -847,7 +984,10 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         b.helpers.add("neighbour")
         if p_val.kind == "mask":
             b.helpers.add("uniform_rows")
+    floats = [n for n in ("z", *inputs) if n in ("z", "x", "side")]
+    upcast = f"{', '.join(floats)} = " + ", ".join(f"_at_least_float32({n})" for n in floats)
     return Plan(
+        upcast=upcast,
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
         title=ir.title,
@@ -983,9 +1123,11 @@ def render(p: Plan) -> str:
 
 def _imports(draft: str) -> str:
     """Only the imports the module uses, so the file is lint-clean."""
-    lines = []
+    lines = ["import functools"]
     if "math." in draft:
-        lines.append("import math\n")
+        lines.append("import math")
+    lines.append("from collections.abc import Callable")
+    lines.append("from typing import TypeVar\n")
     lines.append("import torch")
     if "dist." in draft:
         lines.append("import torch.distributed as dist")
