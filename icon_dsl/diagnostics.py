@@ -40,6 +40,8 @@ CODES: dict[str, str] = {
     "not-differentiable": "a non-differentiable block used as q",
     "wrong-role": "a block used where another kind is needed (a mapper as p, ...)",
     "empty-rows": "rows of p may be empty; they are dropped from the mean and counted",
+    "degenerate": "an objective that cannot learn: a uniform p, a loss with no minimiser "
+    "(an identity p against a width f(x) absorbs), a table mapper given views",
     "file": "a spec file that cannot be read",
 }
 
@@ -75,6 +77,11 @@ class Diagnostics:
         self, code: str, message: str, span: Span | None = None, help: str | None = None
     ) -> None:
         self._add("error", code, message, span, help)
+
+    def warning(
+        self, code: str, message: str, span: Span | None = None, help: str | None = None
+    ) -> None:
+        self._add("warning", code, message, span, help)
 
     def note(
         self, code: str, message: str, span: Span | None = None, help: str | None = None

@@ -104,6 +104,7 @@ def train(
     resume: bool = False,
     hyperparameters: Mapping[str, float] | None = None,
     restarts: int | None = None,
+    lr_factor: float = 1.0,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -118,6 +119,7 @@ def train(
     keeps the start with the lowest final KL on its fixed evaluation batch (None: 10 for
     clustering heads, 1 otherwise). ``compile``: wrap the mapper and the loss in
     ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
+    ``lr_factor``: multiplies the kind's default learning rate.
     """
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
@@ -134,6 +136,7 @@ def train(
         batch_size=batch_size,
         hyperparameters=hyperparameters,
         restarts=restarts,
+        lr_factor=lr_factor,
     )
     from icon_dsl.train.distributed import init_from_env
 
