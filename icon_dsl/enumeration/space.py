@@ -112,7 +112,7 @@ Q_EXAMPLES: dict[str, QForm] = {
         columns=_c("gaussian", "f(x)", "prototypes({n})", metric="dot"),
         # the limit rows are on the unit sphere, where the width cannot be absorbed by a rescaling
         # of f(x) (icon_dsl.enumeration.limits); on a euclidean kernel they would be the plain row
-        limits=(("sigma->inf", "100"), ("sigma->0", "0.05")),
+        limits=(("sigma->inf", "100"), ("sigma->0", "0.1")),
     ),
     "student_t": QForm(
         network=_c("student_t", "f(x)"),

@@ -25,6 +25,7 @@ of the column's best known method (non-overlapping t-intervals: a conservative t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -323,10 +324,9 @@ def run_job(job: Job, cell: Cell, bench: Benchmark, device: str = "cpu") -> dict
     start = time.perf_counter()
     spec, scale_name = scaled_spec(cell.spec, job.scale)
     fit, held = _parts(bench, job.held_out)
-    if cell.table:
-        data = concat(fit, held)
-    else:
-        data = fit
+    data = concat(fit, held) if cell.table else fit
+    if not cell.supervised:  # labels are for scoring only: the run never sees them
+        data = dataclasses.replace(data, y=None)
     result = train(
         spec, data=data, epochs=job.epochs, seed=job.seed, device=device, out=False,
         progress=False, lr_factor=job.lr, restarts=None if job.stage == "confirm" else 1,
@@ -471,7 +471,17 @@ def evaluate(
         runner.run(confirm)
     rows = leaderboard(all_cells, state, kinds, seeds)
     write_leaderboard(out_dir, rows, all_cells, bench, protocol, state)
+    write_table(out_dir, cands, rows, bench.name)
     return rows
+
+
+def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]], name: str) -> None:
+    """periodic-table.html and .png: the table coloured by the measured scores."""
+    from icon_dsl.train.board import render_scored_html, render_scored_png
+
+    title = f"The periodic table on {name}: cells against their column's best known method"
+    (out / "periodic-table.html").write_text(render_scored_html(cands, rows, title), "utf-8")
+    render_scored_png(cands, rows, title, out / "periodic-table.png")
 
 
 def _dim(spec: str) -> int:
