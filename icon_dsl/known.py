@@ -160,7 +160,7 @@ KNOWN: tuple[KnownMethod, ...] = (
             "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\n"
             "q = gaussian(f(x), temperature=0.5, metric=cosine)\nloss = reverse_kl(p, q)",
         ),
-        identity="NeRV minimises lambda KL(p || q) + (1 - lambda) KL(q || p); this is lambda = 0",
+        identity="NeRV minimises lambda KL(p, q) + (1 - lambda) KL(q, p) (KL(a, b): from a to b); this is lambda = 0",
     ),
     KnownMethod(
         "tnerv",
@@ -173,7 +173,7 @@ KNOWN: tuple[KnownMethod, ...] = (
             "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\nq = student_t(f(x))\n"
             "loss = reverse_kl(p, q)",
         ),
-        identity="t-NeRV minimises lambda KL(p || q) + (1 - lambda) KL(q || p) with a Student-t "
+        identity="t-NeRV minimises lambda KL(p, q) + (1 - lambda) KL(q, p) (KL(a, b): from a to b) with a Student-t "
         "q; this is lambda = 0",
     ),
     KnownMethod(

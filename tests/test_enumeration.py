@@ -604,3 +604,26 @@ def test_evaluation_end_to_end_resumes(tmp_path: Path) -> None:
     assert main(args) == 0
     assert (tmp_path / "results.jsonl").read_text().splitlines() == lines  # resumed: no new runs
     assert "nmi" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_scored_table_colours_cells_against_the_best_known(tmp_path: Path) -> None:
+    from icon_dsl.train.board import cell_verdicts, render_scored_html, render_scored_png
+    from icon_dsl.train.evaluate import _row
+
+    cands = en.enumerate_methods(p_families=["label"], q_families=["student_t", "gaussian"],
+                                 mappers=["mlp"], divergences=["kl"])  # fmt: skip
+    supcon = next(c for c in cands if c.status == "known")
+    new = [c for c in cands if c.status == "new"]
+    column = "label | embedding"
+    rows = [
+        _row(supcon.name, "known", supcon.known_as, column, "linear_probe", [0.90, 0.91, 0.92]),
+        _row(new[0].name, "new", None, column, "linear_probe", [0.95, 0.96, 0.97]),
+        _row(new[1].name, "new", None, column, "linear_probe", [0.89, 0.91, 0.93]),
+    ]
+    verdicts = cell_verdicts(cands, rows)
+    assert verdicts[(new[0].p, new[0].row)][0] == "above"
+    assert verdicts[(new[1].p, new[1].row)][0] == "overlap"
+    page = render_scored_html(cands, rows, "t")
+    assert "#bbf7d0" in page and "new" in page
+    render_scored_png(cands, rows, "t", tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 1000

@@ -54,7 +54,10 @@ LR_FACTORS = (1.0, 3.0)  # x the runtime's default learning rate for the spec's 
 #: confirmation runs long enough to rank (documented in docs/discovery.md with timings).
 SCREEN_EPOCHS = {"views": 10, "labels": 10, "table": 30, "cluster": 10, "network": 20}
 CONFIRM_EPOCHS = {"views": 40, "labels": 30, "table": 60, "cluster": 30, "network": 60}
-TUNE_TOP_NEW = 2  # new candidates per column that are tuned and confirmed
+TUNE_TOP_NEW = 1  # new candidates per column that are tuned and confirmed
+#: Rows (fit, validation) of the screening and tuning runs: quadratic costs (full-batch tables,
+#: N x N kernels) stay small; confirmation uses the whole train and test parts.
+SCREEN_ROWS = (600, 300)
 #: The fraction of the budget by which baselines + screening, then tuning must have started
 #: their runs; confirmation may use the rest.
 STAGE_SHARES = (0.4, 0.65)
@@ -344,12 +347,16 @@ def run_job(job: Job, cell: Cell, bench: Benchmark, device: str = "cpu") -> dict
 
 
 def _parts(bench: Benchmark, held_out: str) -> tuple[Dataset, Dataset]:
+    """test: (train, test); validation: (train minus validation, validation); screening and
+    tuning use the first SCREEN_ROWS of each of those (the cheap step of successive halving)."""
     if held_out == "test":
         return bench.train, bench.test
     n = bench.train.n_samples
     order = np.random.default_rng(0).permutation(n)
     cut = int(round(n * (1 - VALIDATION)))
-    return subset(bench.train, order[:cut], "fit"), subset(bench.train, order[cut:], "validation")
+    fit, val = order[:cut], order[cut:]
+    fit, val = fit[: SCREEN_ROWS[0]], val[: SCREEN_ROWS[1]]
+    return subset(bench.train, fit, "fit"), subset(bench.train, val, "validation")
 
 
 def baseline_rows(bench: Benchmark, kind: str, dim: int, seed: int) -> dict[str, dict[str, float]]:
@@ -455,7 +462,7 @@ def evaluate(
         runner.deadline = start + STAGE_SHARES[0] * budget
         runner.run([Job("baseline", f"baseline|{k}", s) for k in kinds for s in seeds])
         screen = [Job("screen", c.name, seeds[0], epochs=_epochs(c, SCREEN_EPOCHS, protocol.epochs))
-                  for c in live]  # fmt: skip
+                  for c in _round_robin(live)]  # fmt: skip
         runner.run(screen)
         runner.deadline = start + STAGE_SHARES[1] * budget
         finalists = _finalists(live, state, screen)
@@ -482,6 +489,20 @@ def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]],
     title = f"The periodic table on {name}: cells against their column's best known method"
     (out / "periodic-table.html").write_text(render_scored_html(cands, rows, title), "utf-8")
     render_scored_png(cands, rows, title, out / "periodic-table.png")
+
+
+def _round_robin(live: Sequence[Cell]) -> list[Cell]:
+    """Known methods first, then one candidate per column in turn: a budget cut short still
+    screens every column."""
+    columns: dict[str, list[Cell]] = {}
+    for c in sorted(live, key=lambda c: c.status != "known"):
+        columns.setdefault(c.column, []).append(c)
+    out: list[Cell] = []
+    while any(columns.values()):
+        for queue in columns.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
 
 
 def _dim(spec: str) -> int:
@@ -671,6 +692,42 @@ def _fmt(v: float) -> str:
     return "-" if not math.isfinite(v) else f"{v:.3f}"
 
 
+def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per column: its best known method, best new candidate, best baseline, verdict."""
+    out = [
+        "| column | metric | best known | best new | best baseline | a new cell beats the best known |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "-"
+        name = r["known_as"] or r["name"]
+        return f"{name}: {_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}] ({r['n_seeds']})"
+
+    for column in sorted({r["column"] for r in rows}):
+        group = [r for r in rows if r["column"] == column]
+
+        def best(status: str, group: list[dict[str, Any]] = group) -> dict[str, Any] | None:
+            members = [r for r in group if r["status"] == status and math.isfinite(r["mean"])]
+            return max(members, key=lambda r: r["mean"]) if members else None
+
+        known, new = best("known"), best("new")
+        if known is None or new is None:
+            verdict = "not decided (no confirmed known or new row)"
+        elif any(r["beats_best_known"] for r in group):
+            verdict = "**yes**: " + ", ".join(
+                f"`{r['name']}`" for r in group if r["beats_best_known"]
+            )
+        else:
+            verdict = "no"
+        out.append(
+            f"| {column} | {group[0]['metric']} | {cell(known)} | {cell(new)} | "
+            f"{cell(best('baseline'))} | {verdict} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def render_leaderboard(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, Any]],
                        bench: Benchmark, protocol: Protocol) -> str:  # fmt: skip
     out = [
@@ -682,6 +739,10 @@ def render_leaderboard(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[st
         "interval lies above the best known method's.",
         "",
         *[f"- {n}" for n in bench.notes],
+        "",
+        "## Summary",
+        "",
+        summary_markdown(rows).rstrip(),
     ]
     for column in sorted({r["column"] for r in rows}):
         group = [r for r in rows if r["column"] == column]
