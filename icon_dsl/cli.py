@@ -1,8 +1,9 @@
 """The command line: `icon-dsl check | compile | explain | enumerate | train`.
 
-Guarantees: exit 0 when every spec is fine, 1 when a spec has errors (all of them printed, in the
-DESIGN.md format), 2 on bad usage. A user's mistake never shows a traceback; one is shown only
-for a bug in icon-dsl itself.
+Guarantees: every command ends in a message and one of the exit codes of ``EXIT_CODES``: 0 when
+all is fine, 1 for errors in a spec or the data (all of them printed), 2 for bad usage (an
+argument out of range, a folder that cannot be written), 3 when training started and failed.
+A user's mistake never shows a traceback; one is shown only for a bug in icon-dsl itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,41 @@ from pathlib import Path
 
 from .diagnostics import SpecError
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: What each exit code means (docs/errors.md and the README show this table).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_ERRORS: "a spec or the data has errors (a spec's diagnostics, an unusable data file, a "
+    "checkpoint that does not fit the run, a hyperparameter that is missing or out of range)",
+    EXIT_USAGE: "bad usage: an unknown option, an argument out of range (a seed, a batch size, "
+    "a device), an output folder that is a file or cannot be written",
+    EXIT_TRAINING: "training started and failed: a loss or gradient that is not finite, memory "
+    "exhausted, an output that could not be written",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (the message names the value)."""
+    return bounded_int(1)(text)
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high] (high None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            upper = f" and at most {high}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"must be at least {low}{upper}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _print_notes(notes: Sequence[object], source: object) -> None:
@@ -88,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--batch", type=int, metavar="N", help="also predict the loss's peak memory")
+    p.add_argument(
+        "--batch", type=positive_int, metavar="N", help="also predict the loss's peak memory"
+    )
     p.set_defaults(func=cmd_explain)
     for extra in _EXTRA_COMMANDS:
         extra(sub)
@@ -127,9 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) and EXIT_USAGE
     try:
         return int(args.func(args))
+    except OSError as error:  # a path given as an argument that cannot be written or read
+        where = f"{error.filename}: " if error.filename else ""
+        why = error.strerror or str(error)
+        if isinstance(error, (FileExistsError, NotADirectoryError)):
+            why = "cannot make a folder there: a file has that name or is on its path"
+        print(f"icon-dsl: error: {where}{why}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

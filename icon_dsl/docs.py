@@ -423,7 +423,22 @@ def errors_markdown() -> str:
         else:
             out += [f"`{EXAMPLE_NAME}`:", "", "```", text.rstrip("\n"), "```", ""]
         out += ["```", report, "```"]
+    out += ["", *_exit_codes()]
     return "\n".join(out) + "\n"
+
+
+_EXIT_INTRO = """\
+Every command ends in a message and one of these exit statuses; a traceback is shown only for a
+bug in icon-dsl itself. `icon-dsl train`'s messages name the file, the argument or the parameter
+at fault (docs/training.md)."""
+
+
+def _exit_codes() -> list[str]:
+    """The exit statuses of the command line, from ``cli.EXIT_CODES``."""
+    from .cli import EXIT_CODES
+
+    rows = [f"| {code} | {_cell(meaning)} |" for code, meaning in EXIT_CODES.items()]
+    return ["## Exit statuses", "", _EXIT_INTRO, "", "| status | meaning |", "|---|---|", *rows]
 
 
 # -- writing --------------------------------------------------------------------------------

@@ -116,6 +116,8 @@ def lowering(ir: IR) -> str:
 
 
 def explain(spec: str | Path | Source, batch: int | None = None) -> str:
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
     checked = check(spec)
     ir = checked.ir
     known = recognise(ir)

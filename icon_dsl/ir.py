@@ -93,10 +93,13 @@ class IR:
         span: Span | None,
         args: dict[str, Any] | None = None,
         children: list[int] | None = None,
+        text: str | None = None,
     ) -> int:
+        """A new node; `text` is its expression printed from the syntax tree (comments and
+        layout of the source are not part of it)."""
         node = self._next
         self._next += 1
-        self.graph.add_node(node, op=op, type=type, span=span, args=dict(args or {}))
+        self.graph.add_node(node, op=op, type=type, span=span, args=dict(args or {}), text=text)
         for slot, child in enumerate(children or []):
             self.graph.add_edge(node, child, slot=slot)
         return node
@@ -118,6 +121,12 @@ class IR:
 
     def span(self, node: int) -> Span | None:
         return self.graph.nodes[node]["span"]  # type: ignore[no-any-return]
+
+    def text(self, node: int) -> str:
+        """The node's expression as canonical spec text (printed, never sliced from the source),
+        or its op when it has none."""
+        text = self.graph.nodes[node].get("text")
+        return str(text) if text is not None else self.op(node)
 
     def children(self, node: int) -> list[int]:
         edges = sorted(self.graph.out_edges(node, data="slot"), key=lambda e: e[2])

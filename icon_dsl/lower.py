@@ -270,7 +270,7 @@ class Lowerer:
         args = self._static_args(block, call)
         if args is None:
             return None
-        return self.ir.add(block.name, "mapper", call.span, args)
+        return self.ir.add(block.name, "mapper", call.span, args, text=s.print_expr(call))
 
     def _wrong_role(self, call: s.Call, wanted: str, block: Block) -> None:
         self.diags.error(
@@ -370,9 +370,8 @@ class Lowerer:
             any(t.may_be_empty for t in types),
             any(t.cross for t in types),
         )
-        return self.ir.add(
-            "mixture", mtype, getattr(expr, "span", None), {"weights": weights}, kids
-        )
+        span, text = getattr(expr, "span", None), s.print_expr(expr)
+        return self.ir.add("mixture", mtype, span, {"weights": weights}, kids, text=text)
 
     def _same_support(self, kids: list[int], what: str) -> list[DistType]:
         """The operands' types; an error for each whose support differs from the first's."""
@@ -528,12 +527,13 @@ class Lowerer:
             all(t.may_be_empty for t in types),
             any(t.cross for t in types),
         )
-        return self.ir.add(block.name, utype, call.span, {}, nodes)
+        return self.ir.add(block.name, utype, call.span, {}, nodes, text=s.print_expr(call))
 
     def _block_call(self, block: Block, call: s.Call) -> int | None:
         if block.extra.get("variadic"):
             return self._variadic_call(block, call)
         params = list(block.args)
+        text = s.print_expr(call)
         columns_call = None
         if block.accepts_columns and len(call.args) >= 2:
             second = call.args[1]
@@ -584,7 +584,8 @@ class Lowerer:
                 call.span,
             )
             return None
-        return self.ir.add(block.name, self._type(block, kids, args), call.span, args, kids)
+        node_type = self._type(block, kids, args)
+        return self.ir.add(block.name, node_type, call.span, args, kids, text=text)
 
     def _check_options(
         self, block: Block, call: s.Call, args: dict[str, Any], kids: list[int]
@@ -690,7 +691,7 @@ class Lowerer:
         args = self._static_args(block, call)
         if args is None:
             return None
-        return self.ir.add("prototypes", "columns", call.span, args)
+        return self.ir.add("prototypes", "columns", call.span, args, text=s.print_expr(call))
 
     def _kernel_call(self, kernel: UserKernel, call: s.Call) -> int | None:
         params = [Arg("v", "vector")]
@@ -716,7 +717,7 @@ class Lowerer:
             return None
         learned = self._learned(kid)
         t = DistType("pairs", None, bool(args["diagonal"]), "raw", learned, True, False)
-        return self.ir.add("kernel", t, call.span, args, [kid])
+        return self.ir.add("kernel", t, call.span, args, [kid], text=s.print_expr(call))
 
     def _type(self, block: Block, kids: list[int], args: dict[str, Any]) -> DistType:
         kid_types = [self.ir.type(k) for k in kids]
@@ -769,7 +770,9 @@ class Lowerer:
                 call.span,
             )
             return None
-        return self.ir.add(call.func.id, "divergence", call.span, {}, [p, q])
+        return self.ir.add(
+            call.func.id, "divergence", call.span, {}, [p, q], text=s.print_expr(call)
+        )
 
 
 _DATA_ADVICE = {

@@ -14,21 +14,32 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import io
 import json
 import keyword
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import tokenize
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
 
 import icon_dsl
 from icon_dsl import SpecError
-from icon_dsl.codegen.names import identifier
+from icon_dsl.codegen.names import identifier, spec_text, string_literal
+
+try:
+    from tests import whole_table as W
+except ImportError:  # run from inside tests/
+    import whole_table as W  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "generated"
@@ -426,21 +437,205 @@ def test_title_outside_the_bmp_round_trips():
     assert "smile \U0001f600 end" in ast.get_docstring(ast.parse(module.source))
 
 
-COMMENTS = [
-    '# """ ' + PAYLOAD + ' """',
-    "# \\",
-    "# '''; " + PAYLOAD,
-    "# unicode: Ωμέγα ☕ \U0001f600",
+# A payload that leaves two traces if it ever runs: a file PWNED in the working directory and a
+# flag on builtins. Each piece of text below tries another way out of a comment, a docstring, a
+# string literal or a template.
+RUN_FLAG = "icon_dsl_injected_code_ran"
+RUN_CODE = f"__import__('builtins').__dict__.__setitem__('{RUN_FLAG}', 1) or open('PWNED', 'w')"
+BREAKOUTS = [
+    f'""" + {RUN_CODE} + """',  # closes a docstring
+    f"''' ; {RUN_CODE} ; '''",
+    f'"; {RUN_CODE}; "',  # closes a "..." literal
+    f'\\"""; {RUN_CODE}  # \\',  # escapes the closing quote, ends on a backslash
+    f"\r{RUN_CODE}",  # a carriage return ends a Python line
+    f"\x00 {RUN_CODE}",  # NUL: a SyntaxError in Python source
+    f"\x0c\x0b\x1c\x85\u2028 {RUN_CODE}",  # other line breaks of str.splitlines
+    f"# {RUN_CODE}",
+    "{{ 7 * 7 }} {% for i in range(3) %}{{ i }}{% endfor %} {# hidden #} {%raw%}",
+    "{{ self.__init__.__globals__ }} {{ cycler.__init__.__globals__.os.system('touch PWNED') }}",
+    "Café ☕ \U0001f600 \\N{BULLET} \\x41 \\u0041",
 ]
+#: Payloads for a comment: a comment cannot carry a new line (it would end there).
+COMMENT_PAYLOADS = [*BREAKOUTS, "\\", '"""', "'''"]
+
+#: Specs that reach each path of the generated code: the contrastive fast path, the closed-form
+#: neighbour path, the dense path (mixture, knn, user kernel, hyperparameter expressions) and
+#: prototypes; every token of each is followed by a comment when the test runs.
+INJECTION_BASES = {
+    "fast": SIMCLR_BODY,
+    "neighbour": "p = gaussian(x, perplexity=5)\nq = student_t(f(x), dof=1)\nmapper = table(dim=2)",
+    "dense": (
+        "param a in [0, 1] = 0.5\nparam s = 2\n"
+        "kernel cauchy(d2, g) = 1 / (1 + d2 / g ^ 2)\n"
+        "p = a * knn(x, 3) + (1 - a) * gaussian(x, sigma=s)\n"
+        "q = normalize(cauchy(f(x), 2 * s))\nmapper = mlp(dim=3, hidden=4, depth=2)\n"
+        "loss = kl(p, q)"
+    ),
+    "prototypes": "p = classes(y, 4)\nq = gaussian(f(x), prototypes(4), sigma=1)\nmapper = linear(dim=3)",
+}
+
+_TOKEN = re.compile(r'[A-Za-z_]\w*|\d+\.?\d*(?:[eE][+-]?\d+)?|"(?:[^"\\\n]|\\.)*"|\n|\S')
 
 
-def test_comments_cannot_inject_code(tmp_path, monkeypatch):
-    lines = [line.strip() for line in SIMCLR_BODY.strip().splitlines()]
-    text = "\n".join(
-        [COMMENTS[0], lines[0] + "  " + COMMENTS[2], COMMENTS[1], lines[1], COMMENTS[3], lines[2]]
-    )
-    cls = _assert_safe_module(compile_text(text + "\n" + COMMENTS[0]), tmp_path, monkeypatch)
-    assert _run_simclr_like(cls) > 0
+def _commented_everywhere(text: str, payloads: list[str]) -> str:
+    """`text` with a comment wherever the grammar allows one: after every token inside
+    brackets (a new line continues the statement there) and at the end of every line; the
+    comments cycle through `payloads`."""
+    out, depth, i = [f"# {payloads[0]}\n"], 0, 1
+    for token in _TOKEN.findall(text.strip() + "\n"):
+        if token == "\n":
+            out.append(f" # {payloads[i % len(payloads)]}\n")
+            i += 1
+            continue
+        depth += token in ("(", "[")
+        depth -= token in (")", "]")
+        out.append(" " + token)
+        if depth:
+            out.append(f" # {payloads[i % len(payloads)]}\n")
+            i += 1
+    return "".join(out)
+
+
+def _title(payloads: list[str]) -> str:
+    """A method title carrying every payload (a JSON string escapes whatever it must)."""
+    return "method evil " + json.dumps(" | ".join(payloads)) + "\n"
+
+
+def _assert_no_injected_code(source: str) -> None:
+    """No name the payload needs appears as code (only inside docstrings and comments)."""
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            assert node.id not in ("__import__", "open", "exec", "eval", "cycler"), node.id
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in docstrings:
+                assert RUN_FLAG not in node.value and "PWNED" not in node.value, node.value
+
+
+def _construct_and_run(cls: type, text: str) -> None:
+    """Construct with the defaults (1.0 for a hyperparameter without one), then call
+    forward, divergence and distributions on a small batch; all must be finite."""
+    g = torch.Generator().manual_seed(0)
+    inputs, graph = W.batch(cls, 64, g, dtype=torch.float32)
+    required = {
+        name: 1.0
+        for name, param in inspect.signature(cls.__init__).parameters.items()
+        if param.kind == param.KEYWORD_ONLY and param.default is param.empty and name not in graph
+    }
+    module = cls(**graph, **required)
+    z = W.embedding(text, module, 64, g).float()
+    assert torch.isfinite(module(z, **inputs))
+    assert torch.isfinite(module.divergence(z, **inputs))
+    for dense in module.distributions(z, **inputs):
+        assert torch.isfinite(dense).all()
+
+
+def _assert_nothing_ran(tmp_path: Path) -> None:
+    import builtins
+
+    assert not hasattr(builtins, RUN_FLAG)
+    assert not (tmp_path / "PWNED").exists() and not (ROOT / "PWNED").exists()
+
+
+@pytest.mark.parametrize("payload", [*BREAKOUTS, "\n", "\\", '"'], ids=repr)
+def test_spec_text_is_one_inert_line_with_the_same_value(payload):
+    """The one escaping path: printable ASCII on one line, one comment token after `#`, and
+    inside a docstring or a string literal its value is exactly the text."""
+    text = spec_text(payload)
+    assert all(32 <= ord(ch) < 127 for ch in text), text
+    tokens = list(tokenize.generate_tokens(io.StringIO(f"x = 1  # {text}\n").readline))
+    assert [t.type for t in tokens[-3:]] == [tokenize.COMMENT, tokenize.NEWLINE, tokenize.ENDMARKER]
+    assert ast.literal_eval(f'"""{text}"""') == payload
+    assert ast.literal_eval(f'"""a {text}"""') == f"a {payload}"  # not at the start either
+    assert ast.literal_eval(string_literal(payload)) == payload
+
+
+@pytest.mark.parametrize("base", list(INJECTION_BASES))
+def test_comments_and_titles_everywhere_run_nothing(base, tmp_path, monkeypatch):
+    """Every comment position and the title carry a breakout: the module imports,
+    constructs and computes, nothing runs, and the spec is in its docstring word for word."""
+    text = _title(BREAKOUTS) + _commented_everywhere(INJECTION_BASES[base], COMMENT_PAYLOADS)
+    module = icon_dsl.compile(text)
+    _assert_no_injected_code(module.source)
+    cls = _assert_safe_module(module, tmp_path, monkeypatch)
+    _construct_and_run(cls, text)
+    _assert_nothing_ran(tmp_path)
+    doc = ast.get_docstring(ast.parse(module.source), clean=False)
+    assert f"Title: {' | '.join(BREAKOUTS)}\n" in doc
+    for line in text.rstrip().split("\n"):
+        assert line.rstrip() in doc
+    assert "49" not in doc  # no template ran
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'p = "{x}"\n' + SIMCLR_BODY.replace("p = augmentation(index)", ""),
+        SIMCLR_BODY.replace("0.5", json.dumps(BREAKOUTS[0])),
+        SIMCLR_BODY.replace("cosine", json.dumps(BREAKOUTS[4])),
+        SIMCLR_BODY.replace("linear(dim=3)", "linear(dim=3, " + json.dumps(RUN_CODE) + ")"),
+        "kernel k(d2) = " + json.dumps(RUN_CODE) + "\n" + SIMCLR_BODY,
+        "param t = " + json.dumps(RUN_CODE) + "\n" + SIMCLR_BODY,
+        "param t in [" + json.dumps(RUN_CODE) + ", 1]\n" + SIMCLR_BODY,
+        "method " + json.dumps(RUN_CODE) + "\n" + SIMCLR_BODY,
+    ],
+    ids=["statement", "number", "choice", "extra", "kernel", "default", "interval", "name"],
+)
+def test_strings_outside_the_title_are_refused(text):
+    """A string is a value only as a method's title; anywhere else it is a located error."""
+    with pytest.raises(SpecError) as err:
+        icon_dsl.compile(text)
+    assert all(d.span is not None for d in err.value.diagnostics if d.severity == "error")
+
+
+_BUNDLED = {path.stem: path.read_text(encoding="utf-8") for path in SPECS}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(
+    stem=st.sampled_from(sorted(_BUNDLED)),
+    payload=st.sampled_from([*BREAKOUTS, "\n", "\\", '"""\n']),
+    how=st.sampled_from(["comment", "raw", "title"]),
+    where=st.floats(0, 1),
+)
+def test_payloads_at_random_positions_of_the_bundled_specs(stem, payload, how, where):
+    """A payload as a comment, as raw text or in the title, at a random place of a bundled
+    spec: a SpecError, or a module that runs and ran nothing."""
+    text = _BUNDLED[stem]
+    if how == "title":
+        kept = [line for line in text.split("\n") if not line.startswith("method")]
+        text = _title([payload]) + "\n".join(kept)
+    else:
+        at = int(where * len(text))
+        comment = "# " + payload.replace("\n", " ") + "\n"
+        text = text[:at] + (comment if how == "comment" else payload) + text[at:]
+    note(repr(text))
+    try:
+        module = icon_dsl.compile(text)
+    except SpecError as err:
+        assert err.codes
+        return
+    _assert_no_injected_code(module.source)
+    path = Path(tempfile.mkdtemp(prefix="icon_inject_"))
+    try:
+        cls = load_file(module.write(path), f"icon_generated_fuzz_{stem}")
+        cwd = os.getcwd()
+        os.chdir(path)
+        try:
+            _construct_and_run(cls, text)
+        finally:
+            os.chdir(cwd)
+        _assert_nothing_ran(path)
+    finally:
+        shutil.rmtree(path)
 
 
 @pytest.mark.parametrize(

@@ -247,14 +247,18 @@ def test_csv_duplicate_column(tmp_path: Path) -> None:
 # --- require_labels and Dataset ---------------------------------------------------------------
 
 
-def test_require_labels_says_why() -> None:
+def test_require_labels_says_why_and_names_the_file(tmp_path: Path) -> None:
     ds = Dataset(name="u", x=np.zeros((2, 2), dtype=np.float32), y=None, image_shape=None)
     expected = (
-        "spec needs labels (p is supervised: same class) but DATA has none; "
+        "u: the spec needs labels (p is supervised: same class) but the data has none; "
         "pass a .npz with y or a .csv with a label column"
     )
     with pytest.raises(DataError, match=re.escape(expected)):
         require_labels(ds, "p is supervised: same class")
+    np.save(tmp_path / "features.npy", np.zeros((3, 2)))
+    from_file = load_dataset(str(tmp_path / "features.npy"))
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'features.npy'}: the spec needs")):
+        require_labels(from_file, "p is supervised: same class")
     labelled = load_dataset("digits")
     assert require_labels(labelled, "x") is labelled.y
 

@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from icon_dsl.cli import main
 from icon_dsl.train import runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
 from icon_dsl.train.plan import CLUSTER_RESTARTS
 from icon_dsl.train.runtime import train
+
+try:
+    from tests.cli_run import run_cli
+except ImportError:  # pytest run from tests/
+    from cli_run import run_cli  # type: ignore[no-redef]
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -139,15 +143,16 @@ def test_restarts_keep_the_start_with_the_lowest_final_kl(
     )
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     kls, kept = info["starts"]["final_kl"], info["starts"]["kept"]
-    assert f"kept start {kept + 1} of 4 (the lowest final KL)" in capsys.readouterr().out
+    # starts are numbered from 1 in run.json as in the table
+    assert f"kept start {kept} of 4 (the lowest final KL)" in capsys.readouterr().out
     assert len(kls) == 4 and len(set(kls)) == 4  # four different starts
-    assert kls[0] == single.metrics["kl"]  # start 0 is the single run (same seed)
-    assert kept == int(np.argmin(kls)) and several.metrics["kl"] == min(kls)
+    assert kls[0] == single.metrics["kl"]  # start 1 is the single run (same seed)
+    assert kept == int(np.argmin(kls)) + 1 and several.metrics["kl"] == min(kls)
     assert len(several.losses) == 3  # the kept start's curve
     # the kept start retrained on its own gives the same assignments
     assert several.model is not None and single.model is not None
     assert several.model.plan.restarts == 4 and single.model.plan.restarts == 1
-    if kept == 0:
+    if kept == 1:
         assert np.array_equal(several.embedding, single.embedding)
     else:
         assert not np.array_equal(several.embedding, single.embedding)
@@ -315,24 +320,21 @@ def test_estimator_transform_for_networks_and_a_clear_error_for_tables(digits: D
         Estimator(SPECS / "tsne.icon").transform(x)
 
 
-def test_cli_exit_codes(
-    tmp_path: Path, digits: Dataset, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_exit_codes(tmp_path: Path, digits: Dataset) -> None:
     unlabeled = tmp_path / "x.npy"
     np.save(unlabeled, digits.x[:60])
-    assert main(["train", str(SPECS / "supcon.icon"), "--data", str(unlabeled)]) == 1
-    err = capsys.readouterr().err
-    assert "needs labels" in err and "Traceback" not in err
-    assert main(["train", str(tmp_path / "missing.icon")]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    assert main(["train", str(SPECS / "card.icon"), "--data", str(unlabeled)]) == 1
-    assert "--param sigma=" in capsys.readouterr().err
-    assert main(["train", str(SPECS / "tsne.icon"), "--param", "oops"]) == 2
+    ran = run_cli("train", SPECS / "supcon.icon", "--data", unlabeled, expect=1)
+    assert "needs labels" in ran.err
+    ran = run_cli("train", tmp_path / "missing.icon", expect=1)
+    assert "does not exist" in ran.err
+    ran = run_cli("train", SPECS / "card.icon", "--data", unlabeled, expect=1)
+    assert "--param sigma=" in ran.err
+    run_cli("train", SPECS / "tsne.icon", "--param", "oops", expect=2)
     labelled = tmp_path / "small.npz"
     np.savez(labelled, x=digits.x[:80], y=digits.y[:80] if digits.y is not None else None)
     out = tmp_path / "run"
     args = ["train", str(SPECS / "tsne.icon"), "--data", str(labelled), "--epochs", "2"]
-    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    run_cli(*args, "--out", out, "--quiet", expect=0)
     assert (out / "metrics.json").is_file()
-    assert main([*args, "--out", str(out), "--resume"]) == 0
-    assert "trustworthiness" in capsys.readouterr().out
+    ran = run_cli(*args, "--out", out, "--resume", expect=0)
+    assert "trustworthiness" in ran.out

@@ -32,7 +32,7 @@ def check(ir: IR, diags: Diagnostics) -> None:
         t = ir.dist_type(root)
         if t.normalised == "raw":
             span = ir.span(root)
-            text = ir.source.snippet(span) if span else ir.op(root)
+            text = ir.text(root)
             diags.error(
                 "not-row-stochastic",
                 f"{name} must be row-stochastic, but {text} is raw weights",

@@ -21,12 +21,12 @@ from typing import Any
 
 import jinja2
 import sympy as sp
-from sympy.printing.pytorch import TorchPrinter
 from sympy.printing.str import StrPrinter
 
 from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
+from .printing import TorchCodePrinter
 
 INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
@@ -102,7 +102,7 @@ class Body:
         self.lines.append(line)
 
     def comment(self, text: str) -> None:
-        self.lines.append("# " + names.safe_comment(text))
+        self.lines.append(names.comment(text))
 
 
 def _words(lines: list[str]) -> set[str]:
@@ -155,7 +155,7 @@ def python_expr(code: str, bracket: bool = True) -> str:
     return text if atomic or not bracket else f"({text})"
 
 
-class _KernelPrinter(TorchPrinter):
+class _KernelPrinter(TorchCodePrinter):
     """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
     log(1 + x) as log1p(x) (exact for small x)."""
 
@@ -345,8 +345,8 @@ class Emitter:
         raise NotImplementedError(f"no code generation rule for {op}")
 
     def _text(self, node: int) -> str:
-        span = self.ir.span(node)
-        return " ".join(self.ir.source.snippet(span).split()) if span else self.ir.op(node)
+        """The node's spec text for a comment: printed from the IR, escaped by `comment`."""
+        return self.ir.text(node)
 
     def _kernel(
         self, node: int, op: str, args: dict, kids: list[int], prefix: str, text: str
@@ -758,7 +758,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
         "world, offset = _world(self.gather, z.shape[0])",
-        f"# q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j",
+        names.comment(f"q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j"),
     ]
     if metric == "cosine":
         lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
@@ -771,7 +771,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         lines += ["c = None"]
     lines += [
         f"{key}_all = _gather({key}, world)",
-        f"# p = {e._text(p_root)}: uniform over the other members of i's group",
+        names.comment(f"p = {e._text(p_root)}: uniform over the other members of i's group"),
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
         "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
         "if self.validate and not torch.isfinite(total):",
@@ -894,8 +894,7 @@ def formulas(ir: IR) -> list[str]:
     lines = []
     for name in ("p", "q"):
         root = ir.roots[name]
-        span = ir.span(root)
-        text = " ".join(ir.source.snippet(span).split()) if span else ir.op(root)
+        text = ir.text(root)
         block = reg.BLOCKS.get(ir.op(root))
         lines.append(f"{name} = {text}")
         if block is not None:
@@ -958,8 +957,8 @@ def render(p: Plan) -> str:
     inputs_tuple = ", ".join(f'"{n}"' for n in p.inputs)
     context = {
         "plan": p,
-        "safe_comment": names.safe_comment,
-        "docstring": names.docstring_text,
+        "text": names.spec_text,
+        "string": names.string_literal,
         "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
         "call": call,
         "assign": assign,

@@ -1,8 +1,8 @@
 """Names in generated code: every identifier from a spec is sanitised here.
 
 Guarantees: the result is a valid Python identifier, not a keyword, not a builtin nor an
-nn.Module attribute, and not one of the names the generated module itself uses; text from a spec
-can never become code.
+nn.Module attribute, and not one of the names the generated module itself uses. Text from a spec
+can never become code: `spec_text` is the one way any spec text reaches a generated module.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
-
-import torch
 
 _RESERVED = {
     "self", "z", "x", "y", "index", "modality", "side", "torch", "nn", "F", "math", "dist",
@@ -22,7 +20,22 @@ _RESERVED = {
 }  # fmt: skip
 _BUILTINS = set(dir(builtins))
 
-_MODULE_ATTRS = set(dir(torch.nn.Module))
+# The public attributes of torch.nn.Module (torch 2.13; a test checks this list still covers
+# them) and `training`, which each instance sets: a hyperparameter attribute must not shadow one.
+# Listed, not read from torch, so that compiling a spec does not import torch.
+NN_MODULE_ATTRIBUTES = {
+    "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children",
+    "compile", "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward",
+    "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "half", "ipu",
+    "load_state_dict", "modules", "mtia", "named_buffers", "named_children", "named_modules",
+    "named_parameters", "parameters", "register_backward_hook", "register_buffer",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+    "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+    "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
+    "training", "type", "xpu", "zero_grad",
+}  # fmt: skip
 
 
 def identifier(name: str) -> str:
@@ -34,7 +47,7 @@ def identifier(name: str) -> str:
     while (
         keyword.iskeyword(clean)
         or clean in _RESERVED
-        or clean in _MODULE_ATTRS
+        or clean in NN_MODULE_ATTRIBUTES
         or clean in _BUILTINS
     ):
         clean += "_"
@@ -52,25 +65,41 @@ def class_name(method: str) -> str:
     return camel
 
 
-def safe_comment(text: str) -> str:
-    """Text for a # comment: one line, printable ASCII only."""
-    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text.replace("\n", " "))
+def spec_text(text: str) -> str:
+    """Spec text made inert for every place in a generated module that carries text.
 
-
-def docstring_text(text: str) -> str:
-    """Text safe inside a triple-quoted docstring: no way to close the string early.
-
-    Backslashes and double quotes are escaped, and anything outside printable ASCII becomes a
-    \\u or \\U escape, so the docstring's value is exactly the text.
+    This is the one escaping path: comments, docstrings and "..." string literals all take
+    their spec text (titles, names, file names, formulas, source lines) from here. Backslash,
+    double quote and every character outside printable ASCII (new lines, NUL, other control
+    characters, non-ASCII letters) become Python escapes, so the result is one line of
+    printable ASCII that can neither end a comment nor close a string, and inside a string or
+    docstring its value is exactly `text`. Jinja never renders a value twice, so template
+    syntax in the text stays text.
     """
     out = []
     for ch in text:
+        code = ord(ch)
         if ch in ("\\", '"'):
             out.append("\\" + ch)
-        elif ch == "\n" or 32 <= ord(ch) < 127:
+        elif 32 <= code < 127:
             out.append(ch)
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
         else:
-            out.append(f"\\U{ord(ch):08x}")
+            out.append(f"\\U{code:08x}")
     return "".join(out)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def comment(text: str) -> str:
+    """A # comment line carrying `text`."""
+    return "# " + spec_text(text)
+
+
+def string_literal(text: str) -> str:
+    """A "..." Python string literal whose value is `text`."""
+    return f'"{spec_text(text)}"'

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import bounded_int, positive_int
 from .candidates import enumerate_methods
 from .emit import emit_specs
 from .render import RENDERERS
@@ -28,18 +29,18 @@ def add_enumerate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", metavar="M,M", help="cross q with metrics: euclidean,cosine,dot")
     p.add_argument("--divergences", metavar="D,D", help="default: kl,reverse_kl")
     p.add_argument("--include-rejected", action="store_true", help="list rejected candidates")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N candidates")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N candidates")
     p.add_argument("--emit", metavar="DIR", help="write every new candidate as DIR/<name>.icon")
     p.add_argument(
         "--evaluate", nargs="?", const="digits", metavar="DATA",
         help="train and score the listed candidates, known and new, against baselines "
         "(DATA: digits, mnist1d or a .npy/.npz/.csv file; default digits)",
     )  # fmt: skip
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="confirmation seeds (3)")
+    p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds (3)")
     p.add_argument("--budget-minutes", type=float, default=30.0, metavar="M", help="(30)")
-    p.add_argument("--jobs", type=int, default=2, metavar="J", help="worker processes (2)")
-    p.add_argument("--epochs", type=int, metavar="N", help="confirmation epochs (the protocol's)")
-    p.add_argument("--seed", type=int, default=0, help="the first seed")
+    p.add_argument("--jobs", type=positive_int, default=2, metavar="J", help="workers (2)")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="every run's epochs")
+    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0, help="the first seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--eval-out", default="runs/enumerate", metavar="DIR", help="results dir")
     p.set_defaults(func=run_command)

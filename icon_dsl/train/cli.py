@@ -1,16 +1,34 @@
 """``icon-dsl train SPEC ...``: the command-line face of ``runtime.train``.
 
 ``add_train_command`` registers the subcommand on the main parser (icon_dsl/cli.py calls it).
-DataError, TrainError and SpecError print their message (no traceback) and exit 1.
+Every failure prints one message, never a traceback, and exits with the code of
+``icon_dsl.cli.EXIT_CODES``: SpecError, DataError and TrainError 1, UsageError and bad arguments
+2, TrainingFailed, memory exhaustion and outputs that cannot be written 3. Notes (TrainNote) are
+printed as ``note: ...`` when they are issued.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+from icon_dsl.cli import (
+    EXIT_ERRORS,
+    EXIT_OK,
+    EXIT_TRAINING,
+    EXIT_USAGE,
+    bounded_int,
+    positive_int,
+)
+
+SEED_MAX = 2**63 - 1
 
 
 def add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -21,17 +39,23 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         description="Train SPEC on a data set (default: scikit-learn's bundled digits) with the "
         "spec's generated loss; print a metrics table and write a run folder.",
     )
-    p.add_argument("spec", metavar="SPEC", help="a .icon file")
+    p.add_argument("spec", metavar="SPEC", help="a spec file (any name, e.g. tsne.icon)")
     p.add_argument(
         "--data", default=None, metavar="DATA", help="digits (default) or a .npy/.npz/.csv"
     )
     p.add_argument("--label-column", default=None, metavar="C", help="the label column of a .csv")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="default: per spec kind")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B", help="samples per batch")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="default: 0")
+    p.add_argument(
+        "--epochs", type=positive_int, default=None, metavar="N", help="default: per spec kind"
+    )
+    p.add_argument(
+        "--batch-size", type=bounded_int(2), default=None, metavar="B", help="samples per batch"
+    )
+    p.add_argument(
+        "--seed", type=bounded_int(0, SEED_MAX), default=0, metavar="S", help="0 to 2^63-1 (0)"
+    )
     p.add_argument(
         "--restarts",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="R",
         help="train R starts, keep the lowest final KL (default: 10 for clustering heads, else 1)",
@@ -50,7 +74,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
     p.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="data-parallel over N processes (torchrun; gloo on CPU, nccl on CUDA)",
@@ -59,26 +83,33 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from icon_dsl.diagnostics import SpecError
-    from icon_dsl.train.errors import DataError, TrainError
-
     try:
         params = parse_params(args.param)
     except ValueError as error:
         print(f"icon-dsl train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.nproc < 1:
-        print("icon-dsl train: error: --nproc must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
         from icon_dsl.train.distributed import launch
 
         return launch(_argv_without_nproc(args), args.nproc)
+    with _notes_on_stderr():
+        return _run_train(args, params)
+
+
+def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
+    """Train as asked; map each kind of failure to its message and exit code."""
+    import torch
+
+    from icon_dsl.diagnostics import SpecError
+    from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
+    from icon_dsl.train.extras import require_train_extra
+
     try:
+        require_train_extra()
         from icon_dsl.train.runtime import train
 
         train(
-            args.spec,
+            Path(args.spec),
             data=args.data,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -95,10 +126,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     except SpecError as error:
         print(error, file=sys.stderr)
         return EXIT_ERRORS
+    except UsageError as error:
+        print(f"icon-dsl train: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_TRAINING
     except (DataError, TrainError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERRORS
+    except torch.OutOfMemoryError as error:
+        first = str(error).splitlines()[0] if str(error) else "out of memory"
+        print(
+            f"error: training ran out of memory ({first}); try a smaller --batch-size",
+            file=sys.stderr,
+        )
+        return EXIT_TRAINING
+    except OSError as error:  # the folder was checked before training: a disk full, a mount lost
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot write the run's outputs{where}: {error.strerror}", file=sys.stderr)
+        return EXIT_TRAINING
     return EXIT_OK
+
+
+@contextmanager
+def _notes_on_stderr() -> Iterator[None]:
+    """Print every TrainNote issued inside as ``note: MESSAGE`` on stderr, when it is issued."""
+    from icon_dsl.train.errors import TrainNote
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, TrainNote):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            original(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TrainNote)
+        original = warnings.showwarning
+        warnings.showwarning = show
+        yield
 
 
 def _argv_without_nproc(args: argparse.Namespace) -> list[str]:
@@ -135,7 +201,10 @@ def parse_params(items: list[str]) -> dict[str, float]:
         if not sep or not name:
             raise ValueError(f"--param expects NAME=VALUE, got {item!r}")
         try:
-            params[name] = float(value)
+            number = float(value)
         except ValueError:
             raise ValueError(f"--param {name}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"--param {name}: {value!r} is not a finite number")
+        params[name] = number
     return params

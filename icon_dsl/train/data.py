@@ -3,12 +3,15 @@
 ``load_dataset`` turns the ``--data`` argument into a validated ``Dataset``: float32 features
 (N x D, all finite, N >= 1, D >= 1) and, when the source has them, int64 labels of length N.
 Every user mistake becomes a ``DataError`` whose message names the file, the column, the row or
-the shapes involved; no numpy traceback reaches the user.
+the shapes involved; no numpy traceback reaches the user. A file is checked by its content as
+well as its name (a zip archive named .npy is reported as one). Rows and columns are numbered
+from 0, as numpy indexes them; a .csv error also gives the 1-based line of the file.
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from typing import TextIO
 
 import numpy as np
 
-from icon_dsl.train.errors import DataError
+from icon_dsl.train.errors import DataError, TrainNote
 
 BUILTIN_DATASETS = ("digits",)
 ACCEPTED_EXTENSIONS = (".npy", ".npz", ".csv")
@@ -26,6 +29,14 @@ NPZ_LABEL_KEYS = ("y", "labels")
 NPZ_SIDE_KEY = "side"  # side information for `side` specs (LGSimCLR, X-Sample): (N, S)
 NPZ_ADJACENCY_KEY = "adjacency"  # a graph over the samples for `graph(index)` specs: (N, N)
 CSV_DEFAULT_LABEL_COLUMNS = ("label", "y")
+#: Float labels must be integers of at most this size: beyond it float64 cannot hold every
+#: integer, so two classes could collapse into one.
+FLOAT_LABEL_LIMIT = 2**53
+INT64_MAX = np.iinfo(np.int64).max
+#: How each format's files begin (numpy's .npy magic string; a zip archive's local header or,
+#: for an empty archive, its end record).
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +55,7 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     side: np.ndarray | None = None  # float32 (N, S): side information per sample
     adjacency: np.ndarray | None = None  # float32 (N, N): nonnegative graph weights
+    source: str = ""  # where it came from, for messages: the file's path; "" means ``name``
 
     def __post_init__(self) -> None:
         if self.x.dtype != np.float32 or self.x.ndim != 2:
@@ -70,6 +82,11 @@ class Dataset:
                 raise ValueError(
                     f"Dataset.image_shape {self.image_shape} does not match D={self.x.shape[1]}"
                 )
+
+    @property
+    def origin(self) -> str:
+        """The data's file (or name) as messages show it."""
+        return self.source or self.name
 
     @property
     def n_samples(self) -> int:
@@ -113,6 +130,7 @@ def load_dataset(spec: str | None, label_column: str | None = None) -> Dataset:
         raise DataError(f"{path}: the data file does not exist")
     if not path.is_file():
         raise DataError(f"{path}: is not a file")
+    _check_content(path, suffix)
     if suffix == ".csv":
         return _load_csv(path, label_column)
     if label_column is not None:
@@ -134,31 +152,69 @@ def load_digits() -> Dataset:
 
 def require_labels(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.y``; raise DataError saying ``why`` the spec needs labels when there are none."""
-    return _require(ds.y, f"labels ({why})", "pass a .npz with y or a .csv with a label column")
+    how = "pass a .npz with y or a .csv with a label column"
+    return _require(ds.y, f"labels ({why})", how, ds.origin)
 
 
 def require_side(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.side``; raise DataError saying ``why`` when the data set has none."""
     how = f"pass a .npz with a {NPZ_SIDE_KEY!r} array of shape (N, S) beside the features"
-    return _require(ds.side, f"side information ({why})", how)
+    return _require(ds.side, f"side information ({why})", how, ds.origin)
 
 
 def require_adjacency(ds: Dataset, why: str) -> np.ndarray:
     """Return ``ds.adjacency``; raise DataError saying ``why`` when the data set has none."""
     how = f"pass a .npz with an {NPZ_ADJACENCY_KEY!r} array of shape (N, N) (nonnegative weights)"
-    return _require(ds.adjacency, f"a graph over the samples ({why})", how)
+    return _require(ds.adjacency, f"a graph over the samples ({why})", how, ds.origin)
 
 
-def _require(array: np.ndarray | None, what: str, how: str) -> np.ndarray:
+def _require(array: np.ndarray | None, what: str, how: str, origin: str) -> np.ndarray:
     if array is None:
-        raise DataError(f"spec needs {what} but DATA has none; {how}")
+        raise DataError(f"{origin}: the spec needs {what} but the data has none; {how}")
     return array
+
+
+def check_trainable(ds: Dataset) -> None:
+    """Training needs pairs of samples: DataError for a data set of fewer than 2 rows."""
+    if ds.n_samples < 2:
+        raise DataError(
+            f"{ds.origin}: {ds.n_samples} row; training compares samples in pairs, so it needs "
+            "at least 2 rows"
+        )
+
+
+def _check_content(path: Path, suffix: str) -> None:
+    """The file's first bytes agree with its extension; DataError says what it really is."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the file ({error.strerror})") from None
+    if not head and suffix != ".csv":  # an empty .csv is reported by the .csv reader
+        raise DataError(f"{path}: the file is empty")
+    found = ".npy" if head.startswith(NPY_MAGIC) else None
+    if head.startswith(ZIP_MAGICS):
+        found = ".npz"
+    if found == suffix:
+        return
+    if found is not None:
+        kind = "a numpy .npy array" if found == ".npy" else "a zip archive (a numpy .npz)"
+        raise DataError(
+            f"{path}: the file's content is {kind}, not a {suffix} file; rename it to end in "
+            f"{found}"
+        )
+    if suffix != ".csv":
+        kind, writer = ("a .npy array", "save") if suffix == ".npy" else ("a .npz archive", "savez")
+        raise DataError(
+            f"{path}: could not read it as {kind}: the file starts with {head!r}, not as one "
+            f"does; write it with numpy.{writer}"
+        )
 
 
 def _load_npy(path: Path) -> Dataset:
     array = _read_npy(path)
     x = _as_features(array, f"{path}")
-    return Dataset(name=path.stem, x=x, y=None)
+    return Dataset(name=path.stem, x=x, y=None, source=str(path))
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -194,7 +250,7 @@ def _load_npz(path: Path) -> Dataset:
     adjacency = None
     if NPZ_ADJACENCY_KEY in arrays:
         adjacency = _as_adjacency(arrays[NPZ_ADJACENCY_KEY], f"{path}[{NPZ_ADJACENCY_KEY!r}]", x)
-    return Dataset(name=path.stem, x=x, y=y, side=side, adjacency=adjacency)
+    return Dataset(name=path.stem, x=x, y=y, side=side, adjacency=adjacency, source=str(path))
 
 
 def _as_adjacency(array: np.ndarray, source: str, x: np.ndarray) -> np.ndarray:
@@ -270,7 +326,11 @@ def _as_labels(array: np.ndarray, source: str, n_samples: int) -> np.ndarray:
             f"{source}: labels length mismatch: expected {n_samples} labels "
             f"(one per row of the features), got {array.shape[0]}"
         )
-    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+    if array.dtype == np.bool_:
+        return array.astype(np.int64)
+    if np.issubdtype(array.dtype, np.integer):
+        too_large = array > INT64_MAX if array.dtype == np.uint64 else np.zeros(len(array), bool)
+        _refuse_labels(array, too_large, source, f"at most {INT64_MAX} (int64)")
         return array.astype(np.int64)
     if not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{source}: labels must be integers, got dtype {array.dtype}")
@@ -279,7 +339,17 @@ def _as_labels(array: np.ndarray, source: str, n_samples: int) -> np.ndarray:
     if not_integer.any():
         row = int(np.argmax(not_integer))
         raise DataError(f"{source}: labels must be integers, got {array[row]} at row {row}")
+    _refuse_labels(array, np.abs(array) > FLOAT_LABEL_LIMIT, source, "between -2^53 and 2^53")
     return array.astype(np.int64)
+
+
+def _refuse_labels(array: np.ndarray, bad: np.ndarray, source: str, limit: str) -> None:
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{source}: labels must be integers {limit}, got {array[row]} at row {row} "
+            f"({int(bad.sum())} such label(s)); number the classes 0, 1, 2, ..."
+        )
 
 
 def _load_csv(path: Path, label_column: str | None) -> Dataset:
@@ -294,7 +364,21 @@ def _load_csv(path: Path, label_column: str | None) -> Dataset:
     y = None
     if label_index is not None:
         y = _as_labels(values[:, label_index], f"{path} column {header[label_index]!r}", len(x))
-    return Dataset(name=path.stem, x=x, y=y)
+    else:
+        _note_no_label_column(path, feature_names)
+    return Dataset(name=path.stem, x=x, y=y, source=str(path))
+
+
+def _note_no_label_column(path: Path, features: list[str]) -> None:
+    shown = features if len(features) <= 12 else [*features[:8], "...", *features[-2:]]
+    defaults = " or ".join(repr(name) for name in CSV_DEFAULT_LABEL_COLUMNS)
+    warnings.warn(
+        f"{path}: no column is named {defaults}, so the data has no labels and all "
+        f"{len(features)} columns are features ({', '.join(shown)}); if one of them holds "
+        "labels, name it with --label-column NAME (label_column= in Python)",
+        TrainNote,
+        stacklevel=2,
+    )
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:

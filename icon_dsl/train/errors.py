@@ -1,4 +1,9 @@
-"""Errors raised for mistakes in what the user handed to ``icon-dsl train``."""
+"""Errors raised for mistakes in what the user handed to ``icon-dsl train``, and its notes.
+
+The command line maps each class to an exit code (icon_dsl/cli.py, ``EXIT_CODES``): DataError
+and TrainError exit 1, UsageError 2, TrainingFailed 3. All of them are ValueErrors, so a
+generic caller can catch them together.
+"""
 
 
 class DataError(ValueError):
@@ -16,3 +21,21 @@ class TrainError(ValueError):
 
     Like DataError, the command line prints its message without a traceback and exits 1.
     """
+
+
+class UsageError(TrainError):
+    """An argument that cannot be used as given: a seed out of range, an unknown device, an
+    output folder that is a file or cannot be written. Checked before anything is trained; the
+    command line exits 2, as for any other bad usage."""
+
+
+class TrainingFailed(TrainError):
+    """Training started and could not go on: a loss or gradient that is not finite, memory
+    exhausted, an output that could not be written. The message says where it happened and
+    what to try; the command line exits 3."""
+
+
+class TrainNote(UserWarning):
+    """Something the user should know about a run that still goes ahead: output files that will
+    be overwritten, a .csv without a label column, a metric the data is too small for. Issued
+    with ``warnings.warn``; the command line prints it as ``note: ...``."""

@@ -3,10 +3,15 @@
 Every metric returns a python float. Inputs are array-likes; lengths are checked and a mismatch
 or a non-finite embedding raises ValueError naming the shapes or the first bad row. Too few
 labelled samples for a metric's defaults (k, folds) shrink those defaults rather than fail;
-labels with a single class make ``linear_probe_accuracy`` raise DataError.
+labels with a single class make ``linear_probe_accuracy`` raise DataError. ``unavailable_metrics``
+says, before training, which metrics a data set is too small for; the runtime skips them with a
+note.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Collection
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -48,18 +53,64 @@ def linear_probe_accuracy(emb: np.ndarray, y: np.ndarray, seed: int = 0) -> floa
     ``seed``. Raises DataError when ``y`` has fewer than 2 classes or the training part does.
     """
     emb, y = _embedding_and_labels(emb, y)
-    _, counts = np.unique(y, return_counts=True)
-    if counts.size < 2:
-        raise DataError(f"linear_probe_accuracy needs at least 2 classes in y, found {counts.size}")
-    stratify = y if counts.min() >= 2 else None
+    problem = _probe_problem(y, seed)
+    if problem is not None:
+        raise DataError(f"linear_probe_accuracy {problem}")
     emb_train, emb_test, y_train, y_test = train_test_split(
-        emb, y, test_size=0.2, stratify=stratify, random_state=seed
+        emb, y, test_size=PROBE_TEST_SIZE, stratify=_probe_stratify(y), random_state=seed
     )
-    if np.unique(y_train).size < 2:
-        raise DataError("linear_probe_accuracy: the training split has a single class")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     probe.fit(emb_train, y_train)
     return float(probe.score(emb_test, y_test))
+
+
+PROBE_TEST_SIZE = 0.2
+
+
+def _probe_stratify(y: np.ndarray) -> np.ndarray | None:
+    """Stratify the probe's split when scikit-learn can: every class twice, and both parts at
+    least as large as the number of classes."""
+    _, counts = np.unique(y, return_counts=True)
+    test = math.ceil(PROBE_TEST_SIZE * len(y))
+    if counts.min() >= 2 and min(test, len(y) - test) >= counts.size:
+        return y
+    return None
+
+
+def _probe_problem(y: np.ndarray, seed: int) -> str | None:
+    """Why the linear probe cannot be computed on labels ``y`` (None when it can)."""
+    classes = np.unique(y).size
+    if classes < 2:
+        return f"needs at least 2 classes in y, found {classes}"
+    if len(y) < 2:
+        return f"needs at least 2 labelled samples, got {len(y)}"
+    y_train, _ = train_test_split(
+        y, test_size=PROBE_TEST_SIZE, stratify=_probe_stratify(y), random_state=seed
+    )
+    if np.unique(y_train).size < 2:
+        return "needs 2 classes in its training split (80% of the rows), found 1"
+    return None
+
+
+def unavailable_metrics(
+    n_samples: int, y: np.ndarray | None, clusters: bool, dim: int
+) -> dict[str, str]:
+    """The metrics ``train`` would report that this data cannot support, each with the reason.
+
+    ``clusters``: the run reports cluster metrics (a softmax head) rather than embedding ones;
+    ``dim``: the embedding's width (trustworthiness is reported for 2-D embeddings).
+    """
+    skipped: dict[str, str] = {}
+    if clusters or y is None:
+        return skipped
+    if n_samples < 2:
+        skipped["knn_accuracy"] = f"needs at least 2 labelled rows, the data has {n_samples}"
+    problem = _probe_problem(np.asarray(y), 0)
+    if problem is not None:
+        skipped["linear_probe_accuracy"] = problem
+    if dim == 2 and n_samples < 3:
+        skipped["trustworthiness"] = f"needs at least 3 rows, the data has {n_samples}"
+    return skipped
 
 
 def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -114,19 +165,27 @@ def trustworthiness(x: np.ndarray, emb: np.ndarray, k: int = 10) -> float:
 TRUSTWORTHINESS_MAX_SAMPLES = 5000
 
 
-def embedding_metrics(x: np.ndarray, emb: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
+def embedding_metrics(
+    x: np.ndarray,
+    emb: np.ndarray,
+    y: np.ndarray | None,
+    skip: Collection[str] = (),
+) -> dict[str, float]:
     """The metrics ``icon-dsl train`` reports for an embedding ``emb`` (N, d) of ``x`` (N, D).
 
     Keys: ``knn_accuracy`` and ``linear_probe_accuracy`` when ``y`` is given, and
-    ``trustworthiness`` (against the inputs ``x``) when ``emb`` has exactly 2 columns. Above
-    5000 samples trustworthiness (quadratic memory) is computed on a fixed random subset of 5000.
+    ``trustworthiness`` (against the inputs ``x``) when ``emb`` has exactly 2 columns, less the
+    names in ``skip``. Above 5000 samples trustworthiness (quadratic memory) is computed on a
+    fixed random subset of 5000.
     """
     metrics: dict[str, float] = {}
     if y is not None:
-        metrics["knn_accuracy"] = knn_accuracy(emb, y)
-        metrics["linear_probe_accuracy"] = linear_probe_accuracy(emb, y)
+        if "knn_accuracy" not in skip:
+            metrics["knn_accuracy"] = knn_accuracy(emb, y)
+        if "linear_probe_accuracy" not in skip:
+            metrics["linear_probe_accuracy"] = linear_probe_accuracy(emb, y)
     emb_array = np.asarray(emb)
-    if emb_array.ndim == 2 and emb_array.shape[1] == 2:
+    if emb_array.ndim == 2 and emb_array.shape[1] == 2 and "trustworthiness" not in skip:
         x_array = np.asarray(x)
         _check_same_length(x_array, emb_array, "x", "emb")
         if len(x_array) > TRUSTWORTHINESS_MAX_SAMPLES:

@@ -11,6 +11,7 @@ honoured raises TrainError (or DataError for missing labels) before anything is 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +219,10 @@ def resolve_hyperparameters(
     for name, value in sorted(given.items()):
         hyper = hypers[name]
         number = float(value)
+        if not math.isfinite(number):
+            raise TrainError(
+                f"{module.stem}: hyperparameter {name} must be a finite number, got {value}"
+            )
         if hyper.integer:
             if number != int(number):
                 raise TrainError(f"{module.stem}: hyperparameter {name} must be an integer")

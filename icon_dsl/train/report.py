@@ -5,7 +5,8 @@
     metrics.json        the metrics (keys of TrainResult.metrics), sorted
     run.json            spec, class, seed, data, the plan (batching, epochs, lr, hypers), the
                         number of processes and the loss of every epoch (of the kept start,
-                        with every start's final KL under "starts" when there are restarts)
+                        with every start's final KL under "starts" when there are restarts,
+                        and the kept start, numbered from 1)
     spec.icon           the spec's source text
     weights.pt          {"mapper": state_dict, "loss": state_dict} (prototypes live in "loss")
     embedding.npy       the embedding (or cluster assignments) of the whole data set, (N, dim)
@@ -68,7 +69,8 @@ def write_outputs(
         "losses": list(run.losses),
     }
     if run.plan.restarts > 1:  # the final KL of every start; losses are the kept start's
-        info["starts"] = {"final_kl": list(run.start_kls), "kept": run.kept_start}
+        # starts are numbered from 1, as in the metrics table and the progress bar
+        info["starts"] = {"final_kl": list(run.start_kls), "kept": run.kept_start + 1}
     _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)
     weights = {"mapper": run.mapper.state_dict(), "loss": run.loss.state_dict()}

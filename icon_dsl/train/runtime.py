@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from tqdm.auto import tqdm
 import icon_dsl.codegen  # noqa: F401  (compile() imports these lazily: keep one-time import
 import icon_dsl.known  # noqa: F401   costs out of every run's wall time)
 from icon_dsl.api import CompiledModule
-from icon_dsl.train import checkpoint
+from icon_dsl.train import checkpoint, preflight
 from icon_dsl.train.batches import Batch, Batcher
-from icon_dsl.train.data import Dataset, load_dataset
-from icon_dsl.train.errors import DataError, TrainError
+from icon_dsl.train.data import Dataset, check_trainable, load_dataset
+from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, TrainNote
+from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.plan import Plan, make_plan, needs_adjacency
 
 TABLE_INIT_STD = 1e-4
@@ -121,6 +123,7 @@ def train(
     ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
     ``lr_factor``: multiplies the kind's default learning rate.
     """
+    seed, torch_device = preflight.seed(seed), preflight.device(device)
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
     compile_seconds = time.perf_counter() - compiling
@@ -140,11 +143,14 @@ def train(
     )
     from icon_dsl.train.distributed import init_from_env
 
-    rank, world = init_from_env(_device(device))
+    skipped = _unavailable_metrics(plan, dataset)
+    rank, world = init_from_env(torch_device)
     if rank != 0:  # one process writes the outputs and shows progress
         out, progress = False, False
-    run = _Run(plan, compiled, loss_class, dataset, seed, _device(device), compile, rank, world)
+    run = _Run(plan, compiled, loss_class, dataset, seed, torch_device, compile, rank, world)
     out_dir = _output_folder(out, plan.name, resume)
+    if out_dir is not None:
+        preflight.output_folder(out_dir, resume)
     state = _resume_state(out_dir, run) if resume else None
     elapsed = run.restore(state) if state is not None else 0.0
     if state is None:
@@ -152,7 +158,7 @@ def train(
     run.fit(out_dir, started, elapsed, progress)
     embedding = _embed(run.mapper, run.batcher.all_inputs())
     run.wall_time = run.elapsed_before + (time.perf_counter() - started)
-    metrics = run.metrics(embedding)
+    metrics = run.metrics(embedding, skipped)
     if out_dir is not None:
         from icon_dsl.train.report import write_outputs
 
@@ -266,10 +272,12 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.losses = list(state["losses"])
-        self.snapshots = list(state["snapshots"])
+        self.snapshots = checkpoint.snapshots(state["snapshots"])
         self.start = int(state["start"])
         self.start_kls = list(state["start_kls"])
         self.best = state["best"]
+        if self.best is not None:
+            self.best["snapshots"] = checkpoint.snapshots(self.best["snapshots"])
         self.start_epoch = int(state["epoch"])
         self.validated = True
         self.elapsed_before = float(state["elapsed"])
@@ -381,16 +389,27 @@ class _Run:
         total, count = 0.0, 0
         for ids in self.batcher.epoch_batches(generator):
             batch = self.batcher.make_batch(ids, generator)
-            value = self.step(batch)
-            if not math.isfinite(value):
-                raise TrainError(
-                    f"{self.plan.name}: the loss became {value} at epoch {epoch + 1}; the "
-                    "optimisation diverged (try fewer epochs, another seed or other "
-                    "hyperparameters)"
-                )
+            try:
+                value = self.step(batch)
+            except NonFinite as found:
+                raise self._stopped(epoch, count, str(found)) from None
+            if not math.isfinite(value):  # the data-parallel path checks the mean loss only
+                raise self._stopped(epoch, count, f"the loss was {value}")
             total += value
             count += 1
         return total / max(count, 1)
+
+    def _stopped(self, epoch: int, step: int, why: str) -> TrainingFailed:
+        start = f" of start {self.start + 1}" if self.plan.restarts > 1 else ""
+        return TrainingFailed(
+            f"{self.plan.name}: training stopped at epoch {epoch + 1}{start}, step {step + 1} of "
+            f"{self.steps_per_epoch()}: {why}"
+        )
+
+    def _named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(f"mapper's parameter {n!r}", p) for n, p in self.mapper.named_parameters()] + [
+            (f"loss's parameter {n!r}", p) for n, p in self.loss.named_parameters()
+        ]
 
     def step(self, batch: Batch) -> float:
         if self.parallel is not None:
@@ -401,10 +420,13 @@ class _Run:
             loss = self._first_loss(z, batch)
         else:
             loss = self.call_loss(z, **batch.inputs)
+        value = float(loss.detach())
+        check_loss(value, z)
         loss.backward()
+        check_gradients(value, self._named_parameters())
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach())
+        return value
 
     def _parallel_step(self, batch: Batch) -> float:
         """One step on this process's share of the batch; DDP averages the gradients."""
@@ -464,7 +486,7 @@ class _Run:
         value = self.loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
         return float(value)
 
-    def metrics(self, embedding: np.ndarray) -> dict[str, float]:
+    def metrics(self, embedding: np.ndarray, skip: Collection[str] = ()) -> dict[str, float]:
         from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
 
         y = self.dataset.y
@@ -473,7 +495,7 @@ class _Run:
             if y is not None:
                 results.update(cluster_metrics(embedding, y))
         else:
-            results.update(embedding_metrics(self.dataset.x, embedding, y))
+            results.update(embedding_metrics(self.dataset.x, embedding, y, skip))
         results["kl"] = self.final_kl()
         results["wall_time_s"] = self.wall_time
         return results
@@ -494,6 +516,8 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
 def _compile_spec(spec: str | Path | CompiledModule) -> CompiledModule:
     if isinstance(spec, CompiledModule):
         return spec
+    if isinstance(spec, str) and "\n" not in spec and spec.strip() and Path(spec).exists():
+        spec = Path(spec)  # a file of any name (spec.txt, X.ICON), as `icon-dsl check` reads it
     from icon_dsl.api import compile as compile_spec
 
     return compile_spec(spec)
@@ -504,14 +528,25 @@ def _as_dataset(
     label_column: str | None,
 ) -> Dataset:
     if isinstance(data, Dataset):
-        return data
-    if data is None or isinstance(data, (str, Path)):
-        return load_dataset(None if data is None else str(data), label_column)
-    if isinstance(data, tuple):
-        features, labels = data
+        dataset = data
+    elif data is None or isinstance(data, (str, Path)):
+        dataset = load_dataset(None if data is None else str(data), label_column)
+    elif isinstance(data, tuple):
+        dataset = dataset_from_arrays(*data)
     else:
-        features, labels = data, None
-    return dataset_from_arrays(features, labels)
+        dataset = dataset_from_arrays(data)
+    check_trainable(dataset)
+    return dataset
+
+
+def _unavailable_metrics(plan: Plan, dataset: Dataset) -> set[str]:
+    """The metrics this data is too small for, each announced with a note before training."""
+    from icon_dsl.train.metrics import unavailable_metrics
+
+    skipped = unavailable_metrics(dataset.n_samples, dataset.y, plan.softmax, plan.dim)
+    for name, why in skipped.items():
+        warnings.warn(f"{dataset.origin}: {name} is skipped: it {why}", TrainNote, stacklevel=3)
+    return set(skipped)
 
 
 def dataset_from_arrays(x: Any, y: Any = None, name: str = "array") -> Dataset:
@@ -523,18 +558,6 @@ def dataset_from_arrays(x: Any, y: Any = None, name: str = "array") -> Dataset:
     if y is not None:
         labels = data_module._as_labels(np.asarray(y), f"{name} labels", features.shape[0])
     return Dataset(name=name, x=features, y=labels)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise TrainError(f"unknown device {name!r} ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r} requested but no CUDA GPU is available; use cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainError(f"device {name!r} requested but MPS is not available; use cpu")
-    return device
 
 
 def _output_folder(out: str | Path | None | bool, name: str, resume: bool) -> Path | None:
@@ -557,7 +580,11 @@ def _output_folder(out: str | Path | None | bool, name: str, resume: bool) -> Pa
 
 def _resume_state(out_dir: Path | None, run: _Run) -> dict[str, Any] | None:
     assert out_dir is not None
-    return checkpoint.load(out_dir, run.fingerprint())
+    state = checkpoint.load(out_dir, run.fingerprint())
+    if state is not None:
+        path = out_dir / checkpoint.CHECKPOINT_NAME
+        checkpoint.check_against(path, state, run.mapper, run.loss, run.optimizer)
+    return state
 
 
 def _pca_init(mapper: nn.Module, x: np.ndarray, n: int, dim: int, seed: int) -> None:
