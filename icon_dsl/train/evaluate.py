@@ -467,7 +467,7 @@ def evaluate(
         runner.deadline = start + STAGE_SHARES[1] * budget
         finalists = _finalists(live, state, screen)
         tune = [Job("tune", c.name, seeds[0], s, lr, _epochs(c, SCREEN_EPOCHS, protocol.epochs))
-                for c in finalists for s in SCALE_FACTORS for lr in LR_FACTORS]  # fmt: skip
+                for c in finalists for s in _scales(c) for lr in LR_FACTORS]  # fmt: skip
         runner.run(tune)
         runner.deadline = start + budget
         confirm = []
@@ -489,6 +489,11 @@ def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]],
     title = f"The periodic table on {name}: cells against their column's best known method"
     (out / "periodic-table.html").write_text(render_scored_html(cands, rows, title), "utf-8")
     render_scored_png(cands, rows, title, out / "periodic-table.png")
+
+
+def _scales(c: Cell) -> tuple[float, ...]:
+    """The scale grid, or just 1 where the spec has no scale hyperparameter to vary."""
+    return SCALE_FACTORS if scaled_spec(c.spec, 2.0)[1] is not None else (1.0,)
 
 
 def _round_robin(live: Sequence[Cell]) -> list[Cell]:
