@@ -614,7 +614,7 @@ def test_scored_table_colours_cells_against_the_best_known(tmp_path: Path) -> No
                                  mappers=["mlp"], divergences=["kl"])  # fmt: skip
     supcon = next(c for c in cands if c.status == "known")
     new = [c for c in cands if c.status == "new"]
-    column = "label | embedding"
+    column = "label, embedding"
     rows = [
         _row(supcon.name, "known", supcon.known_as, column, "linear_probe", [0.90, 0.91, 0.92]),
         _row(new[0].name, "new", None, column, "linear_probe", [0.95, 0.96, 0.97]),

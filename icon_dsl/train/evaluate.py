@@ -218,7 +218,7 @@ def cells(cands: Sequence[Any]) -> list[Cell]:
                 "a table mapper embeds only rows it trains on, and this p needs their labels: "
                 "scoring held-out rows would train on the test labels"
             )
-        out.append(Cell(c.name, c.spec, c.status, c.known_as, f"{column} | {kind}", kind,
+        out.append(Cell(c.name, c.spec, c.status, c.known_as, f"{column}, {kind}", kind,
                         KIND_METRIC[kind], table, supervised, skip))  # fmt: skip
     return out
 
@@ -482,6 +482,22 @@ def evaluate(
     return rows
 
 
+def report(cands: Sequence[Any], protocol: Protocol, out: str | Path) -> list[dict[str, Any]]:
+    """Rewrite the leaderboard and the scored table from `results.jsonl` alone (no training):
+    what an interrupted run had finished."""
+    out_dir = Path(out)
+    bench = load_benchmark(protocol.data, out_dir)
+    state = _State(out_dir)
+    state.load()
+    all_cells = cells(cands)
+    kinds = sorted({c.kind for c in all_cells if c.skip is None})
+    seeds = [protocol.first_seed + s for s in range(protocol.seeds)]
+    rows = leaderboard(all_cells, state, kinds, seeds)
+    write_leaderboard(out_dir, rows, all_cells, bench, protocol, state)
+    write_table(out_dir, cands, rows, bench.name)
+    return rows
+
+
 def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]], name: str) -> None:
     """periodic-table.html and .png: the table coloured by the measured scores."""
     from icon_dsl.train.board import render_scored_html, render_scored_png
@@ -640,7 +656,7 @@ def leaderboard(all_cells: Sequence[Cell], state: _State, kinds: Sequence[str],
                 baseline.setdefault(f"{label}|{kind}", {}).setdefault(
                     KIND_METRIC[kind], []).append(metrics.get(KIND_METRIC[kind], float("nan")))  # fmt: skip
     for column in columns:
-        kind = column.split(" | ")[1]
+        kind = column.rsplit(", ", 1)[1]
         metric = KIND_METRIC[kind]
         for c in [c for c in all_cells if c.column == column and c.skip is None]:
             values = [
