@@ -9,7 +9,7 @@ Objective (mean over anchors i with a non-empty row of p):
     p = augmentation(index)
         p(j|i) = 1[index_j = index_i] / #{k != i : index_k = index_i}
         support: N x N, j != i
-    q = gaussian(f(x), sigma=100)
+    q = gaussian(f(x), sigma=100, metric=cosine)
         w(i,j) = exp(-d2(i,j) / (2 sigma^2))
         support: N x N, j != i
     loss = kl(p, q)
@@ -17,11 +17,12 @@ Objective (mean over anchors i with a non-empty row of p):
 
 Spec (specs/vicreg.icon):
 
-    # VICReg without its covariance term, as a limit: SimCLR's p against a very wide Gaussian.
+    # VICReg without its covariance term, as a limit: SimCLR's p against a very wide Gaussian on the
+    # unit sphere (cosine: a rescaling of f(x) cannot absorb the width there).
     method vicreg \"VICReg (Bardes et al., ICLR 2022) as the sigma -> infinity limit of I-Con\"
     mapper = mlp(dim=64, hidden=256, depth=2)
     p = augmentation(index)
-    q = gaussian(f(x), sigma=100)
+    q = gaussian(f(x), sigma=100, metric=cosine)
     loss = kl(p, q)
 """
 
@@ -361,8 +362,8 @@ class VICReg(nn.Module):
             p, p_keep = p_mask, p_mask.any(1)
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
-        # gaussian(f(x), sigma=100): log-weights from d2 (euclidean)
-        q_d2 = _sqdist(z, z_all, "euclidean")
+        # gaussian(f(x), sigma=100, metric=cosine): log-weights from d2 (cosine)
+        q_d2 = _sqdist(z, z_all, "cosine")
         q_logits = -1 / 20000 * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
@@ -395,10 +396,10 @@ class VICReg(nn.Module):
             _check_batch(z, {"index": index}, finite=False)
         z = _at_least_float32(z)
         world, offset = _world(self.gather, z.shape[0])
-        # q = gaussian(f(x), sigma=100): logits s_ij = a_i . b_j + c_j
-        u = z
+        # q = gaussian(f(x), sigma=100, metric=cosine): logits s_ij = a_i . b_j + c_j
+        u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2
         a, b = u / 10000, _gather(u, world)
-        c = -(b * b).sum(1) / (2 * 10000)  # -|b_j|^2 / 2 sigma^2
+        c = None
         index_all = _gather(index, world)
         # p = augmentation(index): uniform over the other members of i's group
         keys, keys_all, block = index, index_all, self.block_size

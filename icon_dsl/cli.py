@@ -22,7 +22,6 @@ from .usage import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    bounded_int,
     positive_int,
 )
 
@@ -106,38 +105,11 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _register_enumerate(sub: argparse._SubParsersAction) -> None:
-    """`icon-dsl enumerate`: the periodic table (icon_dsl/enumeration.py does the work)."""
+    """`icon-dsl enumerate`: the periodic table (icon_dsl/enumeration/cli.py does the work)."""
+    from .enumeration.cli import add_enumerate_command
 
-    def run(args: argparse.Namespace) -> int:
-        # imported when the command runs: evaluating candidates brings in the training runtime
-        # (torch), which check, compile and explain must not pay for
-        from .enumeration import run_command
-
-        return run_command(args)
-
-    p = sub.add_parser("enumerate", help="list, emit and evaluate the methods of the table")
-    p.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the listing here, not stdout")
-    p.add_argument("--p", nargs="+", metavar="F", help="p families (columns) to keep")
-    p.add_argument("--q", nargs="+", metavar="F", help="q families (rows) to keep")
-    p.add_argument("--mapper", nargs="+", metavar="M", help="mappers to keep")
-    p.add_argument("--modifiers", metavar="M,M", help="cross with modifiers: debias,walk,...")
-    p.add_argument("--metrics", metavar="M,M", help="cross q with metrics: euclidean,cosine,dot")
-    p.add_argument("--divergences", metavar="D,D", help="default: kl,reverse_kl")
-    p.add_argument("--include-rejected", action="store_true", help="list rejected candidates")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N candidates")
-    p.add_argument("--emit", metavar="DIR", help="write every new candidate as DIR/<name>.icon")
-    p.add_argument(
-        "--evaluate", nargs="?", const="digits", metavar="DATA",
-        help="train new candidates and their column's known methods (default data: digits)",
-    )  # fmt: skip
-    p.add_argument(
-        "--epochs", type=positive_int, metavar="N", help="per candidate (the runtime's default)"
-    )
-    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--eval-out", default="runs/enumerate", metavar="DIR", help="leaderboard dir")
-    p.set_defaults(func=run)
+    # imported here, not at the top: a later layer (enumeration) registers itself
+    add_enumerate_command(sub)
 
 
 _EXTRA_COMMANDS.append(_register_enumerate)

@@ -40,6 +40,8 @@ CODES: dict[str, str] = {
     "not-differentiable": "a non-differentiable block used as q",
     "wrong-role": "a block used where another kind is needed (a mapper as p, ...)",
     "empty-rows": "rows of p may be empty; they are dropped from the mean and counted",
+    "degenerate": "an objective that cannot learn: a uniform p, a loss with no minimiser "
+    "(an identity p against a width f(x) absorbs), a table mapper given views",
     "file": "a spec file that cannot be read",
     "argument-order": "a positional argument after a keyword argument",
     "unused-param": "a declared param that nothing uses (often a typo in its use)",

@@ -370,6 +370,7 @@ EXAMPLES: dict[str, str] = {
     "not-differentiable": _P + "q = knn(f(x), 5)\n" + _M,
     "wrong-role": "p = table\n" + _Q + _M,
     "empty-rows": "p = label(y)\n" + _Q + _M,
+    "degenerate": "p = uniform()\n" + _Q + _M,
     "file": "",  # the example is a path that does not exist, below
     "argument-order": "p = gaussian(sigma=1, x)\n" + _Q + _M,
     "unused-param": "param sigma = 0.3\np = gaussian(x, sigma=sigam)\n" + _Q + _M,
@@ -554,9 +555,9 @@ CONFORMANCE: tuple[tuple[str, str, str, str], ...] = (
      "1e-10", "tests/test_methods.py::test_debiased_infonce_clustering_formula"),
     ("pca", "limit: log N - tr Cov(f(x)) / sigma^2 (an expansion, not an equality)", "1e-6",
      "tests/test_methods.py::test_pca_limit_matches_the_variance_expansion"),
-    ("vicreg", "limit: log(N - 1) + (d_pos - mean d) / 2 sigma^2 (an expansion)", "1e-7",
+    ("vicreg", "limit: log(N - 1) + (d_pos - mean d) / 2 sigma^2, cosine d2 (an expansion)", "1e-7",
      "tests/test_methods.py::test_vicreg_limit_matches_the_attraction_expansion"),
-    ("triplet", "bound: hinge <= loss <= hinge + log(N - 1)", "bound",
+    ("triplet", "bound: hinge <= loss <= hinge + log(N - 1), cosine d2", "bound",
      "tests/test_methods.py::test_triplet_limit_is_bounded_by_the_hinge"),
 )  # fmt: skip
 
@@ -578,7 +579,7 @@ def methods_markdown() -> str:
         known = recognise(check(SPECS_DIR / f"{stem}.icon").ir)
         name = known.display if known else stem
         lines.append(f"| {name} | `specs/{stem}.icon` | {reference} | {tolerance} | `{test}` |")
-    lines += ["", "## Objectives", ""]
+    lines += ["", *_catalogue_lines(), "", "## Objectives", ""]
     for path in sorted(SPECS_DIR.glob("*.icon")):
         ir = check(path).ir
         known = recognise(ir)
@@ -593,6 +594,29 @@ def methods_markdown() -> str:
         )
         lines += ["", "```", *formulas(ir), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _catalogue_lines() -> list[str]:
+    """The known methods the enumeration recognises, with citations and limit identities."""
+    from .known import KNOWN
+
+    out = [
+        "## Catalogue of known methods",
+        "",
+        "`icon-dsl enumerate` calls a candidate known when its structure (numbers abstracted; a",
+        "Gaussian width only where a rescaling of f(x) cannot absorb it) is one of these. Limits",
+        "and bounds give the identity that ties them to I-Con.",
+        "",
+        "| method | citation | structure (one spec) | identity or bound |",
+        "|---|---|---|---|",
+    ]
+    for m in KNOWN:
+        spec = "; ".join(m.spec.strip().splitlines())
+        variants = (
+            f" (+{len(m.variants)} variant{'s' * (len(m.variants) > 1)})" if m.variants else ""
+        )
+        out.append(f"| {m.display} | {m.citation} | `{spec}`{variants} | {m.identity or '-'} |")
+    return out
 
 
 PAGES["methods.md"] = methods_markdown

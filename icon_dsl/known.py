@@ -2,8 +2,11 @@
 
 Takes: a checked IR. Guarantees: `recognise` returns the known method whose spec has the same
 structure (the canonical IR with numbers abstracted, the mapper reduced to its class: a table, a
-network, or cluster assignments), or None for a new method. Each entry's spec is real source text
-checked by the same compiler, so the table cannot drift from the language.
+network, or cluster assignments; a Gaussian width far from 1 marks the sigma -> 0 / sigma -> inf
+rows only where a rescaling of f(x) cannot absorb it, icon_dsl.scaling), or None for a new
+method. Each entry's specs (`spec`, then `variants`) are real source text checked by the same
+compiler, so the table cannot drift from the language. Every entry carries a citation, and the
+limit entries the identity or bound that ties them to I-Con (docs/methods.md lists them).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .ir import IR
-from .pipeline import check
+from .scaling import is_scale_free
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class KnownMethod:
     class_name: str  # the generated class name
     citation: str
     spec: str  # a representative spec (numbers do not matter for recognition)
+    variants: tuple[str, ...] = ()  # other structures that are the same method
+    identity: str = ""  # limits and bounds: the identity or bound that ties them to I-Con
 
 
 KNOWN: tuple[KnownMethod, ...] = (
@@ -60,21 +65,30 @@ KNOWN: tuple[KnownMethod, ...] = (
         "Triplet loss (sigma -> 0 limit)",
         "Triplet",
         "Schroff et al., FaceNet, CVPR 2015",
-        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=0.05)",
+        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=0.05, metric=cosine)",
+        identity="bound: 2 sigma^2 loss - L_0 lies in [0, 2 sigma^2 log M], L_0 = mean_i "
+        "[d2(i, partner) - min_k d2(i, k)], the hardest-negative triplet loss with margin 0 "
+        "(cosine d2)",
     ),
     KnownMethod(
         "vicreg",
         "VICReg (sigma -> infinity limit)",
         "VICReg",
         "Bardes et al., VICReg, ICLR 2022",
-        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=100)",
+        "mapper = mlp(dim=64)\np = augmentation(index)\nq = gaussian(f(x), sigma=100, metric=cosine)",
+        identity="expansion: loss = log(N - 1) + L_inf / (2 sigma^2) + O(sigma^-4), L_inf = "
+        "mean_i [d2(i, partner) - mean_k d2(i, k)] (cosine d2): VICReg's invariance term against "
+        "a spread term, without the covariance term",
     ),
     KnownMethod(
         "pca",
         "PCA (sigma -> infinity limit)",
         "PCA",
-        "I-Con (Alshammari et al., ICLR 2025)",
+        "I-Con (Alshammari et al., ICLR 2025); Pearson 1901",
         "mapper = linear(dim=2)\np = identity()\nq = gaussian(f(x), sigma=100, diagonal=true)",
+        identity="expansion: loss = log N - tr Cov(f(x)) / sigma^2 + O(sigma^-4): maximal "
+        "variance, PCA when W is orthonormal. The language states no such constraint and a "
+        "rescaling absorbs sigma, so the spec itself is degenerate (unbounded)",
     ),
     KnownMethod(
         "spectral",
@@ -83,6 +97,11 @@ KNOWN: tuple[KnownMethod, ...] = (
         "Ng, Jordan and Weiss, NeurIPS 2001",
         "mapper = linear(dim=10, softmax=true)\np = gaussian(side, sigma=1, diagonal=true)\n"
         "q = cluster(f(x))\nloss = reverse_kl(p, q)",
+        variants=(
+            "mapper = linear(dim=10, softmax=true)\n"
+            "p = gaussian(side, sigma=1, metric=cosine, diagonal=true)\n"
+            "q = cluster(f(x))\nloss = reverse_kl(p, q)",
+        ),
     ),
     KnownMethod(
         "normalized_cuts",
@@ -106,6 +125,86 @@ KNOWN: tuple[KnownMethod, ...] = (
         "mapper = linear(dim=10, softmax=true)\n"
         "p = debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), 0.2)\n"
         "q = debias(cluster(f(x)), 0.2)",
+    ),
+    KnownMethod(
+        "parametric_sne",
+        "Parametric SNE",
+        "ParametricSNE",
+        "van der Maaten, Learning a Parametric Embedding by Preserving Local Structure, "
+        "AISTATS 2009",
+        "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\nq = gaussian(f(x))",
+        variants=(
+            "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\n"
+            "q = gaussian(f(x), temperature=0.5, metric=cosine)",
+        ),
+    ),
+    KnownMethod(
+        "parametric_tsne",
+        "Parametric t-SNE",
+        "ParametricTSNE",
+        "van der Maaten, Learning a Parametric Embedding by Preserving Local Structure, "
+        "AISTATS 2009",
+        "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\nq = student_t(f(x))",
+    ),
+    KnownMethod(
+        "nerv",
+        "NeRV (reverse KL end)",
+        "NeRV",
+        "Venna, Peltonen, Nybo, Aidos and Kaski, Information Retrieval Perspective to "
+        "Nonlinear Dimensionality Reduction for Data Visualization, JMLR 2010",
+        "mapper = table(dim=2)\np = gaussian(x, perplexity=30)\nq = gaussian(f(x))\n"
+        "loss = reverse_kl(p, q)",
+        variants=(
+            "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\nq = gaussian(f(x))\n"
+            "loss = reverse_kl(p, q)",
+            "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\n"
+            "q = gaussian(f(x), temperature=0.5, metric=cosine)\nloss = reverse_kl(p, q)",
+        ),
+        identity="NeRV minimises lambda KL(p, q) + (1 - lambda) KL(q, p) (KL(a, b): from a to b); this is lambda = 0",
+    ),
+    KnownMethod(
+        "tnerv",
+        "t-NeRV (reverse KL end)",
+        "TNeRV",
+        "Venna, Peltonen, Nybo, Aidos and Kaski, JMLR 2010",
+        "mapper = table(dim=2)\np = gaussian(x, perplexity=30)\nq = student_t(f(x))\n"
+        "loss = reverse_kl(p, q)",
+        variants=(
+            "mapper = mlp(dim=2)\np = gaussian(x, perplexity=30)\nq = student_t(f(x))\n"
+            "loss = reverse_kl(p, q)",
+        ),
+        identity="t-NeRV minimises lambda KL(p, q) + (1 - lambda) KL(q, p) (KL(a, b): from a to b) with a Student-t "
+        "q; this is lambda = 0",
+    ),
+    KnownMethod(
+        "scan",
+        "SCAN-style neighbour clustering",
+        "SCANClustering",
+        "Van Gansbeke et al., SCAN: Learning to Classify Images without Labels, ECCV 2020",
+        "mapper = linear(dim=10, softmax=true)\np = knn(side, 10, metric=cosine)\n"
+        "q = cluster(f(x))",
+        variants=("mapper = linear(dim=10, softmax=true)\np = knn(side, 10)\nq = cluster(f(x))",),
+    ),
+    KnownMethod(
+        "rim",
+        "RIM / IMSAT-style mutual-information clustering",
+        "MIClustering",
+        "Krause, Perona and Gomes, Discriminative Clustering by Regularized Information "
+        "Maximization, NeurIPS 2010; Hu et al., IMSAT, ICML 2017",
+        "mapper = linear(dim=10, softmax=true)\np = identity()\nq = cluster(f(x))",
+        identity="-log q(i|i) = -log sum_c phi_ic^2 / n_c: confident (sum_c phi_ic^2) and "
+        "balanced (n_c) assignments, a collision-entropy form of RIM's H(mean phi) - mean H(phi)",
+    ),
+    KnownMethod(
+        "uniformity",
+        "Uniformity loss",
+        "Uniformity",
+        "Wang and Isola, Understanding Contrastive Representation Learning through Alignment "
+        "and Uniformity on the Hypersphere, ICML 2020",
+        "mapper = mlp(dim=64)\np = identity()\n"
+        "q = gaussian(f(x), temperature=0.5, metric=cosine, diagonal=true)",
+        identity="-log q(i|i) = log sum_k exp(-|z_i - z_k|^2 / (2 tau)) on the sphere: the "
+        "per-anchor form of log mean_(i,k) exp(-t |z_i - z_k|^2), t = 1 / (2 tau)",
     ),
     KnownMethod(
         "sne",
@@ -219,9 +318,12 @@ SMALL_SIGMA, LARGE_SIGMA = 0.1, 10.0
 
 
 def _regime(ir: IR) -> str:
+    """The limit row a fixed Gaussian width stands for; none where a rescaling absorbs it."""
     q = ir.roots["q"]
     sigma = ir.args(q).get("sigma")
     if ir.op(q) != "gaussian" or sigma is None or not getattr(sigma, "is_number", False):
+        return ""
+    if is_scale_free(ir, q):
         return ""
     if float(sigma) <= SMALL_SIGMA:
         return " sigma->0"
@@ -238,13 +340,32 @@ def structure(ir: IR) -> str:
     return f"{ir.canonical(ir.roots['loss'], numbers=False)}{_regime(ir)} @ {kind}"
 
 
+def _checked_ir(text: str) -> IR:
+    """Parse, lower and check a catalogue spec (without the public API: no import cycle)."""
+    from . import checks
+    from .diagnostics import Diagnostics
+    from .lower import lower
+    from .parser import parse
+    from .source import Source
+
+    src = Source(text)
+    diags = Diagnostics(src)
+    ir = lower(parse(src), diags, default_name="method")
+    if ir is not None:
+        checks.run_all(ir, diags)
+    diags.raise_if_errors()
+    assert ir is not None
+    return ir
+
+
 @cache
 def _index() -> dict[str, KnownMethod]:
     out: dict[str, KnownMethod] = {}
     for method in KNOWN:
-        sig = structure(check(method.spec).ir)
-        assert sig not in out, f"{method.key} and {out[sig].key} have the same structure"
-        out[sig] = method
+        for text in (method.spec, *method.variants):
+            sig = structure(_checked_ir(text))
+            assert sig not in out, f"{method.key} and {out[sig].key} have the same structure"
+            out[sig] = method
     return out
 
 

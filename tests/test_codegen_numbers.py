@@ -20,14 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import whole_table as W
 
 import icon_dsl
 from icon_dsl import SpecError
-
-try:
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import whole_table as W  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "generated"

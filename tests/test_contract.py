@@ -18,21 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import contract_batch as B
 import pytest
 import torch
+import whole_table as W
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 import icon_dsl
 from icon_dsl import SpecError
 from icon_dsl.ir import IR
-
-try:
-    from tests import contract_batch as B
-    from tests import whole_table as W
-except ImportError:  # run from inside tests/
-    import contract_batch as B  # type: ignore[no-redef]
-    import whole_table as W  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.icon"))

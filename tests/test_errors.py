@@ -1213,6 +1213,21 @@ bad.icon:9:21: error: the spec's formulas (kernels and expressions of hyperparam
   help: write shorter formulas: the checker proves properties of each one
 """,
     ),
+    Case(
+        "degenerate",
+        "degenerate",
+        """\
+p = uniform()
+q = gaussian(f(x))
+mapper = table
+""",
+        """\
+bad.icon:1:5: warning: p is constant over j for every i (uniform), so the optimum is a flat q: the embedding collapses and the data are never used  [degenerate]
+   1 | p = uniform()
+     |     ^^^^^^^^^
+  help: give p some structure: neighbours (knn, gaussian), labels, views or a graph
+""",
+    ),
 ]
 
 #: Codes produced outside `check(text)`, with the test that pins them.

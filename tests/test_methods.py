@@ -136,7 +136,8 @@ def test_limits_are_trends_not_equalities() -> None:
     z = torch.randn(8, 3, dtype=torch.float64, generator=g)
     index = torch.arange(4).repeat(2)
     _, q_small = load("triplet")().distributions(z, index=index)
-    d2 = torch.cdist(z, z).fill_diagonal_(math.inf)
+    zn = z / z.norm(dim=1, keepdim=True)  # both limits are on the unit sphere (cosine)
+    d2 = torch.cdist(zn, zn).fill_diagonal_(math.inf)
     assert torch.equal(q_small.argmax(1), d2.argmin(1))
     assert float(q_small.max(1).values.min()) > 0.99
     _, q_large = load("vicreg")().distributions(z, index=index)
@@ -219,12 +220,14 @@ def test_pca_limit_matches_the_variance_expansion() -> None:
 
 
 def test_vicreg_limit_matches_the_attraction_expansion() -> None:
-    """sigma -> inf: loss = log(N - 1) + (d2_partner - mean_j d2_ij) / (2 sigma^2) + O(sigma^-4)."""
+    """sigma -> inf: loss = log(N - 1) + (d2_partner - mean_j d2_ij) / (2 sigma^2) + O(sigma^-4),
+    with cosine d2 (on the unit sphere the width is not absorbed by a rescaling of f(x))."""
     g = torch.Generator().manual_seed(14)
     n = 12
     z = torch.randn(n, 3, dtype=torch.float64, generator=g)
     index = torch.arange(n // 2).repeat(2)
-    d2 = torch.cdist(z, z) ** 2
+    zn = z / z.norm(dim=1, keepdim=True)
+    d2 = torch.cdist(zn, zn) ** 2
     partner = (torch.arange(n) + n // 2) % n
     mean_other = d2.sum(1) / (n - 1)
     expansion = math.log(n - 1) + ((d2[torch.arange(n), partner] - mean_other) / 2e4).mean()
@@ -232,13 +235,15 @@ def test_vicreg_limit_matches_the_attraction_expansion() -> None:
 
 
 def test_triplet_limit_is_bounded_by_the_hinge() -> None:
-    """sigma -> 0: the loss tends to max(0, d2_pos - min_neg d2) / (2 sigma^2) per anchor."""
+    """sigma -> 0: the loss tends to max(0, d2_pos - min_neg d2) / (2 sigma^2) per anchor (cosine
+    d2)."""
     g = torch.Generator().manual_seed(15)
     n = 10
     z = torch.randn(n, 3, dtype=torch.float64, generator=g)
     index = torch.arange(n // 2).repeat(2)
     eye = torch.eye(n, dtype=torch.bool)
-    d2 = torch.cdist(z, z) ** 2
+    zn = z / z.norm(dim=1, keepdim=True)
+    d2 = torch.cdist(zn, zn) ** 2
     partner = (torch.arange(n) + n // 2) % n
     d_pos = d2[torch.arange(n), partner]
     d_neg = d2.masked_fill(eye | (index[:, None] == index[None, :]), math.inf).min(1).values

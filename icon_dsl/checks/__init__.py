@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from ..diagnostics import Diagnostics
 from ..ir import IR
-from . import learnability, shapes, stochastic
+from . import degeneracy, learnability, shapes, stochastic
 
 
 def run_all(ir: IR, diags: Diagnostics) -> None:
     stochastic.check(ir, diags)
     shapes.check(ir, diags)
     learnability.check(ir, diags)
+    degeneracy.check(ir, diags)

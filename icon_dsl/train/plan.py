@@ -106,8 +106,11 @@ def make_plan(
     restarts: int | None = None,
     normaliser: str | None = None,
     negatives: int | None = None,
+    lr_factor: float = 1.0,
 ) -> Plan:
-    """Decide how to train ``module`` on ``dataset``; raise TrainError / DataError early."""
+    """Decide how to train ``module`` on ``dataset``; raise TrainError / DataError early.
+
+    ``lr_factor`` multiplies the kind's default learning rate (the evaluation's tuning grid)."""
     ir = module.ir
     mapper_node = ir.roots["mapper"]
     mapper_kind = ir.op(mapper_node)
@@ -146,6 +149,9 @@ def make_plan(
         full_batch = False
     size = n if full_batch else min(n, batch_size or _default_batch(table, views, labels))
     default_epochs, lr = _defaults(table, softmax, full_batch, labels, views)
+    if not lr_factor > 0:
+        raise TrainError(f"lr_factor must be positive, got {lr_factor}")
+    lr *= lr_factor
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
     if restarts is not None and restarts < 1:

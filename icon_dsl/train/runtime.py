@@ -128,6 +128,7 @@ def train(
     evaluate: bool = True,
     normaliser: str | None = None,
     negatives: int | None = None,
+    lr_factor: float = 1.0,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -155,6 +156,7 @@ def train(
     model applies the same scaling to new points. ``evaluate=False`` skips the metrics that
     need labels or neighbours (kNN, probe, cluster and trustworthiness; the estimators' choice):
     the metrics then hold the final divergence and the wall time.
+    ``lr_factor``: multiplies the kind's default learning rate.
     """
     seed, torch_device = preflight.seed(seed), preflight.device(device)
     compiling = time.perf_counter()
@@ -176,6 +178,7 @@ def train(
         restarts=restarts,
         normaliser=normaliser,
         negatives=negatives,
+        lr_factor=lr_factor,
     )
     from icon_dsl.train.distributed import init_from_env
 
