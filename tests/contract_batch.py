@@ -38,7 +38,7 @@ def forward_batch(
         elif name == "modality":
             inputs[name] = torch.arange(n) // half
     graph: dict[str, torch.Tensor] = {}
-    if "adjacency" in inspect.signature(cls.__init__).parameters:
+    if "adjacency" in inspect.signature(cls).parameters:
         weights = torch.rand(n, n, generator=g)
         ring = torch.arange(n)
         weights = (weights + weights.T) * (torch.rand(n, n, generator=g) < 0.3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -95,7 +96,13 @@ def test_pipeline_with_standard_scaler_is_standardize() -> None:
     """StandardScaler in front, standardize=True, and train on scaled data agree."""
     wine = load_wine()
     x, y = wine.data, wine.target
-    options = {"n_clusters": 3, "epochs": 10, "restarts": 1, "random_state": 0, "sigma": 1.0}
+    options: dict[str, Any] = {
+        "n_clusters": 3,
+        "epochs": 10,
+        "restarts": 1,
+        "random_state": 0,
+        "sigma": 1.0,
+    }
     pipeline = make_pipeline(StandardScaler(), Clusterer(KMEANS, **options)).fit(x)
     inside = Clusterer(KMEANS, standardize=True, **options).fit(x)
     labels = pipeline[-1].labels_

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ def test_own_mapper_runs_resume_to_the_uninterrupted_result(
     """Killed after its second epoch's checkpoint and resumed (a fresh CNN, as a new process
     would build), the run ends where the uninterrupted one ends."""
     images, labels = digit_images(200)
-    options = {"data": (images.numpy(), labels.numpy()), "epochs": 3, "batch_size": 50,
+    options: dict[str, Any] = {"data": (images.numpy(), labels.numpy()), "epochs": 3, "batch_size": 50,
                "progress": False, "views": ShiftAndNoise()}  # fmt: skip
     whole = train(SPECS / "simclr.icon", mapper=small_cnn(), out=tmp_path / "whole", **options)
     real_save = runtime.save_checkpoint

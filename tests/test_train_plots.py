@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.image
@@ -164,16 +165,17 @@ def test_neighbour_panels_show_the_support_and_summarise_the_rest(
     bars: list[int] = []
     texts: list[str] = []
     original_bar, original_text = Axes.bar, Axes.text
-    monkeypatch.setattr(
-        Axes,
-        "bar",
-        lambda self, x, h, *a, **k: bars.append(len(x)) or original_bar(self, x, h, *a, **k),
-    )
-    monkeypatch.setattr(
-        Axes,
-        "text",
-        lambda self, x, y, s, *a, **k: texts.append(s) or original_text(self, x, y, s, *a, **k),
-    )
+
+    def bar(self: Axes, x: Any, h: Any, *a: Any, **k: Any) -> Any:
+        bars.append(len(x))
+        return original_bar(self, x, h, *a, **k)
+
+    def text(self: Axes, x: float, y: float, s: str, *a: Any, **k: Any) -> Any:
+        texts.append(s)
+        return original_text(self, x, y, s, *a, **k)
+
+    monkeypatch.setattr(Axes, "bar", bar)
+    monkeypatch.setattr(Axes, "text", text)
     p = np.zeros((1, 200))
     p[0, [3, 9, 27, 81, 150]] = 0.2
     q = np.full((1, 200), 0.1 / 197)
