@@ -1111,7 +1111,7 @@ q = gaussian(f(x))
 mapper = table
 """,
         """\
-bad.icon:1:11: error: the default t = -1 is outside its domain: t > 0  [domain]
+bad.icon:1:11: error: the default t = -1 is outside its domain: 1e-30 <= t <= 1e30  [domain]
    1 | param t = -1
      |           ^^
 """,
@@ -1126,7 +1126,7 @@ q = gaussian(f(x))
 mapper = table
 """,
         """\
-bad.icon:1:11: error: the default k = 2.5 is outside its domain: k a positive integer  [domain]
+bad.icon:1:11: error: the default k = 2.5 is outside its domain: k an integer from 1 to 1048576  [domain]
    1 | param k = 2.5
      |           ^^^
 """,

@@ -293,7 +293,10 @@ def test_print_then_parse_is_the_identity(gen: Generated) -> None:
 _names = st.sampled_from(["a", "x", "sigma", "f", "gaussian", "d2", "true", "_b1"]).map(s.Name)
 _numbers = st.one_of(
     st.integers(0, 10**6).map(lambda v: s.Number(float(v))),
-    st.floats(0, 1e6, allow_nan=False, allow_infinity=False).map(s.Number),
+    # 0 or at least 1e-300: the front end refuses smaller numbers (number-size)
+    st.floats(0, 1e6, allow_nan=False, allow_infinity=False)
+    .filter(lambda v: v == 0 or v >= 1e-300)
+    .map(s.Number),
     st.sampled_from(["0.5", "1e-3", ".25", "2.", "1E+2"]).map(lambda t: s.Number(float(t), t)),
 )
 _strings = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8).map(
