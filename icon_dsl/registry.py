@@ -371,7 +371,7 @@ _register(
         doc="Turn raw nonnegative weights into a row-stochastic distribution.",
         formula="p(j|i) = w(i,j) / sum_k w(i,k)",
         family="normalize",
-        full_support=True,
+        # full support only where the kernel's weight is provably positive (checks/shapes.py)
         rep="logits",
     )
 )

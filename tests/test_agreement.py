@@ -254,6 +254,39 @@ EXTRA = {
         loss = js(p, q)
         mapper = linear(dim=4)
     """,
+    # a narrow q whose smallest probabilities underflow: log m must not become -inf
+    "js_narrow_cosine": """
+        p = knn(x, 3)
+        q = gaussian(f(x), temperature=0.00922, metric=cosine)
+        loss = js(p, q)
+        mapper = table(dim=3)
+    """,
+    # debias of a narrow kernel q, in logs: its underflowing probabilities keep a finite log
+    "debias_narrow_q": """
+        param alpha = 0.25
+        kernel k(d2, a) = exp(-d2 / a)
+        p = union(gaussian(x, sigma=2), knn(x, 3))
+        q = debias(normalize(k(f(x), a=0.05)), alpha)
+        mapper = mlp(dim=3, hidden=4, depth=2, sphere=true)
+    """,
+    # the graph's kept-row test joins the others with `&` (a bare `> 0` did not parse as meant)
+    "union_label_graph": """
+        p = union(debias(label(y), 0.5), graph(index))
+        q = gaussian(f(x), temperature=0.5, metric=cosine)
+        mapper = table(dim=3)
+    """,
+    # a fixed-width joint p inside a union (its log form turned into probabilities)
+    "union_of_joint": """
+        p = union(joint(gaussian(x, sigma=2)), knn(x, 3))
+        q = student_t(f(x))
+        mapper = table(dim=2)
+    """,
+    # both sides joint with a fixed width: the neighbour path takes p in log form
+    "joint_fixed_width": """
+        p = joint(gaussian(x, sigma=2))
+        q = joint(student_t(f(x)))
+        mapper = table(dim=2)
+    """,
 }
 
 

@@ -343,7 +343,7 @@ def test_sample_runs_where_icon_dsl_cannot_be_imported(tmp_path):
     for stem, plan in SAMPLE.items():
         path = tmp_path / f"{stem}.py"
         path.write_text(plan["source"], encoding="utf-8")
-        namespace: dict = {}
+        namespace: dict = {"__name__": f"contract_{stem}"}
         exec(compile(plan["source"], str(path), "exec"), namespace)
         (class_name,) = [
             name

@@ -52,6 +52,8 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "or kl(p, q)",
         )
         return
+    if divergence == "kl" and not full_support(ir, ir.roots["q"]):
+        _check_zero_kernels(ir, diags)
     source, target = (q, p) if divergence == "reverse_kl" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:
         diags.error(
@@ -83,11 +85,37 @@ def _weight_blocks() -> str:
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
+def _check_zero_kernels(ir: IR, diags: Diagnostics) -> None:
+    """Under kl, a user kernel in q that can be 0 makes q(j|i) = 0 somewhere p may have mass
+    (two points at the kernel's zero): log q is -inf there and the loss infinite."""
+    for node in ir.subtree(ir.roots["q"]):
+        if ir.op(node) != "kernel":
+            continue
+        kernel = ir.kernels[ir.args(node)["kernel"]]
+        if not kernel.weight.is_positive:
+            diags.error(
+                "infinite-divergence",
+                f"kernel `{kernel.name}` can be 0 (its weight {kernel.weight} is not provably "
+                "positive for d2 >= 0), so q can be 0 where p has mass and kl(p, q) is infinite",
+                ir.span(node),
+                "make the weight positive (exp(...), 1 / (1 + ...), or add a constant), or "
+                "wrap q in debias(..., alpha) with alpha > 0",
+            )
+
+
+def _positive_kernel(ir: IR, node: int) -> bool:
+    """Is node `normalize(k(...))` of a user kernel that is provably positive?"""
+    kids = ir.children(node)
+    if ir.op(node) != "normalize" or len(kids) != 1 or ir.op(kids[0]) != "kernel":
+        return False
+    return bool(ir.kernels[ir.args(kids[0])["kernel"]].weight.is_positive)
+
+
 def full_support(ir: IR, node: int) -> bool:
     """Is the distribution nonzero everywhere on its support (so KL(q || p) stays finite)?"""
     op, kids = ir.op(node), ir.children(node)
     block = _block(ir, node)
-    if block is not None and block.full_support:
+    if block is not None and block.full_support or _positive_kernel(ir, node):
         return True
     if op == "debias":
         return _positive(ir, ir.args(node)["alpha"]) or full_support(ir, kids[0])

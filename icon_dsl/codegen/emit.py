@@ -77,7 +77,9 @@ def _gather_lines(
 class Val:
     """A lowered node: its representation and the variable holding it."""
 
-    kind: str  # "tensor", "logits", "mask", "onehot", "prob", "jointlog"
+    # "tensor", "logits", "mask", "onehot", "prob", or "logprob" (log-probabilities per row,
+    # or over the whole matrix after joint())
+    kind: str
     var: str  # the value for this process's rows
     columns: str | None = None  # code for the number of columns of a onehot
     cols: str | None = None  # a data tensor's column side: the whole (gathered) batch
@@ -341,7 +343,7 @@ class Emitter:
             degree = b.fresh(f"{prefix}_degree")
             b.add(f"{degree} = {weights}.sum(1, keepdim=True)")
             b.add(f"{prob} = {weights} / torch.where({degree} > 0, {degree}, 1.0)")
-            b.keeps.append(f"{weights}.sum(1) > 0")
+            b.keeps.append(f"({weights}.sum(1) > 0)")  # parenthesised: keeps join with &
             return Val("prob", prob)
         if op == "walk":
             inner = self.prob(self.lower(kids[0], f"{prefix}0"))
@@ -509,7 +511,7 @@ class Emitter:
         if fixed_width and "perplexity" not in self.ir.args(child):
             b.comment(f"{text}: log of w / sum_(k != l) w_kl, one normaliser for the matrix")
             b.add(f"{out} = {inner.var} - torch.logsumexp({inner.var}.flatten(), 0)")
-            return Val("jointlog", out)
+            return Val("logprob", out)
         p = self.prob(inner)
         b.comment(f"{text}: (P + P^T) / 2N, symmetric and summing to 1 over the matrix")
         b.add(f"{out} = ({p} + {p}.T) / (2 * {p}.shape[0])")
@@ -518,20 +520,30 @@ class Emitter:
     def _debias(self, node: int, args: dict, kids: list[int], prefix: str, text: str) -> Val:
         b = self.body
         inner_type = self.ir.dist_type(kids[0])
-        inner = self.prob(self.lower(kids[0], f"{prefix}0"))
+        inner_val = self.lower(kids[0], f"{prefix}0")
         alpha = self.num(args["alpha"])
+        support = self._debias_support(inner_type)
+        if inner_val.kind in ("logits", "logprob"):
+            # in logs: a narrow kernel's smallest probabilities underflow in (1 - alpha) p
+            log_prob = b.fresh(f"{prefix}_log_prob")
+            b.helpers.add("log_debias")
+            b.comment(f"{text}: log((1 - alpha) p + alpha * uniform over the row's support)")
+            b.add(f"{log_prob} = _log_debias({self.log_prob(inner_val)}, {alpha}, {support})")
+            return Val("logprob", log_prob)
         prob = b.fresh(f"{prefix}_prob")
         b.helpers.add("debias")
         b.comment(f"{text}: (1 - alpha) p + alpha * uniform over the row's support")
-        if inner_type.cross:
-            support = "modality[:, None] != modality_all[None, :]"
-        elif inner_type.support == "columns" or inner_type.diagonal:
-            support = "None"
-        else:
-            b.needs_diag = True
-            support = "~diag"
-        b.add(f"{prob} = _debias({inner}, {alpha}, {support})")
+        b.add(f"{prob} = _debias({self.prob(inner_val)}, {alpha}, {support})")
         return Val("prob", prob)
+
+    def _debias_support(self, inner_type: DistType) -> str:
+        """The row's support for debias's uniform part, as code."""
+        if inner_type.cross:
+            return "modality[:, None] != modality_all[None, :]"
+        if inner_type.support == "columns" or inner_type.diagonal:
+            return "None"
+        self.body.needs_diag = True
+        return "~diag"
 
     # -- conversions -----------------------------------------------------------------------
     def prob(self, v: Val) -> str:
@@ -545,11 +557,15 @@ class Emitter:
         elif v.kind == "mask":
             b.helpers.add("uniform_rows")
             b.add(f"{out} = _uniform_rows({v.var}, z.dtype)")
+        elif v.kind == "logprob":
+            b.add(f"{out} = {v.var}.exp()")
         else:
             b.add(f"{out} = F.one_hot({v.var}, {v.columns}).to(z.dtype)")
         return out
 
     def log_prob(self, v: Val) -> str:
+        if v.kind == "logprob":
+            return v.var
         if v.kind == "logits":
             return f"torch.log_softmax({v.var}, dim=1)"
         if v.kind == "prob":
@@ -621,6 +637,7 @@ def _neighbour_plan(
     op, args = ir.op(kernel), ir.args(kernel)
     to_probabilities = {
         "logits": "p = p.exp().to(z.dtype)",
+        "logprob": "p = p.exp().to(z.dtype)",
         "prob": "p = p.to(z.dtype)",
         "mask": "p = _uniform_rows(p, z.dtype)",
     }[p_kind]
@@ -932,7 +949,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         b.comment("a cross-modal p restricts q to the other modality")
         b.add("same_modality = modality[:, None] == modality_all[None, :]")
         b.add(f"{q_val.var} = {q_val.var}.masked_fill(same_modality, -math.inf)")
-    if q_val.kind == "jointlog":
+    if q_val.kind == "logprob":
         q_log = q_val.var
     elif q_val.kind == "logits":
         q_log = f"torch.log_softmax({q_val.var}, dim=1)"
@@ -944,6 +961,8 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     if p_kind == "logits":
         # log-probabilities: log p stays exact where p underflows (reverse KL, narrow kernels)
         p_var, p_kind = f"torch.log_softmax({p_val.var}, dim=1)", "logprob"
+    elif p_kind == "logprob":  # already log-probabilities over the whole matrix
+        p_kind = "logprob"
     cache_p = _can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
     if cache_p:
