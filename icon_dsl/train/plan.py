@@ -262,9 +262,9 @@ def _sparse_plan(
 
 def check_dense_fits(module: CompiledModule, n: int) -> None:
     """TrainError before a whole-data dense loss is built that cannot fit in this machine."""
-    from icon_dsl.explain import _physical_memory, memory_estimate
+    from icon_dsl.memory import memory_estimate, physical_memory
 
-    needed, total = memory_estimate(module.ir, n)["dense"], _physical_memory()
+    needed, total = memory_estimate(module.ir, n)["dense"], physical_memory()
     if needed is not None and total is not None and needed > 0.8 * total:
         raise TrainError(
             f"{module.stem}: the dense loss on all {n} rows needs about {needed / 2**30:.0f} GiB "
