@@ -82,13 +82,13 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         return []
     # imported only here: the prediction times torch on this machine, which other specs'
     # `explain` (and check, compile) must not load
-    from .train import sparse
+    from .train import sparse, sparse_p
     from .train.plan import FULL_BATCH_LIMIT
 
-    reason = sparse.unsupported_reason(ir)
+    reason = sparse_p.unsupported_reason(ir)
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
-    k = min(n - 1, sparse.neighbours_per_row(ir))
+    k = min(n - 1, sparse_p.neighbours_per_row(ir))
     chosen = sparse.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
     lines = [
         "",

@@ -221,7 +221,7 @@ def large_neighbour_plan(
     is not of that family); "dense" keeps the generated forward.
     """
     from icon_dsl.codegen.emit import has_neighbour_path
-    from icon_dsl.train import sparse
+    from icon_dsl.train import sparse, sparse_p
 
     choice = "auto" if normaliser is None else normaliser
     if choice not in ("auto", "dense", *sparse.NORMALISERS):
@@ -234,7 +234,7 @@ def large_neighbour_plan(
     reason = None if whole_table else "its mapper is not a table of the whole data set"
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
-    reason = reason or sparse.unsupported_reason(ir)
+    reason = reason or sparse_p.unsupported_reason(ir)
     if choice == "auto":
         return None if reason is not None or n <= FULL_BATCH_LIMIT else sparse.choose_normaliser(n)
     if reason is not None:

@@ -151,10 +151,10 @@ class RunState:
 
     def _sparse_objective(self) -> Any:
         """p on the k nearest neighbours (computed once) and q's normaliser (sparse.py)."""
-        from icon_dsl.train import sparse
+        from icon_dsl.train import sparse, sparse_p
 
         ir = self.compiled.ir
-        p = sparse.build_p(ir, self.plan.hyperparameters, self.dataset.x)
+        p = sparse_p.build_p(ir, self.plan.hyperparameters, self.dataset.x)
         # the generated module's own kernel of q
         kernel = cast(sparse.Kernel, self.loss._q_kernel)
         joint = ir.op(ir.roots["q"]) == "joint"
