@@ -197,6 +197,7 @@ class _Inputs:
 def _prepare(
     spec: str | Path | CompiledModule, data: Any, label_column: str | None, standardize: bool
 ) -> _Inputs:
+    """Compile the spec, then read the data (standardised when asked)."""
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
     compile_seconds = time.perf_counter() - compiling
