@@ -284,7 +284,7 @@ def _plain_classifier(
     import torch.nn.functional as F
 
     import icon_dsl
-    from icon_dsl.train.runtime import _cosine, _mix
+    from icon_dsl.train.schedule import cosine_decay, derive_seed
 
     loss_class = icon_dsl.compile(SPECS / "cross_entropy.icon").load()
     torch.manual_seed(0)
@@ -293,10 +293,10 @@ def _plain_classifier(
     params = [*mapper.parameters(), *head.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr)
     steps = epochs * max(1, len(x_train) // batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(steps))
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for epoch in range(epochs):
-        generator = torch.Generator().manual_seed(_mix(0, epoch))
+        generator = torch.Generator().manual_seed(derive_seed(0, epoch))
         order = torch.randperm(len(xt), generator=generator)
         for start in range(0, (len(xt) // batch_size) * batch_size, batch_size):
             ids = order[start : start + batch_size]

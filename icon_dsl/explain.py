@@ -6,12 +6,12 @@ q, the name from structural recognition (known.py), never from the file name.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .codegen.emit import formulas, has_fast_path, has_neighbour_path
 from .ir import IR
 from .known import recognise
+from .memory import BLOCK_SIZE_DEFAULT, memory_estimate, physical_memory
 from .pipeline import check
 from .source import Source
 
@@ -47,33 +47,6 @@ def cell(ir: IR) -> tuple[str, str]:
     return P_COLUMNS.get(p, p), Q_ROWS.get(q, q)
 
 
-# Live N x M tensors at the loss's peak (forward and backward), counted from what the generated
-# code keeps: the fast path holds the logits, their log-softmax and the gradient; the dense path
-# also d2, the masked logits and p. benchmarks/losses.py measures the real peaks.
-FAST_MATRICES, DENSE_MATRICES = 3, 6
-BLOCK_SIZE_DEFAULT = 1024
-
-
-def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
-    """Predicted peak bytes of the loss at batch size N for dense and block modes."""
-    p = ir.dist_type(ir.roots["p"])
-    columns = batch if p.support == "pairs" else None
-    if columns is None:
-        return {"dense": None, "block": None}  # N x n prototypes: memory is linear in N
-    fast = has_fast_path(ir)
-    matrices = FAST_MATRICES if fast else DENSE_MATRICES
-    dense = float(matrices * batch * columns * bytes_per_value)
-    block = float(2 * min(batch, BLOCK_SIZE_DEFAULT) * columns * bytes_per_value) if fast else None
-    return {"dense": dense, "block": block}
-
-
-def _physical_memory() -> float | None:
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def memory_report(ir: IR, batch: int) -> list[str]:
     est = memory_estimate(ir, batch)
     gib = 2.0**30
@@ -87,7 +60,7 @@ def memory_report(ir: IR, batch: int) -> list[str]:
         )
     else:
         lines.append("    block mode: not available for this spec (only the contrastive family)")
-    total = _physical_memory()
+    total = physical_memory()
     if total is not None and est["dense"] > 0.8 * total:
         hint = (
             f"pass block_size={BLOCK_SIZE_DEFAULT} (block mode) to the module"
@@ -109,13 +82,13 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         return []
     # imported only here: the prediction times torch on this machine, which other specs'
     # `explain` (and check, compile) must not load
-    from .train import sparse
+    from .train import sparse, sparse_p
     from .train.plan import FULL_BATCH_LIMIT
 
-    reason = sparse.unsupported_reason(ir)
+    reason = sparse_p.unsupported_reason(ir)
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
-    k = min(n - 1, sparse.neighbours_per_row(ir))
+    k = min(n - 1, sparse_p.neighbours_per_row(ir))
     chosen = sparse.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
     lines = [
         "",

@@ -1,6 +1,6 @@
 """The IR: typed nodes over a networkx DiGraph, each with the span of the text it came from.
 
-Takes: nodes added by lower.py. Guarantees: node ids are assigned in a deterministic order;
+Takes: nodes added by lower/. Guarantees: node ids are assigned in a deterministic order;
 `children()` returns operands in argument order; `verify()` checks the graph is a DAG whose
 edges name their slots; `dump()` is a stable text form; `canonical()` / `canonical_hash()` give a
 form that is equal for specs denoting the same objective (numbers kept, mixtures and unions

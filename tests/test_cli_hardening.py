@@ -19,7 +19,7 @@ from cli_run import run_cli
 
 from icon_dsl.api import CompiledModule
 from icon_dsl.explain import explain
-from icon_dsl.train import runtime
+from icon_dsl.train import loop
 from icon_dsl.train.data import load_digits
 from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
 from icon_dsl.train.runtime import train
@@ -355,7 +355,7 @@ def test_outputs_that_cannot_be_written_during_training_exit_3(
     def full_disk(out_dir: Path, state: dict[str, object]) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / "checkpoint.pt"))
 
-    monkeypatch.setattr(runtime, "save_checkpoint", full_disk)
+    monkeypatch.setattr(loop, "save_checkpoint", full_disk)
     ran = run_cli(*fast(small, "--out", tmp_path / "run"), expect=3)
     assert "error: cannot write the run's outputs" in ran.err
     assert "checkpoint.pt: No space left on device" in ran.err
@@ -367,7 +367,7 @@ def test_memory_exhausted_exits_3(
     def no_memory(self: object, batch: object) -> float:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
-    monkeypatch.setattr(runtime._Run, "step", no_memory)
+    monkeypatch.setattr(loop.Run, "step", no_memory)
     ran = run_cli(*fast(small, "--out", tmp_path / "run"), expect=3)
     assert "error: training ran out of memory (CUDA out of memory." in ran.err
     assert "try a smaller --batch-size" in ran.err

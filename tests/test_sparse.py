@@ -18,7 +18,7 @@ from references import conditional_tsne, perplexity_conditional_p
 
 from icon_dsl.api import compile as compile_spec
 from icon_dsl.interpret import interpret
-from icon_dsl.train import sparse
+from icon_dsl.train import sparse, sparse_p
 from icon_dsl.train.data import Dataset
 from icon_dsl.train.errors import TrainError
 from icon_dsl.train.neighbours import nearest_neighbours
@@ -54,7 +54,7 @@ def test_perplexity_p_with_every_neighbour_equals_the_dense_p() -> None:
         "method m\nmapper = table(dim=2)\np = gaussian(x, perplexity=25)\n"
         "q = student_t(f(x), dof=1)\n"
     ).ir
-    p = sparse.build_p(ir, {}, x)
+    p = sparse_p.build_p(ir, {}, x)
     assert not p.joint
     expected = perplexity_conditional_p(torch.from_numpy(x), 25)
     assert torch.allclose(p.dense(), expected, atol=1e-9)
@@ -63,7 +63,7 @@ def test_perplexity_p_with_every_neighbour_equals_the_dense_p() -> None:
 def test_perplexity_rows_reach_the_entropy_with_fewer_neighbours() -> None:
     x = blobs(400)
     ids, d2 = nearest_neighbours(x, 90)
-    rows = sparse.perplexity_rows(d2, 30)
+    rows = sparse_p.perplexity_rows(d2, 30)
     entropy = -(rows * torch.log(rows)).sum(1)
     assert torch.allclose(entropy, torch.full_like(entropy, math.log(30)), atol=1e-9)
     assert torch.allclose(rows.sum(1), torch.ones(400, dtype=torch.float64))
@@ -82,7 +82,7 @@ def test_sparse_p_matches_the_interpreter(p_text: str) -> None:
     q_text = "joint(student_t(f(x), dof=1))" if "joint" in p_text else "student_t(f(x), dof=1)"
     text = f"method m\nmapper = table(dim=2)\np = {p_text}\nq = {q_text}\n"
     ir = compile_spec(text).ir
-    p = sparse.build_p(ir, {}, x)
+    p = sparse_p.build_p(ir, {}, x)
     z = torch.randn(31, 2, dtype=torch.float64)
     expected = interpret(ir, z, {"x": torch.from_numpy(x).double()}).p
     assert torch.allclose(p.dense(), expected, atol=1e-9)
@@ -102,12 +102,12 @@ def test_exact_row_blocks_equal_the_dense_loss_and_gradient(spec: str) -> None:
     z = torch.randn(61, 2, dtype=torch.float64, requires_grad=True)
     dense = loss(z, x=torch.from_numpy(x).double())
     (dense_grad,) = torch.autograd.grad(dense, z)
-    built = sparse.build_p(module.ir, {}, x)
+    built = sparse_p.build_p(module.ir, {}, x)
     # the generated module's own p as edges, so that only the loss's terms are compared here
     dense_p = loss.distributions(z.detach(), x=torch.from_numpy(x).double())[0]
     assert torch.allclose(built.dense(), dense_p, atol=1e-7)
     rows, cols = dense_p.nonzero(as_tuple=True)
-    p = sparse.SparseP(61, rows, cols, dense_p[rows, cols], built.joint)
+    p = sparse_p.SparseP(61, rows, cols, dense_p[rows, cols], built.joint)
     joint = module.ir.op(module.ir.roots["q"]) == "joint"
     objective = sparse.NeighbourObjective(p, loss._q_kernel, joint, "exact", block=16)
     total = sum(objective.terms(z))
@@ -128,7 +128,7 @@ def test_sampled_gradient_direction_approaches_the_exact_one() -> None:
     x = blobs(500)
     module = compile_spec(SPECS / "tsne.icon")
     loss = module.load()()
-    p = sparse.build_p(module.ir, {}, x)
+    p = sparse_p.build_p(module.ir, {}, x)
     z = torch.randn(500, 2, dtype=torch.float64, requires_grad=True)
 
     def gradient(normaliser: str, negatives: int, seed: int) -> torch.Tensor:
@@ -195,7 +195,7 @@ def test_sampled_closed_form_equals_autograd_of_the_estimate(spec: str) -> None:
     x = blobs(150)
     module = compile_spec(SPECS / f"{spec}.icon")
     loss = module.load()()
-    p = sparse.build_p(module.ir, {}, x)
+    p = sparse_p.build_p(module.ir, {}, x)
     joint = p.joint
     z = torch.randn(150, 2, dtype=torch.float64, requires_grad=True)
     objective = sparse.NeighbourObjective(p, loss._q_kernel, joint, "sampled", 7)

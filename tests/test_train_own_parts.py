@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from icon_dsl.train import runtime
+from icon_dsl.train import loop
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.metrics import knn_accuracy
 from icon_dsl.train.runtime import train
@@ -93,7 +93,7 @@ def test_own_mapper_runs_resume_to_the_uninterrupted_result(
     options: dict[str, Any] = {"data": (images.numpy(), labels.numpy()), "epochs": 3, "batch_size": 50,
                "progress": False, "views": ShiftAndNoise()}  # fmt: skip
     whole = train(SPECS / "simclr.icon", mapper=small_cnn(), out=tmp_path / "whole", **options)
-    real_save = runtime.save_checkpoint
+    real_save = loop.save_checkpoint
     saves = []
 
     def save_then_die(out_dir: Path, state: dict) -> None:
@@ -102,10 +102,10 @@ def test_own_mapper_runs_resume_to_the_uninterrupted_result(
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(SPECS / "simclr.icon", mapper=small_cnn(), out=tmp_path / "cut", **options)
-    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     resumed = train(SPECS / "simclr.icon", mapper=small_cnn(), out=tmp_path / "cut",
                     resume=True, **options)  # fmt: skip
     assert saves == [1, 2]

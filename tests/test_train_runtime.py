@@ -15,7 +15,7 @@ import torch
 from cli_run import run_cli
 from sklearn.exceptions import NotFittedError
 
-from icon_dsl.train import runtime
+from icon_dsl.train import initialise, loop, runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
@@ -78,7 +78,7 @@ def _killed_and_resumed(
 
     Checks that the resumed run trains only the epochs the checkpoint had not done yet."""
     count = {"saves": 0, "epochs": 0}
-    real_save = runtime.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def save_then_die(out_dir: Path, state: dict) -> None:
         real_save(out_dir, state)
@@ -86,17 +86,17 @@ def _killed_and_resumed(
         if count["saves"] == saves:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runtime, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         quick(spec, data, **options)
-    monkeypatch.setattr(runtime, "save_checkpoint", real_save)
-    real_epoch = runtime._Run.epoch
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    real_epoch = loop.Run.epoch
 
-    def counted_epoch(run: runtime._Run, epoch: int) -> float:
+    def counted_epoch(run: loop.Run, epoch: int) -> float:
         count["epochs"] += 1
         return real_epoch(run, epoch)
 
-    monkeypatch.setattr(runtime._Run, "epoch", counted_epoch)
+    monkeypatch.setattr(loop.Run, "epoch", counted_epoch)
     resumed = quick(spec, data, resume=True, **options)
     assert resumed.model is not None
     plan = resumed.model.plan
@@ -185,10 +185,10 @@ def test_clustering_head_starts_at_scikit_learns_kmeans_plus_plus_seeds(digits: 
 
     x = digits.x[:300].astype(np.float64)
     mapper = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1)).double()
-    runtime._centroid_init(mapper, x, 10, seed=3)
+    initialise.centroid_init(mapper, x, 10, seed=3)
     centres, _ = kmeans_plusplus(x, 10, random_state=3)
     d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
-    scale = d2.min(1).mean() / runtime.CENTROID_INIT_SHARPNESS
+    scale = d2.min(1).mean() / initialise.CENTROID_INIT_SHARPNESS
     expected = torch.softmax(torch.as_tensor(-d2 / scale), dim=1)
     with torch.no_grad():
         got = mapper(torch.as_tensor(x))

@@ -118,44 +118,17 @@ def make_plan(
     inputs = tuple(getattr(loss_class, "INPUTS", ()))
     table = getattr(loss_class, "MAPPER_INPUT", "x") == "index"
     views = not table and ("index" in inputs or "modality" in inputs)
-    if table and "modality" in inputs:
-        raise TrainError(
-            f"{module.stem}: a cross-modal spec needs a parametric mapper (linear or mlp) to "
-            "embed two views as two modalities; a table mapper has one row per sample"
-        )
-    if table and any(ir.op(node) == "augmentation" for node in ir.graph.nodes):
-        raise TrainError(
-            f"{module.stem}: augmentation(index) needs several views of each sample, but a "
-            "table mapper has one free row per sample (no views to make); use a parametric "
-            "mapper (linear or mlp)"
-        )
+    _check_table_mapper(module, table, inputs)
     labels = "y" in inputs
-    if labels:
-        require_labels(dataset, "its p or q uses y")
-    if "side" in inputs:
-        require_side(dataset, "its p uses side")
-    if needs_adjacency(loss_class):
-        require_adjacency(dataset, "its p uses graph(index)")
+    _require_data(loss_class, dataset, inputs)
     q_type = ir.type(ir.roots["q"])
     columns = getattr(q_type, "support", "pairs") == "columns"
     softmax = bool(options.get("softmax", False))
     n = dataset.n_samples
-    full_batch = table and not views and not labels
-    if batch_size is not None:
-        if batch_size < 2:
-            raise TrainError(f"batch size must be at least 2, got {batch_size}")
-        full_batch = batch_size >= n
-    elif full_batch and n > FULL_BATCH_LIMIT:
-        full_batch = False
-    size = n if full_batch else min(n, batch_size or _default_batch(table, views, labels))
+    full_batch, size = _batching(table, views, labels, n, batch_size)
     default_epochs, lr = _defaults(table, softmax, full_batch, labels, views)
-    if not lr_factor > 0:
-        raise TrainError(f"lr_factor must be positive, got {lr_factor}")
+    _check_counts(lr_factor, epochs, restarts)
     lr *= lr_factor
-    if epochs is not None and epochs < 1:
-        raise TrainError(f"epochs must be at least 1, got {epochs}")
-    if restarts is not None and restarts < 1:
-        raise TrainError(f"restarts must be at least 1, got {restarts}")
     if restarts is None:
         restarts = CLUSTER_RESTARTS if softmax and not table else 1
     hypers = resolve_hyperparameters(module, hyperparameters)
@@ -188,6 +161,56 @@ def make_plan(
     )
 
 
+def _check_table_mapper(module: CompiledModule, table: bool, inputs: tuple[str, ...]) -> None:
+    """TrainError for a spec that needs several views of a sample but has a table mapper."""
+    if table and "modality" in inputs:
+        raise TrainError(
+            f"{module.stem}: a cross-modal spec needs a parametric mapper (linear or mlp) to "
+            "embed two views as two modalities; a table mapper has one row per sample"
+        )
+    if table and any(module.ir.op(node) == "augmentation" for node in module.ir.graph.nodes):
+        raise TrainError(
+            f"{module.stem}: augmentation(index) needs several views of each sample, but a "
+            "table mapper has one free row per sample (no views to make); use a parametric "
+            "mapper (linear or mlp)"
+        )
+
+
+def _require_data(loss_class: type, dataset: Dataset, inputs: tuple[str, ...]) -> None:
+    """DataError when the data set lacks the labels, side information or graph the loss reads."""
+    if "y" in inputs:
+        require_labels(dataset, "its p or q uses y")
+    if "side" in inputs:
+        require_side(dataset, "its p uses side")
+    if needs_adjacency(loss_class):
+        require_adjacency(dataset, "its p uses graph(index)")
+
+
+def _batching(
+    table: bool, views: bool, labels: bool, n: int, batch_size: int | None
+) -> tuple[bool, int]:
+    """Full batch or not, and the samples per batch: the user's size, else the kind's default."""
+    full_batch = table and not views and not labels
+    if batch_size is not None:
+        if batch_size < 2:
+            raise TrainError(f"batch size must be at least 2, got {batch_size}")
+        full_batch = batch_size >= n
+    elif full_batch and n > FULL_BATCH_LIMIT:
+        full_batch = False
+    size = n if full_batch else min(n, batch_size or _default_batch(table, views, labels))
+    return full_batch, size
+
+
+def _check_counts(lr_factor: float, epochs: int | None, restarts: int | None) -> None:
+    """TrainError for a learning-rate factor, epochs or restarts out of range."""
+    if not lr_factor > 0:
+        raise TrainError(f"lr_factor must be positive, got {lr_factor}")
+    if epochs is not None and epochs < 1:
+        raise TrainError(f"epochs must be at least 1, got {epochs}")
+    if restarts is not None and restarts < 1:
+        raise TrainError(f"restarts must be at least 1, got {restarts}")
+
+
 def large_neighbour_plan(
     module: CompiledModule, whole_table: bool, n: int, normaliser: str | None
 ) -> str | None:
@@ -198,7 +221,7 @@ def large_neighbour_plan(
     is not of that family); "dense" keeps the generated forward.
     """
     from icon_dsl.codegen.emit import has_neighbour_path
-    from icon_dsl.train import sparse
+    from icon_dsl.train import sparse, sparse_p
 
     choice = "auto" if normaliser is None else normaliser
     if choice not in ("auto", "dense", *sparse.NORMALISERS):
@@ -211,7 +234,7 @@ def large_neighbour_plan(
     reason = None if whole_table else "its mapper is not a table of the whole data set"
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
-    reason = reason or sparse.unsupported_reason(ir)
+    reason = reason or sparse_p.unsupported_reason(ir)
     if choice == "auto":
         return None if reason is not None or n <= FULL_BATCH_LIMIT else sparse.choose_normaliser(n)
     if reason is not None:
@@ -262,9 +285,9 @@ def _sparse_plan(
 
 def check_dense_fits(module: CompiledModule, n: int) -> None:
     """TrainError before a whole-data dense loss is built that cannot fit in this machine."""
-    from icon_dsl.explain import _physical_memory, memory_estimate
+    from icon_dsl.memory import memory_estimate, physical_memory
 
-    needed, total = memory_estimate(module.ir, n)["dense"], _physical_memory()
+    needed, total = memory_estimate(module.ir, n)["dense"], physical_memory()
     if needed is not None and total is not None and needed > 0.8 * total:
         raise TrainError(
             f"{module.stem}: the dense loss on all {n} rows needs about {needed / 2**30:.0f} GiB "

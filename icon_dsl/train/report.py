@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from icon_dsl.train.runtime import _Run
+    from icon_dsl.train.loop import Run
 
 METRIC_ORDER = (
     "knn_accuracy",
@@ -51,7 +51,7 @@ METRIC_ORDER = (
 
 
 def write_outputs(
-    out_dir: Path, run: _Run, embedding: np.ndarray, metrics: dict[str, float]
+    out_dir: Path, run: Run, embedding: np.ndarray, metrics: dict[str, float]
 ) -> None:
     """Write every file listed in the module docstring into ``out_dir``."""
     from icon_dsl.train import plots

@@ -1,0 +1,36 @@
+"""The loss's predicted peak memory, and this machine's: for `icon-dsl explain` and for training,
+which refuses a whole-data dense loss that cannot fit before building it."""
+
+from __future__ import annotations
+
+import os
+
+from .codegen.emit import has_fast_path
+from .ir import IR
+
+# Live N x M tensors at the loss's peak (forward and backward), counted from what the generated
+# code keeps: the fast path holds the logits, their log-softmax and the gradient; the dense path
+# also d2, the masked logits and p. benchmarks/losses.py measures the real peaks.
+FAST_MATRICES, DENSE_MATRICES = 3, 6
+BLOCK_SIZE_DEFAULT = 1024
+
+
+def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
+    """Predicted peak bytes of the loss at batch size N for dense and block modes."""
+    p = ir.dist_type(ir.roots["p"])
+    columns = batch if p.support == "pairs" else None
+    if columns is None:
+        return {"dense": None, "block": None}  # N x n prototypes: memory is linear in N
+    fast = has_fast_path(ir)
+    matrices = FAST_MATRICES if fast else DENSE_MATRICES
+    dense = float(matrices * batch * columns * bytes_per_value)
+    block = float(2 * min(batch, BLOCK_SIZE_DEFAULT) * columns * bytes_per_value) if fast else None
+    return {"dense": dense, "block": block}
+
+
+def physical_memory() -> float | None:
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None

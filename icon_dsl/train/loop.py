@@ -1,0 +1,217 @@
+"""The training loop: every start, every epoch, every step, with checkpoints after each epoch.
+
+Steps are Adam on the generated loss (the first step runs the generated module's own input checks),
+or for a sparse-p run one step on every row (``sparse.py``), or data-parallel (``distributed.py``).
+A non-finite loss or gradient stops the run with TrainingFailed, naming the epoch and step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from icon_dsl.train import checkpoint
+from icon_dsl.train.batches import Batch
+from icon_dsl.train.errors import TrainError, TrainingFailed
+from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
+from icon_dsl.train.schedule import derive_seed
+from icon_dsl.train.state import RunState, copy_state
+
+N_SNAPSHOTS = 7  # p/q snapshots taken at evenly spaced epochs (plus the initial state)
+
+
+class Run(RunState):
+    """A run that trains: every start from the current one, keeping the one with the lowest final
+    divergence."""
+
+    def fit(self, out_dir: Path | None, started: float, elapsed: float, progress: bool) -> None:
+        """Train every start (from the current one, epoch ``start_epoch``) and keep the best."""
+        plan = self.plan
+        bar = tqdm(
+            total=plan.restarts * plan.epochs,
+            initial=self.start * plan.epochs + self.start_epoch,
+            desc=plan.name,
+            unit="epoch",
+            disable=not progress,
+            leave=True,
+        )
+        for start in range(self.start, plan.restarts):
+            if start != self.start:
+                self._begin_start(start)
+            self._fit_start(bar, out_dir, started, elapsed)
+            self._finish_start()
+        bar.close()
+        self._keep_best()
+
+    def _fit_start(self, bar: tqdm, out_dir: Path | None, started: float, elapsed: float) -> None:
+        wanted = snapshot_epochs(self.plan.epochs)
+        label = f"{self.start + 1}/{self.plan.restarts}"
+        for epoch in range(self.start_epoch, self.plan.epochs):
+            self.losses.append(self.epoch(epoch))
+            postfix = {"loss": f"{self.losses[-1]:.4f}"}
+            bar.set_postfix(postfix if self.plan.restarts == 1 else {**postfix, "start": label})
+            bar.update(1)
+            if epoch + 1 in wanted:
+                self.snapshot(epoch + 1)
+            if out_dir is not None:
+                now = elapsed + (time.perf_counter() - started)
+                save_checkpoint(out_dir, self.state(epoch + 1, now))
+        self.start_epoch = self.plan.epochs
+
+    def _begin_start(self, start: int) -> None:
+        """Reinitialise mapper, loss and optimiser in place from ``start``'s seed."""
+        mapper, loss = self._fresh_model(start)
+        self.mapper.load_state_dict(mapper.state_dict())  # in place: DDP / compile keep them
+        self.loss.load_state_dict(loss.state_dict())
+        self.optimizer, self.scheduler = self._fresh_optimiser()
+        self.start, self.start_epoch = start, 0
+        self.losses, self.snapshots = [], []
+        self.snapshot(0)
+
+    def _finish_start(self) -> None:
+        """Record the start's final KL (on the fixed evaluation batch); keep it if the lowest."""
+        if self.plan.restarts == 1:
+            return
+        kl = self.final_kl()
+        self.start_kls.append(kl)
+        if not math.isfinite(kl):
+            return
+        if self.best is None or kl < self.best["kl"]:
+            self.best = {
+                "start": self.start,
+                "kl": kl,
+                "mapper": copy_state(self.mapper),
+                "loss": copy_state(self.loss),
+                "losses": list(self.losses),
+                "snapshots": list(self.snapshots),
+            }
+
+    def _keep_best(self) -> None:
+        if self.best is None or self.best["start"] == self.start:
+            return
+        self.mapper.load_state_dict(self.best["mapper"])
+        self.loss.load_state_dict(self.best["loss"])
+        self.losses, self.snapshots = list(self.best["losses"]), list(self.best["snapshots"])
+
+    @property
+    def kept_start(self) -> int:
+        """The start whose mapper the run returns."""
+        return self.start if self.best is None else int(self.best["start"])
+
+    def epoch(self, epoch: int) -> float:
+        self.mapper.train()
+        generator = torch.Generator().manual_seed(derive_seed(self._start_seed(self.start), epoch))
+        if self.objective is not None:
+            return self._sparse_epoch(epoch, generator)
+        total, count = 0.0, 0
+        for ids in self.batcher.epoch_batches(generator):
+            batch = self.batcher.make_batch(ids, generator)
+            try:
+                value = self.step(batch)
+            except NonFinite as found:
+                raise self._stopped(epoch, count, str(found)) from None
+            if not math.isfinite(value):  # the data-parallel path checks the mean loss only
+                raise self._stopped(epoch, count, f"the loss was {value}")
+            total += value
+            count += 1
+        return total / max(count, 1)
+
+    def _sparse_epoch(self, epoch: int, generator: torch.Generator) -> float:
+        """One step on every row: the attraction from each row's sparse p (exaggerated early
+        on) and q's normaliser; returns the un-exaggerated cross-entropy."""
+        from icon_dsl.train.sparse import EARLY_EXAGGERATION
+
+        assert self.objective is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        z = self.call_mapper(self.batcher.all_inputs())
+        attraction, normaliser = self.objective.terms(z, generator)
+        boost = EARLY_EXAGGERATION if epoch < self.plan.exaggeration_epochs else 1.0
+        value = float((attraction + normaliser).detach())
+        if not math.isfinite(value):
+            raise self._stopped(epoch, 0, f"the loss was {value}")
+        (attraction * boost + normaliser).backward()
+        try:
+            check_gradients(value, self._named_parameters())
+        except NonFinite as found:
+            raise self._stopped(epoch, 0, str(found)) from None
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+    def _stopped(self, epoch: int, step: int, why: str) -> TrainingFailed:
+        start = f" of start {self.start + 1}" if self.plan.restarts > 1 else ""
+        return TrainingFailed(
+            f"{self.plan.name}: training stopped at epoch {epoch + 1}{start}, step {step + 1} of "
+            f"{self.steps_per_epoch()}: {why}"
+        )
+
+    def _named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(f"mapper's parameter {n!r}", p) for n, p in self.mapper.named_parameters()] + [
+            (f"loss's parameter {n!r}", p) for n, p in self.loss.named_parameters()
+        ]
+
+    def step(self, batch: Batch) -> float:
+        if self.parallel is not None:
+            return self._parallel_step(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        z = self.call_mapper(batch.mapper_input)
+        if not self.validated:
+            loss = self._first_loss(z, batch)
+        else:
+            loss = self.call_loss(z, **batch.inputs)
+        value = float(loss.detach())
+        check_loss(value, z)
+        loss.backward()
+        check_gradients(value, self._named_parameters())
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+    def _parallel_step(self, batch: Batch) -> float:
+        """One step on this process's share of the batch; DDP averages the gradients."""
+        from icon_dsl.train.distributed import mean_over_processes, shard
+
+        assert self.parallel is not None
+        self.optimizer.zero_grad(set_to_none=True)
+        local = shard(batch, self.rank, self.world)
+        loss = self.parallel(local.mapper_input, local.inputs)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return mean_over_processes(loss, self.world)
+
+    def _first_loss(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The first step runs the generated module's own input checks and reports failures."""
+        set_validate(self.loss, True)
+        try:
+            loss = self.loss(z, **batch.inputs)
+        except ValueError as error:
+            raise TrainError(
+                f"{self.plan.name}: the spec's loss rejected the first batch "
+                f"({len(z)} rows): {error}"
+            ) from None
+        set_validate(self.loss, False)
+        self.validated = True
+        return loss
+
+
+def set_validate(loss: nn.Module, value: bool) -> None:
+    """Switch the generated module's own input checks (its ``validate`` flag) on or off."""
+    if "validate" in vars(loss):
+        vars(loss)["validate"] = value
+
+
+def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:
+    """Write the per-epoch checkpoint (a module-level hook, so tests can interrupt a run)."""
+    checkpoint.save(out_dir, state)
+
+
+def snapshot_epochs(epochs: int) -> set[int]:
+    return {int(round(v)) for v in np.linspace(0, epochs, N_SNAPSHOTS)} | {epochs}
