@@ -196,8 +196,10 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     if metric == "dot":
         return -2 * (a @ b.T)
     if metric == "cosine":
-        return 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    else:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
     return sq.clamp_min(0)
 
 

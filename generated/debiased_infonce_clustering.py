@@ -211,8 +211,10 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     if metric == "dot":
         return -2 * (a @ b.T)
     if metric == "cosine":
-        return 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    else:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
     return sq.clamp_min(0)
 
 
@@ -318,8 +320,8 @@ class DebiasedInfoNCEClustering(nn.Module):
             p03_walk = p03_walk / p03_walk.sum(1, keepdim=True)
             # union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)): uniform over the union of the supports
             p0_mask = p01_mask | p02_mask | (p03_walk > 0)
-            p0_mask_p = _uniform_rows(p0_mask, z.dtype)
             # debias(union(augmentation(index), knn(x, 10), walk(knn(x, 10), steps=1)), alpha): (1 - alpha) p + alpha * uniform over the row's support
+            p0_mask_p = _uniform_rows(p0_mask, z.dtype)
             p_prob = _debias(p0_mask_p, self.alpha, ~diag)
             p, p_keep = p_prob, p01_mask.any(1)
             fixed = self._remember_p(fixed_key, p, p_keep)

@@ -190,8 +190,10 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     if metric == "dot":
         return -2 * (a @ b.T)
     if metric == "cosine":
-        return 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    else:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
     return sq.clamp_min(0)
 
 
@@ -317,8 +319,8 @@ class DebiasedTSimCLR(nn.Module):
             diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)
             # augmentation(index): uniform over j != i with the same sample (the other views)
             p0_mask = (index[:, None] == index_all[None, :]) & ~diag
-            p0_mask_p = _uniform_rows(p0_mask, z.dtype)
             # debias(augmentation(index), alpha): (1 - alpha) p + alpha * uniform over the row's support
+            p0_mask_p = _uniform_rows(p0_mask, z.dtype)
             p_prob = _debias(p0_mask_p, self.alpha, ~diag)
             p, p_keep = p_prob, p0_mask.any(1)
             fixed = self._remember_p(fixed_key, p, p_keep)

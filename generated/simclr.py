@@ -177,8 +177,10 @@ def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     if metric == "dot":
         return -2 * (a @ b.T)
     if metric == "cosine":
-        return 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    else:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
     return sq.clamp_min(0)
 
 
@@ -340,7 +342,7 @@ class SimCLR(nn.Module):
             block_size is None or (float(block_size).is_integer() and block_size >= 1),
             "block_size",
             block_size,
-            "block_size a positive integer, or None",
+            "block_size >= 1 (an integer) or block_size = None",
         )
         # rows per block of the loss (memory N x block_size); None: dense up to 2**27 entries
         self.block_size = None if block_size is None else int(block_size)

@@ -9,6 +9,7 @@ A user's mistake never shows a traceback; one is shown only for a bug in icon-ds
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0) and EXIT_USAGE
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # the reader left (`icon-dsl explain SPEC | head`): not an error
+        # point stdout at /dev/null so that the interpreter's final flush stays quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:  # a path given as an argument that cannot be written or read
         where = f"{error.filename}: " if error.filename else ""
         why = error.strerror or str(error)

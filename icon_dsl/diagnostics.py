@@ -34,6 +34,7 @@ CODES: dict[str, str] = {
     "not-row-stochastic": "a distribution that is not provably row-stochastic",
     "mixture-weights": "mixture weights not provably nonnegative or not summing to 1",
     "kernel-not-nonnegative": "a user kernel sympy cannot prove nonnegative",
+    "kernel-not-positive": "a user kernel in q that may be 0 (q would be 0, or 0 / 0 on a row)",
     "kernel-definition": "a malformed user kernel (its first argument must be d2, ...)",
     "not-learnable": "q does not depend on f(x) or prototypes",
     "p-depends-on-f": "p depends on the mapper's output f(x)",

@@ -9,6 +9,7 @@ that stops being finite. Runs are tiny (40 rows of digits, 1 epoch).
 from __future__ import annotations
 
 import errno
+import json
 import math
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 from cli_run import run_cli
 
+import icon_dsl
 from icon_dsl.api import CompiledModule
 from icon_dsl.explain import explain
 from icon_dsl.train import loop
@@ -315,7 +317,7 @@ def test_a_nan_gradient_names_the_parameter(
     ran = run_cli(*fast(small, "--out", tmp_path / "run"), expect=3)
     assert "error: tsne: training stopped at epoch 1, step 1 of 1: the loss was finite (" in ran.err
     assert "its gradient with respect to the mapper's parameter 'net.weight' has 80 nan" in ran.err
-    assert "first at index [0, 0]" in ran.err and "write sqrt(d2 + 1e-12)" in ran.err
+    assert "first at index [0, 0]" in ran.err and "sqrt(abs(d2 - a) + 1e-12)" in ran.err
     assert "diverged" not in ran.err
 
 
@@ -342,11 +344,11 @@ def test_a_user_kernel_with_sqrt_trains_or_names_the_gradient(tmp_path: Path) ->
     )
     digits = tmp_path / "digits.npz"
     np.savez(digits, x=load_digits().x[:N])
+    # the compiled kernel takes its limit at d2 = 0 (slope 0 there): it trains
     ran = run_cli("train", spec, "--data", digits, "--epochs", "2", "--out", tmp_path / "run")
-    assert ran.code in (0, 3), ran.err
-    if ran.code == 3:
-        assert "gradient with respect to the mapper's parameter 'net.weight'" in ran.err
-        assert "diverged" not in ran.err
+    assert ran.code == 0, ran.err
+    # both epochs ran; the loss's exact value at duplicates is tested in test_codegen_numbers
+    assert len(json.loads((tmp_path / "run" / "run.json").read_text())["losses"]) == 2
 
 
 def test_outputs_that_cannot_be_written_during_training_exit_3(
@@ -396,3 +398,37 @@ def test_output_paths_of_other_commands_end_in_a_message(tmp_path: Path) -> None
     for flag, value in (("--limit", "0"), ("--epochs", "0"), ("--seed", "-1")):
         ran = run_cli(*listing, flag, value, expect=2)
         assert f"argument {flag}: must be at least" in ran.err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`icon-dsl check ... | head -1`: the pipe closes while the command still prints; the
+    command ends quietly (exit 0, nothing on stderr), as Unix filters do."""
+    import subprocess
+    import sys
+
+    spec = "p = gaussian(x)\nq = gaussian(f(x))\nmapper = mlp(dim=4)\n"
+    paths = []
+    for i in range(2000):  # a line each, about 200 kB: more than a pipe buffers
+        path = tmp_path / f"s{i}.icon"
+        path.write_text(spec, encoding="utf-8")
+        paths.append(str(path))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "icon_dsl.cli", "check", *paths],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert run.stdout is not None and run.stderr is not None
+    assert run.stdout.read(100)  # a reader that takes one line and leaves
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 0
+    assert err == ""
+
+
+@pytest.mark.parametrize("block_size", [0, -1, 2.5, float("nan")])
+def test_fast_path_block_size_out_of_range_is_refused_at_construction(block_size) -> None:
+    """SimCLR(block_size=0) once raised a bare `range()` error at the first forward."""
+    cls = icon_dsl.compile(SPECS / "simclr.icon").load()
+    with pytest.raises(ValueError, match=r"block_size must satisfy block_size >= 1"):
+        cls(block_size=block_size)
+    assert cls(block_size=3).block_size == 3 and cls().block_size is None

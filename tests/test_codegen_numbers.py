@@ -301,22 +301,23 @@ def test_sqrt_kernel_has_exact_gradients_at_duplicate_points(diagonal):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
 
 
-def test_log_d2_kernel_gives_duplicates_no_weight_and_finite_gradients():
-    """w = d2 (log w = log d2): weight 0 at a duplicate point, where the slope is infinite."""
-    text = LAPLACE.format(diagonal="").replace("exp(-sqrt(d2) / b)", "d2 * b")
-    cls = _compile(text)
-    z = _randn(8, 3)
-    z[4] = z[2]
-    z = z.requires_grad_(True)
-    module = cls()
-    loss = module(z, index=_views(8))
-    (grad,) = torch.autograd.grad(loss, z)
-    assert torch.isfinite(loss) and torch.isfinite(grad).all()
-    _, q = module.distributions(z.detach(), index=_views(8))
-    assert float(q[2, 4]) == 0.0 and float(q[4, 2]) == 0.0
-    d2 = torch.cdist(z.detach(), z.detach()) ** 2
-    w = d2.masked_fill(torch.eye(8, dtype=torch.bool), 0.0)
-    torch.testing.assert_close(q, w / w.sum(1, keepdim=True))
+def test_a_kernel_of_f_that_can_vanish_is_refused():
+    """w = b * d2 is 0 at a duplicate point: q(j|i) = 0 there (an infinite KL where p has
+    mass) and 0 / 0 on a row whose points all coincide, so check refuses it, located at the
+    kernel's call, whatever wraps it."""
+    for q in ("normalize(ramp(f(x), b=b))", "debias(normalize(ramp(f(x), b=b)), 0.5)"):
+        text = LAPLACE.format(diagonal="").replace(
+            "laplace(d2, b) = exp(-sqrt(d2) / b)", "ramp(d2, b) = b * d2"
+        )
+        text = text.replace("normalize(laplace(f(x), b=b))", q)
+        with pytest.raises(icon_dsl.SpecError) as info:
+            icon_dsl.compile(text.strip() + "\n")
+        (error,) = [d for d in info.value.diagnostics if d.severity == "error"]
+        assert error.code == "kernel-not-positive" and error.span is not None
+        assert text.strip()[error.span.start : error.span.end] == "ramp(f(x), b=b)"
+    # made positive (b d2 + exp(-d2) > 0 for every d2 >= 0), it compiles
+    ok = LAPLACE.format(diagonal="").replace("exp(-sqrt(d2) / b)", "b * d2 + exp(-d2)")
+    assert icon_dsl.compile(ok.strip() + "\n").load() is not None
 
 
 @pytest.mark.parametrize(

@@ -238,12 +238,16 @@ def test_html_is_well_formed() -> None:
     assert page.count("<pre>") == 2 * len(cands) + sum(c.limit is not None for c in cands)
 
 
-def test_cli_bad_data_is_usage_error(tmp_path: Path) -> None:
+def test_cli_missing_data_is_a_data_error_as_in_train(tmp_path: Path) -> None:
+    """Exit 1 (spec or data error) for a missing file, the status `train` gives, not 2."""
     from icon_dsl.cli import main
 
     args = ["enumerate", "--p", "label", "--q", "student_t", "--mapper", "mlp"]
-    assert main([*args, "--evaluate", str(tmp_path / "missing.npy"), "--eval-out",
-                 str(tmp_path)]) == 2  # fmt: skip
+    missing = tmp_path / "missing.npy"
+    assert main([*args, "--evaluate", str(missing), "--eval-out", str(tmp_path)]) == 1
+    assert (
+        main(["train", str(ROOT / "specs" / "tsne.icon"), "--data", str(missing), "--quiet"]) == 1
+    )
 
 
 def test_docs_are_current() -> None:

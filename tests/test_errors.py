@@ -766,6 +766,22 @@ bad.icon:1:18: error: a kernel formula uses numbers, its arguments, + - * / ^ an
 """,
     ),
     Case(
+        "kernel-not-positive",
+        "kernel-not-positive",
+        """\
+kernel ramp(d2, a) = a * d2
+p = gaussian(x)
+q = debias(normalize(ramp(f(x), 2)), 0.5)
+mapper = mlp(dim=4)
+""",
+        """\
+bad.icon:3:22: error: kernel `ramp` can be 0 (sympy cannot prove a*d2 > 0 for d2 >= 0), so q can be 0 where p has mass, or 0 / 0 on a row  [kernel-not-positive]
+   3 | q = debias(normalize(ramp(f(x), 2)), 0.5)
+     |                      ^^^^^^^^^^^^^
+  help: a kernel of f(x) needs a positive weight: exp(...), 1 / (1 + ...), or add a constant
+""",
+    ),
+    Case(
         "infinite-divergence",
         "infinite-divergence",
         """\

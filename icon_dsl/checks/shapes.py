@@ -13,6 +13,7 @@ import sympy as sp
 from .. import registry as reg
 from ..diagnostics import Diagnostics
 from ..ir import IR
+from .stochastic import nonnegative
 
 
 def check(ir: IR, diags: Diagnostics) -> None:
@@ -52,8 +53,7 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "or kl(p, q)",
         )
         return
-    if divergence == "kl" and not full_support(ir, ir.roots["q"]):
-        _check_zero_kernels(ir, diags)
+    _check_zero_kernels(ir, diags)
     source, target = (q, p) if divergence == "reverse_kl" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:
         diags.error(
@@ -86,20 +86,21 @@ def _weight_blocks() -> str:
 
 
 def _check_zero_kernels(ir: IR, diags: Diagnostics) -> None:
-    """Under kl, a user kernel in q that can be 0 makes q(j|i) = 0 somewhere p may have mass
-    (two points at the kernel's zero): log q is -inf there and the loss infinite."""
+    """A user kernel in q must be positive: where it is 0, q(j|i) = 0 (an infinite KL where
+    p has mass), and a row whose weights all vanish (coincident embeddings) is 0 / 0."""
     for node in ir.subtree(ir.roots["q"]):
         if ir.op(node) != "kernel":
             continue
         kernel = ir.kernels[ir.args(node)["kernel"]]
-        if not kernel.weight.is_positive:
+        # one diagnostic per kernel: a possibly negative one is reported by the stochastic check
+        if nonnegative(kernel.weight, {}) and not kernel.weight.is_positive:
             diags.error(
-                "infinite-divergence",
-                f"kernel `{kernel.name}` can be 0 (its weight {kernel.weight} is not provably "
-                "positive for d2 >= 0), so q can be 0 where p has mass and kl(p, q) is infinite",
+                "kernel-not-positive",
+                f"kernel `{kernel.name}` can be 0 (sympy cannot prove {kernel.weight} > 0 for "
+                "d2 >= 0), so q can be 0 where p has mass, or 0 / 0 on a row",
                 ir.span(node),
-                "make the weight positive (exp(...), 1 / (1 + ...), or add a constant), or "
-                "wrap q in debias(..., alpha) with alpha > 0",
+                "a kernel of f(x) needs a positive weight: exp(...), 1 / (1 + ...), "
+                "or add a constant",
             )
 
 

@@ -20,7 +20,7 @@ from ..syntax import Span
 
 def check(ir: IR, diags: Diagnostics) -> None:
     for kernel in ir.kernels.values():
-        if not _nonnegative(kernel.weight, {}):
+        if not nonnegative(kernel.weight, {}):
             diags.error(
                 "kernel-not-nonnegative",
                 f"cannot prove kernel `{kernel.name}` nonnegative for d2 >= 0 and positive arguments",
@@ -57,7 +57,7 @@ def _check_mixture(ir: IR, node: int, diags: Diagnostics) -> None:
             "make the weights sum to 1, e.g. a * d1 + (1 - a) * d2",
         )
     for w in weights:
-        if not _nonnegative(w, domains):
+        if not nonnegative(w, domains):
             diags.error(
                 "mixture-weights",
                 f"cannot prove the mixture weight {_show(w)} nonnegative",
@@ -77,7 +77,7 @@ def _domain_help(w: sp.Expr, hypers: dict[str, Hyper]) -> str:
     return "weights must be >= 0 for every allowed value of the hyperparameters"
 
 
-def _nonnegative(expr: sp.Expr, hypers: dict[str, Hyper]) -> bool:
+def nonnegative(expr: sp.Expr, hypers: dict[str, Hyper]) -> bool:
     """Prove expr >= 0 over the hyperparameters' domains (d2 >= 0, kernel args > 0)."""
     free = sorted(expr.free_symbols, key=str)
     if not free:

@@ -110,13 +110,23 @@ class Body:
         """The kept-row tests from `first` on as one variable when they would not fit on one
         line (a union of thousands of indicators: one `&` expression would not compile)."""
         keeps = self.keeps[first:]
-        if len(" & ".join(keeps)) > 40:
+        if len(_all_of(keeps)) > 40:
             var = self.fresh(name)
-            self.lines += _fold(var, keeps, "&")
+            self.lines += _fold(var, [_operand(k) for k in keeps], "&")
             self.keeps[first:] = [var]
 
     def comment(self, text: str) -> None:
         self.lines.append(names.comment(text))
+
+
+def _operand(test: str) -> str:
+    """A kept-row test as an operand of `&`, which binds tighter than `>`."""
+    return f"({test})" if " " in test else test
+
+
+def _all_of(keeps: list[str]) -> str:
+    """The kept-row tests joined with `&` (one test stays bare)."""
+    return keeps[0] if len(keeps) == 1 else " & ".join(_operand(k) for k in keeps)
 
 
 def _words(lines: list[str]) -> set[str]:
@@ -343,7 +353,7 @@ class Emitter:
             degree = b.fresh(f"{prefix}_degree")
             b.add(f"{degree} = {weights}.sum(1, keepdim=True)")
             b.add(f"{prob} = {weights} / torch.where({degree} > 0, {degree}, 1.0)")
-            b.keeps.append(f"({weights}.sum(1) > 0)")  # parenthesised: keeps join with &
+            b.keeps.append(f"{weights}.sum(1) > 0")
             return Val("prob", prob)
         if op == "walk":
             inner = self.prob(self.lower(kids[0], f"{prefix}0"))
@@ -966,14 +976,14 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     cache_p = _can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
     if cache_p:
-        p_keep = " & ".join(b.keeps[:p_keeps]) if p_keeps else None
+        p_keep = _all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = _cached_p_lines(
             b.lines[:p_lines], p_var, p_keep, inputs, list(e.hyper_names.values())
         )
         b.lines[:p_lines], p_lines = cached, len(cached)
         b.keeps[:p_keeps] = ["p_keep"] if p_keeps else []
         p_var = "p"
-    keep = " & ".join(b.keeps) if b.keeps else None
+    keep = _all_of(b.keeps) if b.keeps else None
     neighbour = None
     replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     if has_neighbour_path(ir):  # q is a kernel of f(x): every kept-row test comes from p

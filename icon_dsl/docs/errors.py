@@ -42,6 +42,10 @@ EXAMPLES: dict[str, str] = {
     + _P
     + "q = normalize(bad(f(x), 1))\n"
     + _M,
+    "kernel-not-positive": "kernel ramp(d2, a) = a * d2\n"
+    + _P
+    + "q = normalize(ramp(f(x), 1))\n"
+    + _M,
     "kernel-definition": "kernel heat(t, d2) = exp(-d2 / t)\n" + _P + _Q + _M,
     "not-learnable": _P + "q = gaussian(x)\n" + _M,
     "p-depends-on-f": "p = gaussian(f(x))\n" + _Q + _M,

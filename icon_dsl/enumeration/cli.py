@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..usage import bounded_int, positive_int
+from ..usage import EXIT_ERRORS, bounded_int, positive_int
 from .candidates import enumerate_methods
 from .emit import emit_specs
 from .render import RENDERERS
@@ -93,9 +93,9 @@ def _evaluate(cands: Any, args: Any) -> int:
         return 2
     try:
         load_benchmark(args.evaluate)  # a bad path fails once here, not once per candidate
-    except (DataError, ValueError) as err:
+    except (DataError, ValueError) as err:  # a data error, as in `train`: status 1
         print(f"icon-dsl enumerate: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_ERRORS
     protocol = Protocol(
         data=args.evaluate, seeds=args.seeds, budget_minutes=args.budget_minutes,
         jobs=args.jobs, epochs=args.epochs, first_seed=args.seed, device=args.device,

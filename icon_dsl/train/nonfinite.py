@@ -76,7 +76,8 @@ def check_gradients(value: float, named: Iterable[tuple[str, torch.nn.Parameter]
     raise NonFinite(
         f"the loss was finite ({value:.6g}) but its gradient with respect to the {name} has "
         f"{int(bad.sum())} {'/'.join(kinds)} value(s){at}: a term of the loss has no finite "
-        "derivative at this batch. The usual cause is a square root or a power below 1 of a "
-        "distance at d2 = 0 (the diagonal, or duplicate points), e.g. a user kernel "
-        "exp(-sqrt(d2)/b): write sqrt(d2 + 1e-12), or use d2 itself"
+        "derivative at this batch. The usual cause is a user kernel with a square root or a "
+        "power below 1 of an expression that reaches 0 away from d2 = 0, e.g. "
+        "sqrt(abs(d2 - a)) (at d2 = 0 the compiled kernel already takes its limit): keep the "
+        "inside off 0, e.g. sqrt(abs(d2 - a) + 1e-12), or use a smooth kernel"
     )
