@@ -25,6 +25,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from .. import registry as reg
+from ..describe import formulas
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR, DistType
 from ..source import Span
@@ -1056,23 +1057,6 @@ def _display_path(name: str) -> str:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return path.name
-
-
-def formulas(ir: IR) -> list[str]:
-    """The objective written out: p, q and the loss."""
-    lines = []
-    for name in ("p", "q"):
-        root = ir.roots[name]
-        text = ir.text(root)
-        block = reg.BLOCKS.get(ir.op(root))
-        lines.append(f"{name} = {text}")
-        if block is not None:
-            lines.append(f"    {block.formula}")
-        lines.append(f"    support: {ir.dist_type(root).describe_support()}")
-    loss = reg.BLOCKS[ir.op(ir.roots["loss"])]
-    lines.append(f"loss = {loss.name}(p, q)")
-    lines.append(f"    {loss.formula}")
-    return lines
 
 
 @cache
