@@ -9,28 +9,37 @@ training loss, rows of p that may be empty dropped and counted.
 
 from __future__ import annotations
 
-import ast
-import io
 import itertools
 import math
 import re
-import tokenize
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import jinja2
 import sympy as sp
-from sympy.printing.pycode import PythonCodePrinter
 
 from .. import registry as reg
 from ..describe import formulas
-from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR, DistType
-from ..source import Span
 from . import names
-from .printing import TorchCodePrinter
+from .kernels import (
+    assignment,
+    gaussian_width,
+    hoist,
+    kernel_lines,
+    log_weight,
+    replace,
+    value_at_zero,
+)
+from .layout import assign, assignment_lines, call, define, fits, fold
+from .layout import operands as _operands
+from .numbers import ConstantPrinter, NotFinite, NumPrinter, number_literal, python_expr, refuse
+from .values import Body, Val, all_of, words
+
+__all__ = ["generate", "formulas", "has_fast_path", "has_neighbour_path", "assignment_lines"]
+__all__ += ["_operands"]  # imported by the tests
 
 INPUT_ORDER = ("x", "side", "y", "index", "modality")
 
@@ -74,83 +83,22 @@ def _gather_lines(
     return lines
 
 
-@dataclass
-class Val:
-    """A lowered node: its representation and the variable holding it."""
-
-    # "tensor", "logits", "mask", "onehot", "prob", or "logprob" (log-probabilities per row,
-    # or over the whole matrix after joint())
-    kind: str
-    var: str  # the value for this process's rows
-    columns: str | None = None  # code for the number of columns of a onehot
-    cols: str | None = None  # a data tensor's column side: the whole (gathered) batch
-
-
-@dataclass
-class Body:
-    """Lines of the `_terms` method under construction."""
-
-    lines: list[str] = field(default_factory=list)
-    helpers: set[str] = field(default_factory=set)
-    keeps: list[str] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)
-    needs_diag: bool = False
-    taken: set[str] = field(default_factory=set)
-
-    def fresh(self, base: str) -> str:
-        name, i = base, 2
-        while name in self.taken:
-            name, i = f"{base}{i}", i + 1
-        self.taken.add(name)
-        return name
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-
-    def fold_keeps(self, first: int, name: str) -> None:
-        """The kept-row tests from `first` on as one variable when they would not fit on one
-        line (a union of thousands of indicators: one `&` expression would not compile)."""
-        keeps = self.keeps[first:]
-        if len(_all_of(keeps)) > 40:
-            var = self.fresh(name)
-            self.lines += _fold(var, [_operand(k) for k in keeps], "&")
-            self.keeps[first:] = [var]
-
-    def comment(self, text: str) -> None:
-        self.lines.append(names.comment(text))
-
-
-def _operand(test: str) -> str:
-    """A kept-row test as an operand of `&`, which binds tighter than `>`."""
-    return f"({test})" if " " in test else test
-
-
-def _all_of(keeps: list[str]) -> str:
-    """The kept-row tests joined with `&` (one test stays bare)."""
-    return keeps[0] if len(keeps) == 1 else " & ".join(_operand(k) for k in keeps)
-
-
-def _words(lines: list[str]) -> set[str]:
-    """The identifiers (and dotted attributes such as self.sigma) that lines mention."""
-    return set(re.findall(r"[A-Za-z_][\w.]*", "\n".join(lines)))
-
-
 def _cached_p_lines(
     p_lines: list[str], p_expr: str, p_keep: str | None, inputs: list[str], hypers: list[str]
 ) -> list[str]:
     """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
     hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
-    words = _words(p_lines)
+    used = words(p_lines)
     # an input's local rows are rows offset.. of its gathered columns: the columns suffice
     key = [
-        f"{name}_all" if f"{name}_all" in words else name
+        f"{name}_all" if f"{name}_all" in used else name
         for name in inputs
-        if name in words or f"{name}_all" in words
+        if name in used or f"{name}_all" in used
     ]
-    key += [f"self.{h}" for h in hypers if f"self.{h}" in words]
+    key += [f"self.{h}" for h in hypers if f"self.{h}" in used]
     key += ["offset", "z.shape[0]", "z.dtype", "z.device"]
     one_line = f"fixed_key = ({', '.join(key)})"
-    if len(one_line) + 8 <= 88:
+    if fits(one_line, 8):
         key_lines = [one_line]
     else:  # laid out as ruff format lays it out
         key_lines = ["fixed_key = (", *(f"    {k}," for k in key), ")"]
@@ -164,109 +112,6 @@ def _cached_p_lines(
         "    fixed = self._remember_p(fixed_key, p, p_keep)",
         "p, p_keep = fixed",
     ]
-
-
-def python_expr(code: str, bracket: bool = True) -> str:
-    """Normalised Python for an expression (spacing as ruff formats it), bracketed unless atomic
-    (or unless bracket is False)."""
-    tree = ast.parse(code, mode="eval").body
-    # ruff hugs ** between simple operands (names, attributes, numbers): self.t**2
-    text = re.sub(
-        r"(?<![\w.)\]])([A-Za-z_][\w.]*|\d[\d.]*) \*\* ([A-Za-z_][\w.]*|\d[\d.]*)(?![\w.(\[])",
-        r"\1**\2",
-        ast.unparse(tree),
-    )
-    atomic = isinstance(tree, (ast.Name, ast.Attribute, ast.Constant, ast.Call))
-    return text if atomic or not bracket else f"({text})"
-
-
-class NotFinite(ValueError):
-    """A number the generated module would have to hold is not a finite float64."""
-
-
-def number_literal(value: Any) -> str:
-    """A Python literal for a number: an int while float64 holds it exactly (|n| <= 2**53),
-    else the float's repr (which round-trips); never `nan`, `inf` nor a 300-digit integer.
-
-    Raises NotFinite for a value beyond float64 (1e308 * 10) or not a real number: check
-    refuses those, this keeps emission honest if one slips through."""
-    number = sp.sympify(value)
-    if number.is_Integer and abs(int(number)) <= 2**53:
-        return str(int(number))
-    try:
-        as_float = float(number)
-    except OverflowError:
-        as_float = math.inf
-    except (TypeError, ValueError):
-        raise NotFinite(f"{number} is not a real number") from None
-    if not math.isfinite(as_float):
-        shown = sp.N(number, 3)
-        raise NotFinite(f"{shown} is beyond the range of a float64 (about 1.8e308)")
-    return repr(as_float)
-
-
-def refuse(ir: IR, span: Span | None, error: NotFinite) -> NoReturn:
-    """A located `domain` error for a number the module cannot hold."""
-    diags = Diagnostics(ir.source)
-    diags.error("domain", f"a number here cannot be held by the generated module: {error}", span)
-    raise SpecError(ir.source, diags.items)
-
-
-class _Numbers:
-    """Numbers as finite Python literals (number_literal); a fraction of exact integers stays
-    `p/q`; nan and infinities raise NotFinite."""
-
-    def _print_Integer(self, expr: sp.Integer) -> str:
-        return number_literal(expr)
-
-    def _print_Float(self, expr: sp.Float) -> str:
-        return number_literal(expr)
-
-    def _print_Rational(self, expr: sp.Rational) -> str:
-        if abs(expr.p) <= 2**53 and expr.q <= 2**53:
-            return f"{expr.p}/{expr.q}"  # exact in Python: a float division of two exact ints
-        return number_literal(expr)
-
-    def _print_NaN(self, expr: sp.Expr) -> str:
-        raise NotFinite("the formula is undefined (nan)")
-
-    _print_Infinity = _print_NegativeInfinity = _print_ComplexInfinity = _print_NaN
-
-
-class _KernelPrinter(_Numbers, TorchCodePrinter):
-    """Torch code for a kernel formula; powers as `**` so float hyperparameters work too, and
-    log(1 + x) as log1p(x) (exact for small x). Numbers print as finite literals."""
-
-    def _print_log(self, expr: sp.log) -> str:
-        arg = expr.args[0]
-        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
-            return f"torch.log1p({self._print(arg - 1)})"
-        return f"torch.log({self._print(arg)})"
-
-    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        base, exp = expr.args
-        if exp == sp.Rational(1, 2):
-            return f"torch.sqrt({self._print(base)})"
-        if exp == -1:
-            return f"1 / ({self._print(base)})"
-        return f"({self._print(base)}) ** ({self._print(exp)})"
-
-
-class _ConstantPrinter(_Numbers, PythonCodePrinter):
-    """A kernel's parts without d2 (hyperparameters and numbers): Python floats, so math.log,
-    math.exp and math.sqrt rather than torch's functions, which need tensors."""
-
-
-class _NumPrinter(_Numbers, PythonCodePrinter):
-    """Hyperparameter expressions as Python: symbols become `self.<name>`, floats their repr."""
-
-    def __init__(self, hyper_names: dict[str, str], prefix: str = "self.") -> None:
-        super().__init__()
-        self.hyper_names = hyper_names
-        self.prefix = prefix
-
-    def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return f"{self.prefix}{self.hyper_names[expr.name]}"
 
 
 class Emitter:
@@ -283,7 +128,7 @@ class Emitter:
     def num(self, value: Any) -> str:
         """Code for a number or hyperparameter expression, safe to drop into any expression."""
         if isinstance(value, sp.Basic) and value.free_symbols:
-            return python_expr(_NumPrinter(self.hyper_names).doprint(value))
+            return python_expr(NumPrinter(self.hyper_names).doprint(value))
         return number_literal(value)  # sqrt(2) too: a number, not a call
 
     # -- nodes -----------------------------------------------------------------------------
@@ -374,7 +219,7 @@ class Emitter:
             mask = b.fresh(f"{prefix}_mask")
             parts = [v.var if v.kind == "mask" else f"({self.prob(v)} > 0)" for v in vals]
             b.comment(f"{text}: uniform over the union of the supports")
-            b.lines += _fold(mask, parts, "|")
+            b.lines += fold(mask, parts, "|")
             return Val("mask", mask)
         if op == "joint":
             return self._joint(kids[0], prefix, text)
@@ -420,7 +265,7 @@ class Emitter:
                 for w, v in zip(args["weights"], vals, strict=True)
             ]
             b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
-            b.lines += _fold(prob, terms, "+")
+            b.lines += fold(prob, terms, "+")
             return Val("prob", prob)
         raise NotImplementedError(f"no code generation rule for {op}")
 
@@ -446,73 +291,27 @@ class Emitter:
             b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)")
         else:
             d2_symbol = sp.Symbol(d2, nonnegative=True)
-            log_w = self.log_weight(op, args, d2_symbol)
-            at_zero = _value_at_zero(log_w, d2_symbol)
+            log_w = log_weight(self.ir, op, args, d2_symbol, self.num)
+            at_zero = value_at_zero(log_w, d2_symbol)
             if at_zero is not None:
                 # an infinite slope at d2 = 0 (sqrt(d2)): i = j and duplicate points would get a
                 # NaN gradient; evaluate away from 0 and put the limit there, with slope 0
                 safe = b.fresh(f"{d2}_safe")
                 b.comment("the kernel's slope is infinite at d2 = 0: its limit is used there")
                 b.add(f"{safe} = torch.where({d2} > 0, {d2}, 1.0)")
-                d2_symbol, log_w = _replace(log_w, d2_symbol, sp.Symbol(safe, positive=True))
+                d2_symbol, log_w = replace(log_w, d2_symbol, sp.Symbol(safe, positive=True))
             names = (sp.Symbol(b.fresh(f"{prefix}_const")) for _ in itertools.count())
             constants: dict[sp.Expr, sp.Symbol] = {}
-            log_w = _hoist(log_w, d2_symbol, constants, names)
+            log_w = hoist(log_w, d2_symbol, constants, names)
             for value, name in constants.items():  # hyperparameter parts: short lines
-                b.lines += _assignment(str(name), value, _ConstantPrinter())
-            b.lines += _assignment(logits, log_w)
+                b.lines += assignment(str(name), value, ConstantPrinter())
+            b.lines += assignment(logits, log_w)
             if at_zero is not None:
                 b.add(f"{logits} = torch.where({d2} > 0, {logits}, {at_zero})")
         if len(kids) == 1 and not args.get("diagonal", False):
             b.needs_diag = True
             b.add(f"{logits} = {logits}.masked_fill(diag, -math.inf)")
         return Val("logits", logits)
-
-    def log_weight(self, op: str, args: dict, d2: sp.Symbol) -> sp.Expr:
-        """log w(d2) of a kernel (a registry block's formula or a user kernel) with the spec's
-        arguments in: numbers folded where exact, other values as symbols named by their code."""
-        if op == "kernel":
-            kernel = self.ir.kernels[args["kernel"]]
-            subs = {
-                sym: d2 if sym.name == "d2" else self._printable(args[sym.name])
-                for sym in kernel.log_weight.free_symbols
-            }
-            return kernel.log_weight.xreplace(subs)
-        block = reg.BLOCKS[op]
-        assert block.log_weight is not None
-        values = {a.name: args.get(a.name) for a in block.args if a.kind in ("real", "int")}
-        values = {k: self._printable(v) for k, v in values.items() if v is not None}
-        if op == "gaussian":
-            values["sigma"] = sp.sqrt(self._printable(_gaussian_width(args)))
-        return block.log_weight(d2, values)
-
-    def kernel_lines(self, op: str, args: dict, d2: str) -> list[str]:
-        """Lines computing (log w, d log w / d d2) of a kernel from `d2`: its derivative by
-        sympy, the parts that do not depend on d2 (hyperparameter expressions) and the common
-        parts named and computed once."""
-        d2_symbol = sp.Symbol(d2, nonnegative=True)
-        log_w = self.log_weight(op, args, d2_symbol)
-        slope = sp.cancel(sp.diff(log_w, d2_symbol))
-        names = sp.numbered_symbols("shared")
-        constants: dict[sp.Expr, sp.Symbol] = {}
-        log_w, slope = (_hoist(e, d2_symbol, constants, names) for e in (log_w, slope))
-        shared, (log_w, slope) = sp.cse([log_w, slope], symbols=names)
-        lines = [
-            line
-            for key, value in constants.items()
-            for line in _assignment(str(value), key, _ConstantPrinter())
-        ]
-        assigned = [*shared, (sp.Symbol("log_w"), log_w), (sp.Symbol("slope"), slope)]
-        lines += [line for name, expr in assigned for line in _assignment(str(name), expr)]
-        return [*lines, "return log_w, slope"]
-
-    def _printable(self, value: Any) -> sp.Expr:
-        """A kernel argument for sympy: integers and short fractions stay exact (so they fold),
-        other numbers and hyperparameter expressions become symbols named by their code."""
-        value = sp.sympify(value)
-        if value.is_Integer or (value.is_Rational and value.q < 1000):
-            return value
-        return sp.Symbol(self.num(value), positive=True)
 
     def _joint(self, child: int, prefix: str, text: str) -> Val:
         b = self.body
@@ -625,10 +424,14 @@ def _can_cache_p(
     save (lines of its own), read no graph buffer (compared by value it would cost as much as
     it saves), and share no variable with q's lines."""
     code = [line for line in p_lines if not line.startswith("#")]
-    # inside the cache's `if`, p's lines move 4 columns right: they must still fit in 88
-    fits = all(len(line) + 12 <= 88 for line in code)
+    # inside the cache's `if`, p's lines move 4 columns right: they must still fit
+    fits_inside = all(fits(line, 12) for line in code)
     return (
-        not pt.learned and bool(code) and fits and not e.graph and not (_words(q_lines) & p_names)
+        not pt.learned
+        and bool(code)
+        and fits_inside
+        and not e.graph
+        and not (words(q_lines) & p_names)
     )
 
 
@@ -674,7 +477,7 @@ def _neighbour_plan(
             *q_lines,
         ],
         "q_text": e._text(ir.roots["q"]),
-        "kernel": e.kernel_lines(op, args, "d2"),
+        "kernel": kernel_lines(ir, op, args, "d2", e.num),
         "to_probabilities": to_probabilities,
         "replicated": replicated,
         "joint": ir.dist_type(ir.roots["p"]).normalised == "joint",
@@ -701,7 +504,7 @@ def _constraint_plan(ir: IR, emitter: Emitter) -> list[dict[str, str]]:
     """Run-time checks for hyperparameters inside expressions: `temperature=2 * t` needs 2t > 0."""
     out = []
     for expr, domain, slot in ir.constraints:
-        code = python_expr(_NumPrinter(emitter.hyper_names, prefix="").doprint(expr))
+        code = python_expr(NumPrinter(emitter.hyper_names, prefix="").doprint(expr))
         names_ = sorted(emitter.hyper_names[str(s)] for s in expr.free_symbols)
         cond, desc = _domain_code(code, domain, False)
         values = "(" + ", ".join(names_) + ("," if len(names_) == 1 else "") + ")"
@@ -740,119 +543,6 @@ def _bound(value: float, integer: bool) -> str:
         return str(int(value))
     text = reg.short_number(value)
     return f"{text}.0" if text.lstrip("-").isdigit() else text  # a float stays a float
-
-
-def _assignment(name: str, expr: sp.Expr, printer: Any = None) -> list[str]:
-    """`name = expr` as torch code (or the printer's), laid out for a method body (column 8)."""
-    code = python_expr(str((printer or _KernelPrinter()).doprint(expr)), bracket=False)
-    return assignment_lines(name, code, indent=8)
-
-
-def assignment_lines(target: str, code: str, indent: int) -> list[str]:
-    """`target = code` laid out as ruff format lays out an assignment at column ``indent``
-    (88 columns): one line; else the value in parentheses on its own line; else one operand a
-    line, split at the top-level operators of the lowest precedence (`+ -`, else `* /`). The
-    lines are returned without the indentation."""
-    one_line = f"{target} = {code}"
-    if indent + len(one_line) <= 88:
-        return [one_line]
-    if indent + 4 + len(code) <= 88:
-        return [f"{target} = (", f"    {code}", ")"]
-    return [f"{target} = (", *(f"    {part}" for part in _operands(code)), ")"]
-
-
-_BINARY_OPERATORS = ({"+", "-"}, {"*", "/", "//", "%", "@"})
-
-
-def _operands(code: str) -> list[str]:
-    """``code`` cut before each top-level binary operator of its lowest precedence, each piece
-    starting with its operator (`a`, `- b`, `+ c`); the whole code when there is none."""
-    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
-    depth, previous = 0, None
-    cuts: list[list[int]] = [[] for _ in _BINARY_OPERATORS]
-    for token in tokens:
-        if token.type == tokenize.OP and token.string in ("(", "[", "{"):
-            depth += 1
-        elif token.type == tokenize.OP and token.string in (")", "]", "}"):
-            depth -= 1
-        elif depth == 0 and token.type == tokenize.OP and previous is not None:
-            # binary, not unary: it follows an operand
-            closes = previous.string in (")", "]", "}")
-            if previous.type in (tokenize.NAME, tokenize.NUMBER) or closes:
-                for level, operators in enumerate(_BINARY_OPERATORS):
-                    if token.string in operators:
-                        cuts[level].append(token.start[1])
-        if token.type not in (tokenize.NEWLINE, tokenize.ENDMARKER):
-            previous = token
-    positions = next((found for found in cuts if found), [])
-    bounds = [0, *positions, len(code)]
-    return [code[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-def _hoist(
-    expr: sp.Expr, variable: sp.Symbol, constants: dict[sp.Expr, sp.Symbol], names: Any
-) -> sp.Expr:
-    """expr with the parts that involve hyperparameters but not `variable` replaced by named
-    constants (recorded in `constants`), the constant factors (terms) of a product (sum) taken
-    together: short lines, and fewer passes over the N x N tensor."""
-
-    def name(constant: sp.Expr) -> sp.Expr:
-        if not constant.free_symbols:  # a plain number stays in the expression, as a number:
-            return constant if constant.is_Number else sp.Float(constant.evalf(17))  # log(500)
-        if constant not in constants:
-            constants[constant] = next(names)
-        return constants[constant]
-
-    if expr.is_Atom:
-        return expr
-    if variable not in expr.free_symbols:
-        return name(expr)
-    parts = [_hoist(a, variable, constants, names) for a in expr.args if variable in a.free_symbols]
-    fixed = [a for a in expr.args if variable not in a.free_symbols]
-    if isinstance(expr, (sp.Mul, sp.Add)) and fixed:
-        return expr.func(name(expr.func(*fixed)), *parts)
-    return expr.func(*(_hoist(a, variable, constants, names) for a in expr.args))
-
-
-def _fold(target: str, parts: list[str], op: str, indent: int = 8) -> list[str]:
-    """`target = a op b op ...` over as many lines as 88 columns need, each line adding to
-    the last (`target = target op ...`): no expression nests deeper than a line's operands,
-    so thousands of operands compile (Python's parser recurses once per operator)."""
-    lines: list[str] = []
-    current = ""
-    for part in parts:
-        candidate = f"{current} {op} {part}" if current else part
-        if current and indent + len(f"{target} = {candidate}") > 88:
-            lines.append(f"{target} = {current}")
-            candidate = f"{target} {op} {part}"
-        current = candidate
-    lines.append(f"{target} = {current}")
-    return lines
-
-
-def _replace(expr: sp.Expr, old: sp.Symbol, new: sp.Symbol) -> tuple[sp.Symbol, sp.Expr]:
-    return new, expr.xreplace({old: new})
-
-
-def _value_at_zero(log_w: sp.Expr, d2: sp.Symbol) -> str | None:
-    """Code for the limit of log w as d2 -> 0+ when its slope is infinite there (sqrt(d2),
-    d2^0.3, log(d2)), else None: the common kernels have a finite slope and need no guard."""
-    if d2 not in log_w.free_symbols:
-        return None
-    infinite = (sp.zoo, sp.oo, -sp.oo, sp.nan)
-    if not sp.diff(log_w, d2).subs(d2, 0).has(*infinite):
-        return None
-    value = log_w.subs(d2, 0)
-    if value.has(*infinite):
-        value = sp.limit(log_w, d2, 0, "+")
-    if value == -sp.oo or value.has(*infinite):
-        return "-math.inf"  # w(0) = 0 (log(d2)): no weight on duplicates
-    return python_expr(_ConstantPrinter().doprint(value), bracket=False)
-
-
-def _gaussian_width(args: dict) -> Any:
-    """sigma^2 of a gaussian's arguments (temperature, when given, is sigma^2)."""
-    return args["temperature"] if "temperature" in args else args["sigma"] ** 2
 
 
 def _q_kernel_node(ir: IR) -> int:
@@ -914,7 +604,7 @@ def _fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     q_args = ir.args(q_root)
     key = ir.args(ir.children(p_root)[0])["name"]
-    sigma2 = e.num(q_args["temperature"] if "temperature" in q_args else q_args["sigma"] ** 2)
+    sigma2 = e.num(gaussian_width(q_args))
     metric = q_args["metric"]
     lines = [
         "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
@@ -977,14 +667,14 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     cache_p = _can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
     if cache_p:
-        p_keep = _all_of(b.keeps[:p_keeps]) if p_keeps else None
+        p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = _cached_p_lines(
             b.lines[:p_lines], p_var, p_keep, inputs, list(e.hyper_names.values())
         )
         b.lines[:p_lines], p_lines = cached, len(cached)
         b.keeps[:p_keeps] = ["p_keep"] if p_keeps else []
         p_var = "p"
-    keep = _all_of(b.keeps) if b.keeps else None
+    keep = all_of(b.keeps) if b.keeps else None
     neighbour = None
     replicated = any(ir.op(n) in REPLICATED_OPS for n in ir.graph.nodes)
     if has_neighbour_path(ir):  # q is a kernel of f(x): every kept-row test comes from p
@@ -1069,39 +759,6 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-
-
-def define(name: str, params: list[str], returns: str, indent: int = 4) -> str:
-    """A `def` line laid out as ruff format lays it out (88 columns)."""
-    pad = " " * indent
-    one_line = f"{pad}def {name}({', '.join(params)}) -> {returns}:"
-    if len(one_line) <= 88:
-        return one_line
-    inner = f"{pad}    {', '.join(params)}"
-    if len(inner) <= 88:
-        return f"{pad}def {name}(\n{inner}\n{pad}) -> {returns}:"
-    body = "".join(f"{pad}    {param},\n" for param in params)
-    return f"{pad}def {name}(\n{body}{pad}) -> {returns}:"
-
-
-def assign(target: str, code: str, indent: int = 8) -> str:
-    """An assignment statement laid out as ruff format lays it out (see assignment_lines)."""
-    pad = " " * indent
-    return "\n".join(pad + line for line in assignment_lines(target, code, indent))
-
-
-def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
-    """A call statement laid out as ruff format lays it out (88 columns)."""
-    pad = " " * indent
-    name = f"{target} = {name}" if target else name
-    one_line = f"{pad}{name}({', '.join(args)})"
-    if len(one_line) <= 88:
-        return one_line
-    inner = f"{pad}    {', '.join(args)}"
-    if len(inner) <= 88:
-        return f"{pad}{name}(\n{inner}\n{pad})"
-    body = "".join(f"{pad}    {arg},\n" for arg in args)
-    return f"{pad}{name}(\n{body}{pad})"
 
 
 def render(p: Plan) -> str:
