@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .codegen.emit import has_fast_path, has_neighbour_path
+from .codegen.strategies import has_fast_path, has_neighbour_path
 from .describe import formulas
 from .ir import IR
 from .known import recognise
