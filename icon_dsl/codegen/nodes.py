@@ -70,7 +70,7 @@ class Emitter:
             raise NotImplementedError(f"no code generation rule for {op}")
         return rule(self, n)
 
-    def _text(self, node: int) -> str:
+    def text(self, node: int) -> str:
         """The node's spec text for a comment: printed from the IR, escaped by `comment`."""
         return self.ir.text(node)
 
@@ -94,7 +94,7 @@ class Emitter:
         metric = args.get("metric", "euclidean")
         d2, logits = b.fresh(f"{n.prefix}_d2"), b.fresh(f"{n.prefix}_logits")
         b.helpers.add("sqdist")
-        b.comment(f"{self._text(n.id)}: log-weights from d2 ({metric})")
+        b.comment(f"{self.text(n.id)}: log-weights from d2 ({metric})")
         b.add(f'{d2} = _sqdist({v.var}, {cols.cols}, "{metric}")')
         if "perplexity" in args:
             perp = self.num(args["perplexity"])
@@ -138,7 +138,7 @@ class Emitter:
         k = self.num(n.args["k"])
         b.helpers.update(("sqdist", "check_k"))
         b.needs_diag = True
-        b.comment(f"{self._text(n.id)}: uniform over the {k} nearest neighbours j != i")
+        b.comment(f"{self.text(n.id)}: uniform over the {k} nearest neighbours j != i")
         # the candidates are the columns: under torch.distributed, every process's rows
         b.add(f'_check_k({k}, {v.cols}.shape[0], "knn")')
         b.add(f'{d2} = _sqdist({v.var}, {v.cols}, "{n.args["metric"]}")')
@@ -154,7 +154,7 @@ class Emitter:
         mask = b.fresh(f"{n.prefix}_mask")
         b.needs_diag = True
         what = "label" if n.op == "label" else "sample (the other views)"
-        b.comment(f"{self._text(n.id)}: uniform over j != i with the same {what}")
+        b.comment(f"{self.text(n.id)}: uniform over j != i with the same {what}")
         b.add(f"{mask} = ({v.var}[:, None] == {v.cols}[None, :]) & ~diag")
         b.keeps.append(f"{mask}.any(1)")
         return Val("mask", mask)
@@ -163,7 +163,7 @@ class Emitter:
         b = self.body
         index, modality = (self.lower(k, n.prefix) for k in n.kids)
         mask = b.fresh(f"{n.prefix}_mask")
-        b.comment(f"{self._text(n.id)}: uniform over partners in the other modality")
+        b.comment(f"{self.text(n.id)}: uniform over partners in the other modality")
         b.add(f"same_sample = {index.var}[:, None] == {index.cols}[None, :]")
         b.add(f"{mask} = same_sample & ({modality.var}[:, None] != {modality.cols}[None, :])")
         b.keeps.append(f"{mask}.any(1)")
@@ -177,7 +177,7 @@ class Emitter:
         self.graph = True
         b.helpers.add("check_graph")
         b.checks.append(f"_check_graph(self.adjacency, {index.var})")
-        b.comment(f"{self._text(n.id)}: random-walk normalised graph weights within the batch")
+        b.comment(f"{self.text(n.id)}: random-walk normalised graph weights within the batch")
         b.add(f"{weights} = self.adjacency[{index.var}][:, {index.cols}].to(z.dtype)")
         b.add(f"{weights} = {weights}.masked_fill(diag, 0.0)")
         degree = b.fresh(f"{prefix}_degree")
@@ -190,7 +190,7 @@ class Emitter:
         b = self.body
         inner = self.prob(self.lower(n.kids[0], f"{n.prefix}0"))
         step, total = b.fresh(f"{n.prefix}_step"), b.fresh(f"{n.prefix}_walk")
-        b.comment(f"{self._text(n.id)}: normalise(P + P^2 + ... + P^(steps+1))")
+        b.comment(f"{self.text(n.id)}: normalise(P + P^2 + ... + P^(steps+1))")
         b.add(f"{step}, {total} = {inner}, {inner}")
         b.add(f"for _ in range({self.num(n.args['steps'])}):")
         b.add(f"    {step} = {step} @ {inner}")
@@ -207,7 +207,7 @@ class Emitter:
         count = self.num(n.args["n"])
         b.helpers.add("check_classes")
         b.checks.append(f"_check_classes({v.var}, {count})")
-        text = self._text(n.id)
+        text = self.text(n.id)
         b.comment(f"{text}: one-hot over {count} class columns, kept as the class index")
         return Val("onehot", v.var, columns=count)
 
@@ -215,7 +215,7 @@ class Emitter:
         b = self.body
         v = self.lower(n.kids[0], n.prefix)
         prob = b.fresh(f"{n.prefix}_prob")
-        b.comment(f"{self._text(n.id)}: sum_c v_ic v_jc / sum_k v_kc, j = i included")
+        b.comment(f"{self.text(n.id)}: sum_c v_ic v_jc / sum_k v_kc, j = i included")
         mass = b.fresh(f"{n.prefix}_mass")
         if self.ir.op(n.kids[0]) == "f":
             b.helpers.add("check_assignments")
@@ -228,14 +228,14 @@ class Emitter:
         b = self.body
         mask = b.fresh(f"{n.prefix}_mask")
         b.needs_diag = True
-        b.comment(f"{self._text(n.id)}: uniform over the row's support")
+        b.comment(f"{self.text(n.id)}: uniform over the row's support")
         full = n.args.get("diagonal")
         b.add(f"{mask} = torch.ones_like(diag)" if full else f"{mask} = ~diag")
         return Val("mask", mask)
 
     def _identity(self, n: Node) -> Val:
         self.body.needs_diag = True
-        self.body.comment(f"{self._text(n.id)}: all mass on j = i")
+        self.body.comment(f"{self.text(n.id)}: all mass on j = i")
         return Val("mask", "diag")
 
     # -- combinations ----------------------------------------------------------------------
@@ -244,7 +244,7 @@ class Emitter:
         vals = [self.lower(k, f"{n.prefix}{i + 1}") for i, k in enumerate(n.kids)]
         mask = b.fresh(f"{n.prefix}_mask")
         parts = [v.var if v.kind == "mask" else f"({self.prob(v)} > 0)" for v in vals]
-        b.comment(f"{self._text(n.id)}: uniform over the union of the supports")
+        b.comment(f"{self.text(n.id)}: uniform over the union of the supports")
         b.lines += fold(mask, parts, "|")
         return Val("mask", mask)
 
@@ -255,7 +255,7 @@ class Emitter:
         terms = [
             f"{self.num(w)} * {self.prob(v)}" for w, v in zip(n.args["weights"], vals, strict=True)
         ]
-        b.comment(f"{self._text(n.id)}: a mixture, weights proved nonnegative and summing to 1")
+        b.comment(f"{self.text(n.id)}: a mixture, weights proved nonnegative and summing to 1")
         b.lines += fold(prob, terms, "+")
         return Val("prob", prob)
 
@@ -267,7 +267,7 @@ class Emitter:
         b, child = self.body, n.kids[0]
         inner = self.lower(child, f"{n.prefix}0")
         out = b.fresh(f"{n.prefix}_joint")
-        text = self._text(n.id)
+        text = self.text(n.id)
         fixed_width = reg.is_kernel(self.ir.op(child))
         if fixed_width and "perplexity" not in self.ir.args(child):
             b.comment(f"{text}: log of w / sum_(k != l) w_kl, one normaliser for the matrix")
@@ -279,7 +279,7 @@ class Emitter:
         return Val("prob", out)
 
     def _debias(self, n: Node) -> Val:
-        b, text = self.body, self._text(n.id)
+        b, text = self.body, self.text(n.id)
         inner_type = self.ir.dist_type(n.kids[0])
         inner_val = self.lower(n.kids[0], f"{n.prefix}0")
         alpha = self.num(n.args["alpha"])

@@ -145,7 +145,7 @@ def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
         "z = _at_least_float32(z)",
         "world, offset = _world(self.gather, z.shape[0])",
-        names.comment(f"q = {e._text(q_root)}: logits s_ij = a_i . b_j + c_j"),
+        names.comment(f"q = {e.text(q_root)}: logits s_ij = a_i . b_j + c_j"),
     ]
     if metric == "cosine":
         lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
@@ -158,7 +158,7 @@ def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
         lines += ["c = None"]
     lines += [
         f"{key}_all = _gather({key}, world)",
-        names.comment(f"p = {e._text(p_root)}: uniform over the other members of i's group"),
+        names.comment(f"p = {e.text(p_root)}: uniform over the other members of i's group"),
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
         "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
         "if self.validate and not torch.isfinite(total):",
@@ -242,7 +242,7 @@ def neighbour_plan(
             "diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)",
             *q_lines,
         ],
-        "q_text": e._text(ir.roots["q"]),
+        "q_text": e.text(ir.roots["q"]),
         "kernel": kernel_lines(ir, op, args, "d2", e.num),
         "to_probabilities": to_probabilities,
         "replicated": replicated,
