@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .codegen.emit import formulas, has_fast_path, has_neighbour_path
+from .codegen.strategies import has_fast_path, has_neighbour_path
+from .describe import formulas
 from .ir import IR
 from .known import recognise
 from .memory import BLOCK_SIZE_DEFAULT, memory_estimate, physical_memory

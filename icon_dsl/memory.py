@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .codegen.emit import has_fast_path
+from .codegen.strategies import has_fast_path
 from .ir import IR
 
 # Live N x M tensors at the loss's peak (forward and backward), counted from what the generated

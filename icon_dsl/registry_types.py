@@ -108,7 +108,7 @@ class Arg:
 # How a distribution is computed: log-weights normalised per row (a kernel, or normalize of raw
 # weights; positive weights, so the row can be restricted to any support before normalising),
 # an indicator (uniform over a mask), a one-hot column index, or dense probabilities: the forms
-# code generation emits (`Val.kind` in codegen/emit.py). The checks read it: a cross-modal p
+# code generation emits (`Val.kind` in codegen/values.py). The checks read it: a cross-modal p
 # restricts q to the other modality, which only a "logits" q can be.
 Rep = Literal["logits", "mask", "onehot", "prob"]
 

@@ -1,4 +1,5 @@
-"""Code generation: a checked IR -> a standalone torch module (see emit.py)."""
+"""Code generation: a checked IR -> a standalone torch module (entry: emit.py; its modules are
+listed in docs/design.md, "Inside codegen")."""
 
 from .emit import generate
 

@@ -3,7 +3,7 @@ objective written out."""
 
 from __future__ import annotations
 
-from ..codegen.emit import formulas
+from ..describe import formulas
 from ..explain import cell
 from ..known import KNOWN, recognise
 from ..pipeline import check

@@ -266,7 +266,7 @@ def _html_candidate(c: Candidate) -> str:
 def candidate_formulas(c: Candidate) -> str:
     """The objective as formulas (codegen's docstring text) for an accepted candidate."""
     from ..api import check
-    from ..codegen.emit import formulas
+    from ..describe import formulas
 
     return "\n".join(formulas(check(c.spec).ir))
 

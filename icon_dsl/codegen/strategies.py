@@ -1,0 +1,250 @@
+"""The forms `forward` takes beyond autograd's general one, and what every form shares.
+
+Takes: a checked IR and its Emitter after p and q are lowered. Guarantees: the contrastive fast
+path (group sums in blocks, no N x N p) and the closed-form neighbour cross-entropy only where
+they equal the general form; the fixed-p cache only where p reads inputs alone; columns gathered
+across processes under torch.distributed (the whole batch replicated where a block needs it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .. import registry as reg
+from ..ir import IR, DistType
+from . import names
+from .kernels import gaussian_width, kernel_lines
+from .layout import fits
+from .nodes import Emitter
+from .values import words
+
+# Blocks whose value for a row needs the rows of every process: a distributed run gathers the
+# whole batch and every process computes the full loss (replicated) instead of its own rows.
+REPLICATED_OPS = ("walk", "joint")
+
+
+def gather_lines(
+    inputs: list[str],
+    replicated: bool,
+    needs_diag: bool,
+    body: list[str],
+    p_only: bool = False,
+) -> list[str]:
+    """The top of `_terms` (or of `_p_terms` with p_only: z is not gathered there, its
+    columns are world * n): columns are the whole batch, across processes when distributed."""
+    text = "\n".join(body)
+    names_ = ["z", *inputs]
+    if not replicated:
+        names_ = [n for n in names_ if f"{n}_all" in text or (n == "z" and needs_diag)]
+    if p_only:
+        names_ = [n for n in names_ if n != "z"]
+    lines = ["# columns: the whole batch, gathered across processes under torch.distributed"]
+    uses_offset = needs_diag or replicated or p_only or bool(re.search(r"\boffset\b", text))
+    target = "world, offset" if uses_offset else "world, _"
+    lines.append(f"{target} = _world(gather, z.shape[0])")
+    if needs_diag and p_only and replicated:  # z is not gathered here: count its rows
+        lines.append("n_all = world * z.shape[0]")
+    lines += [f"{n}_all = _gather({n}, world)" for n in names_]
+    if replicated:
+        lines.append("# this objective needs every row: each process computes the full loss")
+        if names_:
+            lines.append(f"{', '.join(names_)} = {', '.join(n + '_all' for n in names_)}")
+        lines.append("world, offset = 1, 0")
+    if needs_diag and p_only and replicated:
+        lines.append("diag = _diagonal(n_all, n_all, offset, z.device)")
+    elif needs_diag:
+        columns = "world * z.shape[0]" if p_only else "z_all.shape[0]"
+        lines.append(f"diag = _diagonal(z.shape[0], {columns}, offset, z.device)")
+    return lines
+
+
+# -- the fixed-p cache ---------------------------------------------------------------------
+def can_cache_p(
+    pt: DistType, e: Emitter, p_lines: list[str], q_lines: list[str], p_names: set[str]
+) -> bool:
+    """Is p worth keeping between calls? It must not depend on f(x) or prototypes, have work to
+    save (lines of its own), read no graph buffer (compared by value it would cost as much as
+    it saves), and share no variable with q's lines."""
+    code = [line for line in p_lines if not line.startswith("#")]
+    # inside the cache's `if`, p's lines move 4 columns right: they must still fit
+    fits_inside = all(fits(line, 12) for line in code)
+    return (
+        not pt.learned
+        and bool(code)
+        and fits_inside
+        and not e.graph
+        and not (words(q_lines) & p_names)
+    )
+
+
+def cached_p_lines(
+    p_lines: list[str], p_expr: str, p_keep: str | None, inputs: list[str], hypers: list[str]
+) -> list[str]:
+    """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
+    hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
+    used = words(p_lines)
+    # an input's local rows are rows offset.. of its gathered columns: the columns suffice
+    key = [
+        f"{name}_all" if f"{name}_all" in used else name
+        for name in inputs
+        if name in used or f"{name}_all" in used
+    ]
+    key += [f"self.{h}" for h in hypers if f"self.{h}" in used]
+    key += ["offset", "z.shape[0]", "z.dtype", "z.device"]
+    one_line = f"fixed_key = ({', '.join(key)})"
+    if fits(one_line, 8):
+        key_lines = [one_line]
+    else:  # laid out as ruff format lays it out
+        key_lines = ["fixed_key = (", *(f"    {k}," for k in key), ")"]
+    return [
+        "# p reads only the inputs: reuse the last p while they are exactly equal (cache_p)",
+        *key_lines,
+        "fixed = self._cached_p(fixed_key)",
+        "if fixed is None:",
+        *(f"    {line}" for line in p_lines),
+        f"    p, p_keep = {p_expr}, {p_keep or 'None'}",
+        "    fixed = self._remember_p(fixed_key, p, p_keep)",
+        "p, p_keep = fixed",
+    ]
+
+
+# -- the contrastive fast path -------------------------------------------------------------
+def has_fast_path(ir: IR) -> bool:
+    """Is the spec in the contrastive family that `forward` lowers to group sums (and blocks)?"""
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    q_args = ir.args(q_root)
+    return not (
+        ir.op(ir.roots["loss"]) != "kl"
+        or ir.op(p_root) not in ("label", "augmentation")
+        or ir.op(q_root) != "gaussian"
+        or len(ir.children(q_root)) != 1
+        or ir.op(ir.children(q_root)[0]) != "f"
+        or "perplexity" in q_args
+        or q_args.get("diagonal")
+    )
+
+
+def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
+    """The contrastive fast path, or None when the spec is not of that family.
+
+    An indicator p over groups (same label, same sample) against a Gaussian q on f(x) has
+    logits s_ij = a_i . b_j + c_j (the row constant of -d2 / 2 sigma^2 cancels in the loss),
+    so the cross-entropy is logsumexp_j s_ij minus the mean of s_ij over i's group, and the
+    group mean is a sum of vectors: no N x N p, mask or log q is materialised.
+    """
+    if not has_fast_path(ir):
+        return None
+    p_root, q_root = ir.roots["p"], ir.roots["q"]
+    q_args = ir.args(q_root)
+    key = ir.args(ir.children(p_root)[0])["name"]
+    sigma2 = e.num(gaussian_width(q_args))
+    metric = q_args["metric"]
+    lines = [
+        "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
+        f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
+        "z = _at_least_float32(z)",
+        "world, offset = _world(self.gather, z.shape[0])",
+        names.comment(f"q = {e.text(q_root)}: logits s_ij = a_i . b_j + c_j"),
+    ]
+    if metric == "cosine":
+        lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
+    else:
+        lines += ["u = z"]
+    lines += [f"a, b = u / {sigma2}, _gather(u, world)"]
+    if metric == "euclidean":
+        lines += [f"c = -(b * b).sum(1) / (2 * {sigma2})  # -|b_j|^2 / 2 sigma^2"]
+    else:
+        lines += ["c = None"]
+    lines += [
+        f"{key}_all = _gather({key}, world)",
+        names.comment(f"p = {e.text(p_root)}: uniform over the other members of i's group"),
+        f"keys, keys_all, block = {key}, {key}_all, self.block_size",
+        "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
+        "if self.validate and not torch.isfinite(total):",
+        f'    _check_batch(z, {{"{key}": {key}}})',
+        "return self._mean_of_total(total, kept, z.shape[0], world)",
+    ]
+    e.body.helpers.add("contrastive")
+    return lines
+
+
+# -- the closed-form neighbour path --------------------------------------------------------
+def q_kernel_node(ir: IR) -> int:
+    """q's kernel: q itself, or the kernel inside q = joint(kernel)."""
+    q_root = ir.roots["q"]
+    return ir.children(q_root)[0] if ir.op(q_root) == "joint" else q_root
+
+
+def has_neighbour_path(ir: IR) -> bool:
+    """Is forward the closed-form neighbour cross-entropy (`_NeighbourCrossEntropy`)?
+
+    A fixed p against q = gaussian or student_t of f(x) over the other points (euclidean),
+    both normalised per row or both jointly: t-SNE (both forms), SNE and their new neighbours.
+    Everything else keeps autograd's form.
+    """
+    p_root, kernel = ir.roots["p"], q_kernel_node(ir)
+    pt, q_args = ir.dist_type(p_root), ir.args(kernel)
+    kids = ir.children(kernel)
+    return not (
+        ir.op(ir.roots["loss"]) != "kl"
+        or pt.learned
+        or pt.cross
+        or ir.op(p_root) == "classes"
+        or not reg.is_kernel(ir.op(kernel))
+        or len(kids) != 1
+        or ir.op(kids[0]) != "f"
+        or "perplexity" in q_args
+        or q_args.get("diagonal")
+        or q_args.get("metric", "euclidean") != "euclidean"
+        or has_fast_path(ir)
+    )
+
+
+def neighbour_plan(
+    ir: IR,
+    e: Emitter,
+    inputs: list[str],
+    p_lines: list[str],
+    q_lines: list[str],
+    p_needs_diag: bool,
+    p_kind: str,
+    replicated: bool,
+) -> dict[str, Any]:
+    """`_p_terms` (p alone, for forward) and the rest of `_terms`, split at q, plus q's kernel
+    and its derivative for `_NeighbourCrossEntropy`."""
+    kernel = q_kernel_node(ir)
+    op, args = ir.op(kernel), ir.args(kernel)
+    to_probabilities = {
+        "logits": "p = p.exp().to(z.dtype)",
+        "logprob": "p = p.exp().to(z.dtype)",
+        "prob": "p = p.to(z.dtype)",
+        "mask": "p = _uniform_rows(p, z.dtype)",
+    }[p_kind]
+    top = gather_lines(inputs, replicated, p_needs_diag, p_lines, p_only=True)
+    diag = [line for line in top if line.startswith("diag = ")]
+    if diag and "if fixed is None:" in p_lines:  # only a new p needs the diagonal mask
+        top.remove(diag[0])
+        at = p_lines.index("if fixed is None:") + 1
+        p_lines = [*p_lines[:at], f"    {diag[0]}", *p_lines[at:]]
+    if replicated:  # p covers every row: q does too, on every process
+        columns = [
+            "# this objective needs every row: each process computes the full loss",
+            "processes, _ = _world(gather, z.shape[0])",
+            "z = z_all = _gather(z, processes)",
+        ]
+    else:
+        columns = ["z_all = _gather(z, world)"]
+    return {
+        "p_body": top + p_lines,
+        "q_body": [
+            *columns,
+            "diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)",
+            *q_lines,
+        ],
+        "q_text": e.text(ir.roots["q"]),
+        "kernel": kernel_lines(ir, op, args, "d2", e.num),
+        "to_probabilities": to_probabilities,
+        "replicated": replicated,
+        "joint": ir.dist_type(ir.roots["p"]).normalised == "joint",
+    }
