@@ -276,7 +276,7 @@ class Card(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: table(dim=2)."""
+        """The spec's mapper: table()."""
         return _Mapper(in_features, num_samples)
 
     def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
@@ -301,8 +301,7 @@ class Card(nn.Module):
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
-        keep = None
-        return p, keep, world, offset
+        return p, None, world, offset
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
         """p (logprob) and log q for this process's rows, the rows kept, the world size."""

@@ -243,7 +243,7 @@ class CLIP(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=64)."""
+        """The spec's mapper: mlp(dim=64, hidden=256, depth=2)."""
         return _Mapper(in_features, num_samples)
 
     def _terms(
@@ -278,8 +278,7 @@ class CLIP(nn.Module):
         same_modality = modality[:, None] == modality_all[None, :]
         q_logits = q_logits.masked_fill(same_modality, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = p_keep
-        return p, log_q, keep, world
+        return p, log_q, p_keep, world
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

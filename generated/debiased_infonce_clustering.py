@@ -332,8 +332,7 @@ class DebiasedInfoNCEClustering(nn.Module):
         # debias(cluster(f(x)), alpha): (1 - alpha) p + alpha * uniform over the row's support
         q_prob = _debias(q0_prob, self.alpha, None)
         log_q = _log(q_prob)
-        keep = p_keep
-        return p, log_q, keep, world
+        return p, log_q, p_keep, world
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

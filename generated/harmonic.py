@@ -215,7 +215,7 @@ class Harmonic(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=32)."""
+        """The spec's mapper: mlp(dim=32, hidden=256, depth=2)."""
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, y: Tensor, gather: bool = False) -> _Terms:
@@ -231,8 +231,7 @@ class Harmonic(nn.Module):
         q_d2 = _sqdist(z, self.prototypes.to(z.dtype), "euclidean")
         q_logits = -torch.log1p(q_d2)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = None
-        return y, log_q, keep, world
+        return y, log_q, None, world
 
     @_autocast_off
     def forward(self, z: Tensor, *, y: Tensor) -> Tensor:

@@ -238,7 +238,7 @@ class LGSimCLR(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=64)."""
+        """The spec's mapper: mlp(dim=64, hidden=256, depth=2)."""
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, side: Tensor, gather: bool = False) -> _Terms:
@@ -269,8 +269,7 @@ class LGSimCLR(nn.Module):
         q_logits = -q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = None
-        return p, log_q, keep, world
+        return p, log_q, None, world
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

@@ -216,8 +216,7 @@ class PCA(nn.Module):
         q_d2 = _sqdist(z, z_all, "euclidean")
         q_logits = -1 / 20000 * q_d2
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = None
-        return diag, log_q, keep, world
+        return diag, log_q, None, world
 
     @_autocast_off
     def forward(self, z: Tensor) -> Tensor:

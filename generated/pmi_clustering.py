@@ -253,7 +253,7 @@ class PMIClustering(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=10, softmax=true)."""
+        """The spec's mapper: mlp(dim=10, hidden=256, depth=2, softmax=true)."""
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
@@ -284,8 +284,7 @@ class PMIClustering(nn.Module):
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         log_q = _log(q_prob)
-        keep = None
-        return p, log_q, keep, world
+        return p, log_q, None, world
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

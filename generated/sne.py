@@ -348,8 +348,7 @@ class SNE(nn.Module):
             p, p_keep = torch.log_softmax(p_logits, dim=1), None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
-        keep = None
-        return p, keep, world, offset
+        return p, None, world, offset
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
         """p (logprob) and log q for this process's rows, the rows kept, the world size."""

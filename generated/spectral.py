@@ -272,8 +272,7 @@ class SpectralClustering(nn.Module):
         q_mass = z_all.sum(0, keepdim=True)  # empty clusters contribute nothing
         q_prob = (z / torch.where(q_mass > 0, q_mass, 1.0)) @ z_all.T
         log_q = _log(q_prob)
-        keep = None
-        return p, log_q, keep, world
+        return p, log_q, None, world
 
     @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
     def _cached_p(self, key: _Key) -> _FixedP | None:

@@ -150,28 +150,6 @@ def _check_range(t: Tensor, name: str) -> None:
         )
 
 
-_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
-_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
-
-
-def _needs_grad(key: _Key) -> bool:
-    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
-
-
-def _same_key(a: _Key, b: _Key) -> bool:
-    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
-    if len(a) != len(b):
-        return False
-    for u, v in zip(a, b):
-        if isinstance(u, Tensor) and isinstance(v, Tensor):
-            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
-            if not (same and torch.equal(u, v)):
-                return False
-        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
-            return False
-    return True
-
-
 def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
     """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
     if metric == "dot":
@@ -320,7 +298,6 @@ class SupCon(nn.Module):
         *,
         temperature: float = 0.1,
         block_size: int | None = None,
-        cache_p: bool = True,
         validate: bool = True,
         gather: bool = True,
     ) -> None:
@@ -334,10 +311,6 @@ class SupCon(nn.Module):
         self.temperature = temperature
         self.validate = validate
         self.gather = gather
-        # p does not depend on z: keep the last one while the inputs stay exactly equal
-        # (full-batch training computes it once); False recomputes it every call
-        self.cache_p = cache_p
-        self._p_cache: tuple[_Key, _FixedP] | None = None
         _require(
             block_size is None or (float(block_size).is_integer() and block_size >= 1),
             "block_size",
@@ -350,7 +323,7 @@ class SupCon(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=64)."""
+        """The spec's mapper: mlp(dim=64, hidden=256, depth=2)."""
         return _Mapper(in_features, num_samples)
 
     def _terms(self, z: Tensor, *, y: Tensor, gather: bool = False) -> _Terms:
@@ -363,42 +336,16 @@ class SupCon(nn.Module):
         z_all = _gather(z, world)
         y_all = _gather(y, world)
         diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (y_all, offset, z.shape[0], z.dtype, z.device)
-        fixed = self._cached_p(fixed_key)
-        if fixed is None:
-            # label(y): uniform over j != i with the same label
-            p_mask = (y[:, None] == y_all[None, :]) & ~diag
-            p, p_keep = p_mask, p_mask.any(1)
-            fixed = self._remember_p(fixed_key, p, p_keep)
-        p, p_keep = fixed
+        # label(y): uniform over j != i with the same label
+        p_mask = (y[:, None] == y_all[None, :]) & ~diag
         # gaussian(f(x), temperature=temperature, metric=cosine): log-weights from d2 (cosine)
         q_d2 = _sqdist(z, z_all, "cosine")
         q_const = -(1 / 2) / self.temperature
         q_logits = q_const * q_d2
         q_logits = q_logits.masked_fill(diag, -math.inf)
         log_q = torch.log_softmax(q_logits, dim=1)
-        keep = p_keep
-        return p, log_q, keep, world
-
-    @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
-    def _cached_p(self, key: _Key) -> _FixedP | None:
-        """p (and its kept rows) from the last call if its key is exactly this one."""
-        if not self.cache_p or _needs_grad(key):
-            return None
-        # drop the old p first, so a new one is never made while it is held
-        saved, self._p_cache = self._p_cache, None
-        if saved is not None and _same_key(saved[0], key):
-            self._p_cache = saved
-            return saved[1]
-        return None
-
-    @torch.compiler.disable
-    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
-        if self.cache_p and not _needs_grad(key):
-            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
-            self._p_cache = (frozen, (p, keep))
-        return p, keep
+        keep = p_mask.any(1)
+        return p_mask, log_q, keep, world
 
     @_autocast_off
     def forward(self, z: Tensor, *, y: Tensor) -> Tensor:
@@ -410,11 +357,10 @@ class SupCon(nn.Module):
         # q = gaussian(f(x), temperature=temperature, metric=cosine): logits s_ij = a_i . b_j + c_j
         u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2
         a, b = u / self.temperature, _gather(u, world)
-        c = None
         y_all = _gather(y, world)
         # p = label(y): uniform over the other members of i's group
         keys, keys_all, block = y, y_all, self.block_size
-        total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)
+        total, kept = _contrastive_total(a, b, None, keys, keys_all, offset, block)
         if self.validate and not torch.isfinite(total):
             _check_batch(z, {"y": y})
         return self._mean_of_total(total, kept, z.shape[0], world)

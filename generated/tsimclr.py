@@ -288,7 +288,7 @@ class TSimCLR(nn.Module):
 
     @staticmethod
     def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=2)."""
+        """The spec's mapper: mlp(dim=2, hidden=256, depth=2)."""
         return _Mapper(in_features, num_samples)
 
     def _p_terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _PTerms:
@@ -310,8 +310,7 @@ class TSimCLR(nn.Module):
             p, p_keep = p_mask, p_mask.any(1)
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
-        keep = p_keep
-        return p, keep, world, offset
+        return p, p_keep, world, offset
 
     def _terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _Terms:
         """p (mask) and log q for this process's rows, the rows kept, the world size."""

@@ -355,8 +355,7 @@ class TSNEJoint(nn.Module):
             p, p_keep = p_joint, None
             fixed = self._remember_p(fixed_key, p, p_keep)
         p, p_keep = fixed
-        keep = None
-        return p, keep, world, offset
+        return p, None, world, offset
 
     def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
         """p (prob) and log q for this process's rows, the rows kept, the world size."""

@@ -15,7 +15,7 @@ import jinja2
 from ..describe import formulas
 from ..ir import IR
 from . import names
-from .layout import assign, assignment_lines, call, define
+from .layout import assign, assignment_lines, call, define, returns
 from .layout import operands as _operands
 from .plan import Plan, plan
 from .strategies import has_fast_path, has_neighbour_path
@@ -55,6 +55,7 @@ def render(p: Plan) -> str:
         "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
         "call": call,
         "assign": assign,
+        "returns": returns,
         "inputs_tuple": f"({inputs_tuple},)" if len(p.inputs) == 1 else f"({inputs_tuple})",
         "call_args": "".join(f", {name}={name}" for name in p.inputs),
         "terms_call": lambda target, gather: call(

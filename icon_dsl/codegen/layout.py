@@ -96,6 +96,17 @@ def assign(target: str, code: str, indent: int = 8) -> str:
     return "\n".join(pad + line for line in assignment_lines(target, code, indent))
 
 
+def returns(values: list[str], keep: str | None, tail: str, indent: int = 8) -> str:
+    """`return VALUES, KEEP, TAIL`: the kept rows inline where they are None or a name and the
+    line fits; otherwise computed on a line of their own first."""
+    pad = " " * indent
+    line = "return " + ", ".join([*values, keep or "None", tail])
+    if (keep is None or keep.isidentifier()) and fits(line, indent):
+        return pad + line
+    kept = "return " + ", ".join([*values, "keep", tail])
+    return f"{assign('keep', keep or 'None', indent)}\n{pad}{kept}"
+
+
 def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
     """A call statement laid out as ruff format lays it out."""
     pad = " " * indent

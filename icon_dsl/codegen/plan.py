@@ -196,6 +196,7 @@ def _mapper_plan(ir: IR, e: Emitter) -> dict[str, Any]:
     margs = ir.args(mapper_node)
     return {
         "kind": ir.op(mapper_node),
+        "text": names.spec_text(ir.text(mapper_node)),  # as the spec gives it, all options
         "dim": e.num(margs["dim"]),
         "hidden": e.num(margs.get("hidden", 0)),
         "depth": e.num(margs.get("depth", 0)),

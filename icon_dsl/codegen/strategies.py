@@ -65,12 +65,14 @@ def can_cache_p(
 ) -> bool:
     """Is p worth keeping between calls? It must not depend on f(x) or prototypes, have work to
     save (lines of its own), read no graph buffer (compared by value it would cost as much as
-    it saves), and share no variable with q's lines."""
+    it saves), share no variable with q's lines, and be read by the training loss (the
+    contrastive fast path never builds p: only divergence and distributions would use it)."""
     code = [line for line in p_lines if not line.startswith("#")]
     # inside the cache's `if`, p's lines move 4 columns right: they must still fit
     fits_inside = all(fits(line, 12) for line in code)
     return (
         not pt.learned
+        and not has_fast_path(e.ir)
         and bool(code)
         and fits_inside
         and not e.graph
@@ -152,15 +154,15 @@ def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     else:
         lines += ["u = z"]
     lines += [f"a, b = u / {sigma2}, _gather(u, world)"]
+    c = "None"  # no column term: cosine and dot logits are a_i . b_j alone
     if metric == "euclidean":
         lines += [f"c = -(b * b).sum(1) / (2 * {sigma2})  # -|b_j|^2 / 2 sigma^2"]
-    else:
-        lines += ["c = None"]
+        c = "c"
     lines += [
         f"{key}_all = _gather({key}, world)",
         names.comment(f"p = {e.text(p_root)}: uniform over the other members of i's group"),
         f"keys, keys_all, block = {key}, {key}_all, self.block_size",
-        "total, kept = _contrastive_total(a, b, c, keys, keys_all, offset, block)",
+        f"total, kept = _contrastive_total(a, b, {c}, keys, keys_all, offset, block)",
         "if self.validate and not torch.isfinite(total):",
         f'    _check_batch(z, {{"{key}": {key}}})',
         "return self._mean_of_total(total, kept, z.shape[0], world)",
