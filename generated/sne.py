@@ -38,6 +38,199 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+
+def _autocast_off(method: _Method) -> _Method:
+    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
+    its distances and logits to 16 bits."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
+        if not torch.amp.is_autocast_available(z.device.type):
+            return method(self, z, **inputs)
+        with torch.autocast(z.device.type, enabled=False):
+            return method(self, z, **inputs)
+
+    return run  # type: ignore[return-value]
+
+
+class SNE(nn.Module):
+    """The sne loss on a batch of embeddings z = f(x).
+
+    forward(z, ...) is the training loss (the cross-entropy H(p, q): KL minus the
+    constant H(p)); divergence(z, ...) is the kl divergence itself;
+    distributions(z, ...) gives dense p and q. Rows of p that are empty are left out of the mean;
+    their count after each call is in `last_dropped_rows`.
+    """
+
+    INPUTS = ("x",)
+    MAPPER_INPUT = "index"
+    KNOWN_AS = "SNE"
+
+    def __init__(
+        self,
+        *,
+        cache_p: bool = True,
+        validate: bool = True,
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        self.validate = validate
+        self.gather = gather
+        # p does not depend on z: keep the last one while the inputs stay exactly equal
+        # (full-batch training computes it once); False recomputes it every call
+        self.cache_p = cache_p
+        self._p_cache: tuple[_Key, _FixedP] | None = None
+        self.last_dropped_rows = 0
+
+    @staticmethod
+    def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
+        """The spec's mapper: table(dim=2)."""
+        return _Mapper(in_features, num_samples)
+
+    def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
+        """p (logprob) for this process's rows, the rows kept, the world size, and the
+        offset of this process's first row among the columns."""
+        if self.validate:
+            _check_batch(z, {"x": x})
+        z, x = _at_least_float32(z), _at_least_float32(x)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather, z.shape[0])
+        x_all = _gather(x, world)
+        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
+        fixed_key = (x_all, offset, z.shape[0], z.dtype, z.device)
+        fixed = self._cached_p(fixed_key)
+        if fixed is None:
+            diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)
+            # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
+            p_d2 = _sqdist(x, x_all, "euclidean")
+            p_logits = -p_d2 * _perplexity_beta(p_d2, 30, diag)
+            p_logits = p_logits.masked_fill(diag, -math.inf)
+            p, p_keep = torch.log_softmax(p_logits, dim=1), None
+            fixed = self._remember_p(fixed_key, p, p_keep)
+        p, p_keep = fixed
+        return p, None, world, offset
+
+    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
+        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
+        p, keep, world, offset = self._p_terms(z, x=x, gather=gather)
+        z = _at_least_float32(z)
+        z_all = _gather(z, world)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
+        # gaussian(f(x), sigma=0.7071067811865476): log-weights from d2 (euclidean)
+        q_d2 = _sqdist(z, z_all, "euclidean")
+        q_const = -(1 / 2) / 0.5000000000000001
+        q_logits = q_const * q_d2
+        q_logits = q_logits.masked_fill(diag, -math.inf)
+        log_q = torch.log_softmax(q_logits, dim=1)
+        return p, log_q, keep, world
+
+    def _q_kernel(self, d2: Tensor) -> tuple[Tensor, Tensor | float]:
+        """q's kernel, gaussian(f(x), sigma=0.7071067811865476): log w(d2) and d log w / d d2."""
+        shared0 = -(1 / 2) / 0.5000000000000001
+        log_w = d2 * shared0
+        slope = shared0
+        return log_w, slope
+
+    @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
+    def _cached_p(self, key: _Key) -> _FixedP | None:
+        """p (and its kept rows) from the last call if its key is exactly this one."""
+        if not self.cache_p or _needs_grad(key):
+            return None
+        # drop the old p first, so a new one is never made while it is held
+        saved, self._p_cache = self._p_cache, None
+        if saved is not None and _same_key(saved[0], key):
+            self._p_cache = saved
+            return saved[1]
+        return None
+
+    @torch.compiler.disable
+    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
+        if self.cache_p and not _needs_grad(key):
+            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
+            self._p_cache = (frozen, (p, keep))
+        return p, keep
+
+    @_autocast_off
+    def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
+        """The training loss: mean over kept anchors."""
+        p, keep, world, offset = self._p_terms(z, x=x, gather=self.gather)
+        z = _at_least_float32(z)
+        z_all = _gather(z, world)
+        # -sum_j p(j|i) log q(j|i) with a closed-form gradient; H(p) is skipped
+        p = p.exp().to(z.dtype)
+        rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel, False)
+        return self._mean(rows, keep, world)
+
+    @_autocast_off
+    def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, x=x)
+        return self._divergence_rows(p, log_q, keep, world)
+
+    @_autocast_off
+    def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense p and q (N x M); rows of p that are empty are zero."""
+        p, log_q, keep, _ = self._terms(z, x=x)
+        p_dense = self._dense_p(p, log_q)
+        if keep is not None:
+            p_dense = p_dense * keep[:, None]
+        return p_dense, log_q.exp()
+
+    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
+        return p.exp()
+
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
+        p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
+        # KL(p || q) = sum_j p (log p - log q)
+        rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
+        return self._mean(rows, keep, world)
+
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
+        if keep is None:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        total = torch.where(keep, rows, 0.0).sum()
+        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
+
+    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
+        """The sum over kept rows divided by their number, across processes when distributed."""
+        self.last_dropped_rows = rows - kept
+        if world > 1:
+            count = torch.tensor(kept, device=total.device)
+            dist.all_reduce(count)
+            kept = int(count)
+        if kept == 0:
+            raise ValueError(
+                "no anchor in this batch has a non-empty row of p (every label or sample "
+                "appears once); batch at least two items per label or two views per sample"
+            )
+        return total * (world / kept)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers used above: the mapper, gathering across processes, input checks and the
+# building blocks of p and q.
+
+
+class _Mapper(nn.Module):
+    """table: a free embedding per sample index."""
+
+    def __init__(self, in_features: int, num_samples: int | None) -> None:
+        super().__init__()
+        if num_samples is None:
+            raise ValueError("a table mapper needs num_samples (one row per sample)")
+        self.net = nn.Embedding(num_samples, 2)
+        nn.init.normal_(self.net.weight, std=1e-2)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Sample indices (N,) -> embeddings (N, 2)."""
+        return self.net(inputs)
+
+
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
@@ -90,23 +283,6 @@ def _at_least_float32(t: Tensor) -> Tensor:
     """Half precision is computed in float32: exp, log and sums over the batch need its range
     (float32 and float64 stay as they are)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-_Method = TypeVar("_Method", bound=Callable[..., object])
-
-
-def _autocast_off(method: _Method) -> _Method:
-    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
-    its distances and logits to 16 bits."""
-
-    @functools.wraps(method)
-    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
-        if not torch.amp.is_autocast_available(z.device.type):
-            return method(self, z, **inputs)
-        with torch.autocast(z.device.type, enabled=False):
-            return method(self, z, **inputs)
-
-    return run  # type: ignore[return-value]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -276,174 +452,3 @@ class _NeighbourCrossEntropy(torch.autograd.Function):
         grad_z = 2 * (s.sum(1)[:, None] * z - (c.T @ s.T).T)
         grad_c = 2 * (s.sum(0)[:, None] * c - (z.T @ s).T)
         return grad_z, grad_c, None, None, None, None
-
-
-class _Mapper(nn.Module):
-    """table: a free embedding per sample index."""
-
-    def __init__(self, in_features: int, num_samples: int | None) -> None:
-        super().__init__()
-        if num_samples is None:
-            raise ValueError("a table mapper needs num_samples (one row per sample)")
-        self.net = nn.Embedding(num_samples, 2)
-        nn.init.normal_(self.net.weight, std=1e-2)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """Sample indices (N,) -> embeddings (N, 2)."""
-        return self.net(inputs)
-
-
-class SNE(nn.Module):
-    """The sne loss on a batch of embeddings z = f(x).
-
-    forward(z, ...) is the training loss (the cross-entropy H(p, q): KL minus the
-    constant H(p)); divergence(z, ...) is the kl divergence itself;
-    distributions(z, ...) gives dense p and q. Rows of p that are empty are left out of the mean;
-    their count after each call is in `last_dropped_rows`.
-    """
-
-    INPUTS = ("x",)
-    MAPPER_INPUT = "index"
-    KNOWN_AS = "SNE"
-
-    def __init__(
-        self,
-        *,
-        cache_p: bool = True,
-        validate: bool = True,
-        gather: bool = True,
-    ) -> None:
-        super().__init__()
-        self.validate = validate
-        self.gather = gather
-        # p does not depend on z: keep the last one while the inputs stay exactly equal
-        # (full-batch training computes it once); False recomputes it every call
-        self.cache_p = cache_p
-        self._p_cache: tuple[_Key, _FixedP] | None = None
-        self.last_dropped_rows = 0
-
-    @staticmethod
-    def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: table(dim=2)."""
-        return _Mapper(in_features, num_samples)
-
-    def _p_terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _PTerms:
-        """p (logprob) for this process's rows, the rows kept, the world size, and the
-        offset of this process's first row among the columns."""
-        if self.validate:
-            _check_batch(z, {"x": x})
-        z, x = _at_least_float32(z), _at_least_float32(x)
-        # columns: the whole batch, gathered across processes under torch.distributed
-        world, offset = _world(gather, z.shape[0])
-        x_all = _gather(x, world)
-        # p reads only the inputs: reuse the last p while they are exactly equal (cache_p)
-        fixed_key = (x_all, offset, z.shape[0], z.dtype, z.device)
-        fixed = self._cached_p(fixed_key)
-        if fixed is None:
-            diag = _diagonal(z.shape[0], world * z.shape[0], offset, z.device)
-            # gaussian(x, perplexity=30): log-weights from d2 (euclidean)
-            p_d2 = _sqdist(x, x_all, "euclidean")
-            p_logits = -p_d2 * _perplexity_beta(p_d2, 30, diag)
-            p_logits = p_logits.masked_fill(diag, -math.inf)
-            p, p_keep = torch.log_softmax(p_logits, dim=1), None
-            fixed = self._remember_p(fixed_key, p, p_keep)
-        p, p_keep = fixed
-        return p, None, world, offset
-
-    def _terms(self, z: Tensor, *, x: Tensor, gather: bool = False) -> _Terms:
-        """p (logprob) and log q for this process's rows, the rows kept, the world size."""
-        p, keep, world, offset = self._p_terms(z, x=x, gather=gather)
-        z = _at_least_float32(z)
-        z_all = _gather(z, world)
-        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # gaussian(f(x), sigma=0.7071067811865476): log-weights from d2 (euclidean)
-        q_d2 = _sqdist(z, z_all, "euclidean")
-        q_const = -(1 / 2) / 0.5000000000000001
-        q_logits = q_const * q_d2
-        q_logits = q_logits.masked_fill(diag, -math.inf)
-        log_q = torch.log_softmax(q_logits, dim=1)
-        return p, log_q, keep, world
-
-    def _q_kernel(self, d2: Tensor) -> tuple[Tensor, Tensor | float]:
-        """q's kernel, gaussian(f(x), sigma=0.7071067811865476): log w(d2) and d log w / d d2."""
-        shared0 = -(1 / 2) / 0.5000000000000001
-        log_w = d2 * shared0
-        slope = shared0
-        return log_w, slope
-
-    @torch.compiler.disable  # under torch.compile the cache runs eagerly, between graphs
-    def _cached_p(self, key: _Key) -> _FixedP | None:
-        """p (and its kept rows) from the last call if its key is exactly this one."""
-        if not self.cache_p or _needs_grad(key):
-            return None
-        # drop the old p first, so a new one is never made while it is held
-        saved, self._p_cache = self._p_cache, None
-        if saved is not None and _same_key(saved[0], key):
-            self._p_cache = saved
-            return saved[1]
-        return None
-
-    @torch.compiler.disable
-    def _remember_p(self, key: _Key, p: Tensor, keep: Tensor | None) -> _FixedP:
-        if self.cache_p and not _needs_grad(key):
-            frozen = tuple(k.clone() if isinstance(k, Tensor) else k for k in key)
-            self._p_cache = (frozen, (p, keep))
-        return p, keep
-
-    @_autocast_off
-    def forward(self, z: Tensor, *, x: Tensor) -> Tensor:
-        """The training loss: mean over kept anchors."""
-        p, keep, world, offset = self._p_terms(z, x=x, gather=self.gather)
-        z = _at_least_float32(z)
-        z_all = _gather(z, world)
-        # -sum_j p(j|i) log q(j|i) with a closed-form gradient; H(p) is skipped
-        p = p.exp().to(z.dtype)
-        rows = _NeighbourCrossEntropy.apply(z, z_all, p, offset, self._q_kernel, False)
-        return self._mean(rows, keep, world)
-
-    @_autocast_off
-    def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors of this batch."""
-        p, log_q, keep, world = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep, world)
-
-    @_autocast_off
-    def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep, _ = self._terms(z, x=x)
-        p_dense = self._dense_p(p, log_q)
-        if keep is not None:
-            p_dense = p_dense * keep[:, None]
-        return p_dense, log_q.exp()
-
-    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p.exp()
-
-    def _divergence_rows(
-        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
-    ) -> Tensor:
-        p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
-        # KL(p || q) = sum_j p (log p - log q)
-        rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep, world)
-
-    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
-        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
-        if keep is None:
-            keep = torch.ones_like(rows, dtype=torch.bool)
-        total = torch.where(keep, rows, 0.0).sum()
-        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
-
-    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
-        """The sum over kept rows divided by their number, across processes when distributed."""
-        self.last_dropped_rows = rows - kept
-        if world > 1:
-            count = torch.tensor(kept, device=total.device)
-            dist.all_reduce(count)
-            kept = int(count)
-        if kept == 0:
-            raise ValueError(
-                "no anchor in this batch has a non-empty row of p (every label or sample "
-                "appears once); batch at least two items per label or two views per sample"
-            )
-        return total * (world / kept)

@@ -38,60 +38,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
-
-
-def _world(enabled: bool, n: int) -> tuple[int, int]:
-    """(number of processes, index of this process's first row in the gathered batch).
-
-    Under torch.distributed every process must hold the same number of rows, n.
-    """
-    if enabled and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank() * n
-    return 1, 0
-
-
-class _AllGather(torch.autograd.Function):
-    """Every process's rows in rank order; each process's rows get the gradient summed over
-    all processes (every process's loss reads them as columns)."""
-
-    @staticmethod
-    def forward(ctx, t):  # type: ignore[no-untyped-def]
-        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, t.contiguous())
-        ctx.first, ctx.n = dist.get_rank() * t.shape[0], t.shape[0]
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.first : ctx.first + ctx.n]
-
-
-def _gather(t: Tensor, world: int) -> Tensor:
-    """Every process's rows in rank order (with gradients, when t has them)."""
-    if world == 1:
-        return t
-    if t.requires_grad:
-        return _AllGather.apply(t)
-    parts = [torch.empty_like(t) for _ in range(world)]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
-
-
-def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
-    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
-    rows = torch.arange(n_rows, device=device)[:, None] + offset
-    return rows == torch.arange(n_cols, device=device)[None, :]
-
-
-def _at_least_float32(t: Tensor) -> Tensor:
-    """Half precision is computed in float32: exp, log and sums over the batch need its range
-    (float32 and float64 stay as they are)."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 _Method = TypeVar("_Method", bound=Callable[..., object])
 
 
@@ -107,108 +53,6 @@ def _autocast_off(method: _Method) -> _Method:
             return method(self, z, **inputs)
 
     return run  # type: ignore[return-value]
-
-
-def _require(ok: bool, name: str, value: object, domain: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
-
-
-def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> None:
-    """Clear errors for wrong shapes, dtypes and (with finite) non-finite values."""
-    if z.dim() != 2 or not z.is_floating_point():
-        shape = tuple(z.shape)
-        raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
-    if finite and not torch.isfinite(z).all():
-        raise ValueError("z contains NaN or inf")
-    if finite:
-        _check_range(z, "z")
-    n = z.shape[0]
-    for name, value in inputs.items():
-        if value.shape[0] != n:
-            raise ValueError(f"{name} has {value.shape[0]} rows but z has {n}")
-        if name in ("x", "side"):
-            if value.dim() != 2 or not torch.isfinite(value).all():
-                raise ValueError(f"{name} must be a finite (N, D) tensor")
-            _check_range(value, name)
-        elif value.dim() != 1 or value.is_floating_point():
-            raise ValueError(f"{name} must be an integer tensor of shape (N,)")
-
-
-def _check_range(t: Tensor, name: str) -> None:
-    """Squared distances between rows, up to 4 D max|t|^2, must be finite in the dtype the
-    loss computes in: past that the loss would be inf or NaN."""
-    if not t.is_floating_point():
-        return
-    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
-    largest = float(t.detach().abs().max()) if t.numel() else 0.0
-    bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
-    if largest > bound:
-        raise ValueError(
-            f"{name} has entries up to {largest:.3g}: squared distances would overflow "
-            f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
-        )
-
-
-_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
-_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
-
-
-def _needs_grad(key: _Key) -> bool:
-    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
-
-
-def _same_key(a: _Key, b: _Key) -> bool:
-    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
-    if len(a) != len(b):
-        return False
-    for u, v in zip(a, b):
-        if isinstance(u, Tensor) and isinstance(v, Tensor):
-            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
-            if not (same and torch.equal(u, v)):
-                return False
-        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
-            return False
-    return True
-
-
-def _check_assignments(v: Tensor) -> None:
-    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
-    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
-    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
-        raise ValueError(
-            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
-            "(a mapper with softmax=true)"
-        )
-
-
-def _log(q: Tensor) -> Tensor:
-    """log q: -inf where q = 0, with a zero gradient there instead of 0 * inf = NaN."""
-    return torch.log(torch.where(q > 0, q, 1.0)).masked_fill(q <= 0, -math.inf)
-
-
-def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
-    """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
-    if metric == "dot":
-        return -2 * (a @ b.T)
-    if metric == "cosine":
-        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
-    else:
-        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
-    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
-    return sq.clamp_min(0)
-
-
-class _Mapper(nn.Module):
-    """linear: a linear map of the features."""
-
-    def __init__(self, in_features: int, num_samples: int | None) -> None:
-        super().__init__()
-        self.net = nn.Linear(in_features, 10)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """Features (N, D) -> embeddings (N, 10)."""
-        return torch.softmax(self.net(inputs), dim=1)
 
 
 class SpectralClustering(nn.Module):
@@ -350,3 +194,164 @@ class SpectralClustering(nn.Module):
                 "appears once); batch at least two items per label or two views per sample"
             )
         return total * (world / kept)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers used above: the mapper, gathering across processes, input checks and the
+# building blocks of p and q.
+
+
+class _Mapper(nn.Module):
+    """linear: a linear map of the features."""
+
+    def __init__(self, in_features: int, num_samples: int | None) -> None:
+        super().__init__()
+        self.net = nn.Linear(in_features, 10)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Features (N, D) -> embeddings (N, 10)."""
+        return torch.softmax(self.net(inputs), dim=1)
+
+
+_Terms = tuple[Tensor, Tensor, "Tensor | None", int]
+
+
+def _world(enabled: bool, n: int) -> tuple[int, int]:
+    """(number of processes, index of this process's first row in the gathered batch).
+
+    Under torch.distributed every process must hold the same number of rows, n.
+    """
+    if enabled and dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank() * n
+    return 1, 0
+
+
+class _AllGather(torch.autograd.Function):
+    """Every process's rows in rank order; each process's rows get the gradient summed over
+    all processes (every process's loss reads them as columns)."""
+
+    @staticmethod
+    def forward(ctx, t):  # type: ignore[no-untyped-def]
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        ctx.first, ctx.n = dist.get_rank() * t.shape[0], t.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.first : ctx.first + ctx.n]
+
+
+def _gather(t: Tensor, world: int) -> Tensor:
+    """Every process's rows in rank order (with gradients, when t has them)."""
+    if world == 1:
+        return t
+    if t.requires_grad:
+        return _AllGather.apply(t)
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
+def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
+    """Where column j is row i itself: j = offset + i (offset = this process's first row)."""
+    rows = torch.arange(n_rows, device=device)[:, None] + offset
+    return rows == torch.arange(n_cols, device=device)[None, :]
+
+
+def _at_least_float32(t: Tensor) -> Tensor:
+    """Half precision is computed in float32: exp, log and sums over the batch need its range
+    (float32 and float64 stay as they are)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _require(ok: bool, name: str, value: object, domain: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
+
+
+def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> None:
+    """Clear errors for wrong shapes, dtypes and (with finite) non-finite values."""
+    if z.dim() != 2 or not z.is_floating_point():
+        shape = tuple(z.shape)
+        raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
+    if finite and not torch.isfinite(z).all():
+        raise ValueError("z contains NaN or inf")
+    if finite:
+        _check_range(z, "z")
+    n = z.shape[0]
+    for name, value in inputs.items():
+        if value.shape[0] != n:
+            raise ValueError(f"{name} has {value.shape[0]} rows but z has {n}")
+        if name in ("x", "side"):
+            if value.dim() != 2 or not torch.isfinite(value).all():
+                raise ValueError(f"{name} must be a finite (N, D) tensor")
+            _check_range(value, name)
+        elif value.dim() != 1 or value.is_floating_point():
+            raise ValueError(f"{name} must be an integer tensor of shape (N,)")
+
+
+def _check_range(t: Tensor, name: str) -> None:
+    """Squared distances between rows, up to 4 D max|t|^2, must be finite in the dtype the
+    loss computes in: past that the loss would be inf or NaN."""
+    if not t.is_floating_point():
+        return
+    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+    largest = float(t.detach().abs().max()) if t.numel() else 0.0
+    bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
+    if largest > bound:
+        raise ValueError(
+            f"{name} has entries up to {largest:.3g}: squared distances would overflow "
+            f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
+        )
+
+
+_Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from
+_FixedP = tuple[Tensor, "Tensor | None"]  # p and its kept rows
+
+
+def _needs_grad(key: _Key) -> bool:
+    return any(isinstance(k, Tensor) and k.requires_grad for k in key)
+
+
+def _same_key(a: _Key, b: _Key) -> bool:
+    """Exactly equal keys: tensors of the same shape, dtype, device and values."""
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if isinstance(u, Tensor) and isinstance(v, Tensor):
+            same = u.shape == v.shape and u.dtype == v.dtype and u.device == v.device
+            if not (same and torch.equal(u, v)):
+                return False
+        elif isinstance(u, Tensor) or isinstance(v, Tensor) or u != v:
+            return False
+    return True
+
+
+def _check_assignments(v: Tensor) -> None:
+    """cluster() reads z as soft assignments: nonnegative rows that sum to 1."""
+    tolerance = 50 * torch.finfo(v.dtype).eps * v.shape[1]
+    if (v < 0).any() or ((v.sum(1) - 1).abs() > tolerance).any():
+        raise ValueError(
+            "cluster() needs soft assignments: rows of z nonnegative and summing to 1 "
+            "(a mapper with softmax=true)"
+        )
+
+
+def _log(q: Tensor) -> Tensor:
+    """log q: -inf where q = 0, with a zero gradient there instead of 0 * inf = NaN."""
+    return torch.log(torch.where(q > 0, q, 1.0)).masked_fill(q <= 0, -math.inf)
+
+
+def _sqdist(a: Tensor, b: Tensor, metric: str) -> Tensor:
+    """Squared distances: |a - b|^2, 2 - 2 cos(a, b), or -2 a.b for metric="dot"."""
+    if metric == "dot":
+        return -2 * (a @ b.T)
+    if metric == "cosine":
+        sq = 2 - 2 * (F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    else:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * (a @ b.T)
+    # rounding can take a distance of 0 (equal rows) just below 0: log1p(d2 / dof) of it is NaN
+    return sq.clamp_min(0)

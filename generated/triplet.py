@@ -38,6 +38,172 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+_Method = TypeVar("_Method", bound=Callable[..., object])
+
+
+def _autocast_off(method: _Method) -> _Method:
+    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
+    its distances and logits to 16 bits."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
+        if not torch.amp.is_autocast_available(z.device.type):
+            return method(self, z, **inputs)
+        with torch.autocast(z.device.type, enabled=False):
+            return method(self, z, **inputs)
+
+    return run  # type: ignore[return-value]
+
+
+class Triplet(nn.Module):
+    """The triplet loss on a batch of embeddings z = f(x).
+
+    forward(z, ...) is the training loss (the cross-entropy H(p, q): KL minus the
+    constant H(p)); divergence(z, ...) is the kl divergence itself;
+    distributions(z, ...) gives dense p and q. Rows of p that are empty are left out of the mean;
+    their count after each call is in `last_dropped_rows`.
+    """
+
+    INPUTS = ("index",)
+    MAPPER_INPUT = "x"
+    KNOWN_AS = "Triplet loss (sigma -> 0 limit)"
+
+    def __init__(
+        self,
+        *,
+        block_size: int | None = None,
+        validate: bool = True,
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        self.validate = validate
+        self.gather = gather
+        _require(
+            block_size is None or (float(block_size).is_integer() and block_size >= 1),
+            "block_size",
+            block_size,
+            "block_size >= 1 (an integer) or block_size = None",
+        )
+        # rows per block of the loss (memory N x block_size); None: dense up to 2**27 entries
+        self.block_size = None if block_size is None else int(block_size)
+        self.last_dropped_rows = 0
+
+    @staticmethod
+    def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
+        """The spec's mapper: mlp(dim=64, hidden=256, depth=2)."""
+        return _Mapper(in_features, num_samples)
+
+    def _terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _Terms:
+        """p (mask) and log q for this process's rows, the rows kept, the world size."""
+        if self.validate:
+            _check_batch(z, {"index": index})
+        z = _at_least_float32(z)
+        # columns: the whole batch, gathered across processes under torch.distributed
+        world, offset = _world(gather, z.shape[0])
+        z_all = _gather(z, world)
+        index_all = _gather(index, world)
+        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
+        # augmentation(index): uniform over j != i with the same sample (the other views)
+        p_mask = (index[:, None] == index_all[None, :]) & ~diag
+        # gaussian(f(x), sigma=0.05, metric=cosine): log-weights from d2 (cosine)
+        q_d2 = _sqdist(z, z_all, "cosine")
+        q_logits = -200 * q_d2
+        q_logits = q_logits.masked_fill(diag, -math.inf)
+        log_q = torch.log_softmax(q_logits, dim=1)
+        keep = p_mask.any(1)
+        return p_mask, log_q, keep, world
+
+    @_autocast_off
+    def forward(self, z: Tensor, *, index: Tensor) -> Tensor:
+        """The training loss: mean over kept anchors."""
+        if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below
+            _check_batch(z, {"index": index}, finite=False)
+        z = _at_least_float32(z)
+        world, offset = _world(self.gather, z.shape[0])
+        # q = gaussian(f(x), sigma=0.05, metric=cosine): logits s_ij = a_i . b_j + c_j
+        u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2
+        a, b = u / 0.0025, _gather(u, world)
+        index_all = _gather(index, world)
+        # p = augmentation(index): uniform over the other members of i's group
+        keys, keys_all, block = index, index_all, self.block_size
+        total, kept = _contrastive_total(a, b, None, keys, keys_all, offset, block)
+        if self.validate and not torch.isfinite(total):
+            _check_batch(z, {"index": index})
+        return self._mean_of_total(total, kept, z.shape[0], world)
+
+    @_autocast_off
+    def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
+        """The kl divergence itself, mean over kept anchors of this batch."""
+        p, log_q, keep, world = self._terms(z, index=index)
+        return self._divergence_rows(p, log_q, keep, world)
+
+    @_autocast_off
+    def distributions(self, z: Tensor, *, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense p and q (N x M); rows of p that are empty are zero."""
+        p, log_q, keep, _ = self._terms(z, index=index)
+        p_dense = self._dense_p(p, log_q)
+        if keep is not None:
+            p_dense = p_dense * keep[:, None]
+        return p_dense, log_q.exp()
+
+    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
+        return p.to(log_q.dtype) / p.sum(1, keepdim=True).clamp_min(1)
+
+    def _divergence_rows(
+        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
+    ) -> Tensor:
+        p = self._dense_p(p, log_q)
+        log_p = torch.log(p)  # -inf outside p's support
+        # KL(p || q) = sum_j p (log p - log q)
+        rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
+        return self._mean(rows, keep, world)
+
+    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
+        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
+        if keep is None:
+            keep = torch.ones_like(rows, dtype=torch.bool)
+        total = torch.where(keep, rows, 0.0).sum()
+        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
+
+    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
+        """The sum over kept rows divided by their number, across processes when distributed."""
+        self.last_dropped_rows = rows - kept
+        if world > 1:
+            count = torch.tensor(kept, device=total.device)
+            dist.all_reduce(count)
+            kept = int(count)
+        if kept == 0:
+            raise ValueError(
+                "no anchor in this batch has a non-empty row of p (every label or sample "
+                "appears once); batch at least two items per label or two views per sample"
+            )
+        return total * (world / kept)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers used above: the mapper, gathering across processes, input checks and the
+# building blocks of p and q.
+
+
+class _Mapper(nn.Module):
+    """mlp: a ReLU multilayer perceptron."""
+
+    def __init__(self, in_features: int, num_samples: int | None) -> None:
+        super().__init__()
+        hidden, depth, dim = 256, 2, 64
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Features (N, D) -> embeddings (N, 64)."""
+        return self.net(inputs)
+
+
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
@@ -90,23 +256,6 @@ def _at_least_float32(t: Tensor) -> Tensor:
     """Half precision is computed in float32: exp, log and sums over the batch need its range
     (float32 and float64 stay as they are)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-_Method = TypeVar("_Method", bound=Callable[..., object])
-
-
-def _autocast_off(method: _Method) -> _Method:
-    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
-    its distances and logits to 16 bits."""
-
-    @functools.wraps(method)
-    def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
-        if not torch.amp.is_autocast_available(z.device.type):
-            return method(self, z, **inputs)
-        with torch.autocast(z.device.type, enabled=False):
-            return method(self, z, **inputs)
-
-    return run  # type: ignore[return-value]
 
 
 def _require(ok: bool, name: str, value: object, domain: str) -> None:
@@ -259,147 +408,3 @@ def _contrastive_total(
     keep = count > 0
     rows_total = torch.where(keep, lse - total / count.clamp_min(1), 0.0).sum()
     return rows_total, int(keep.sum())
-
-
-class _Mapper(nn.Module):
-    """mlp: a ReLU multilayer perceptron."""
-
-    def __init__(self, in_features: int, num_samples: int | None) -> None:
-        super().__init__()
-        hidden, depth, dim = 256, 2, 64
-        layers: list[nn.Module] = []
-        width = in_features
-        for _ in range(depth - 1):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        layers.append(nn.Linear(width, dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """Features (N, D) -> embeddings (N, 64)."""
-        return self.net(inputs)
-
-
-class Triplet(nn.Module):
-    """The triplet loss on a batch of embeddings z = f(x).
-
-    forward(z, ...) is the training loss (the cross-entropy H(p, q): KL minus the
-    constant H(p)); divergence(z, ...) is the kl divergence itself;
-    distributions(z, ...) gives dense p and q. Rows of p that are empty are left out of the mean;
-    their count after each call is in `last_dropped_rows`.
-    """
-
-    INPUTS = ("index",)
-    MAPPER_INPUT = "x"
-    KNOWN_AS = "Triplet loss (sigma -> 0 limit)"
-
-    def __init__(
-        self,
-        *,
-        block_size: int | None = None,
-        validate: bool = True,
-        gather: bool = True,
-    ) -> None:
-        super().__init__()
-        self.validate = validate
-        self.gather = gather
-        _require(
-            block_size is None or (float(block_size).is_integer() and block_size >= 1),
-            "block_size",
-            block_size,
-            "block_size >= 1 (an integer) or block_size = None",
-        )
-        # rows per block of the loss (memory N x block_size); None: dense up to 2**27 entries
-        self.block_size = None if block_size is None else int(block_size)
-        self.last_dropped_rows = 0
-
-    @staticmethod
-    def build_mapper(in_features: int, num_samples: int | None = None) -> nn.Module:
-        """The spec's mapper: mlp(dim=64, hidden=256, depth=2)."""
-        return _Mapper(in_features, num_samples)
-
-    def _terms(self, z: Tensor, *, index: Tensor, gather: bool = False) -> _Terms:
-        """p (mask) and log q for this process's rows, the rows kept, the world size."""
-        if self.validate:
-            _check_batch(z, {"index": index})
-        z = _at_least_float32(z)
-        # columns: the whole batch, gathered across processes under torch.distributed
-        world, offset = _world(gather, z.shape[0])
-        z_all = _gather(z, world)
-        index_all = _gather(index, world)
-        diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)
-        # augmentation(index): uniform over j != i with the same sample (the other views)
-        p_mask = (index[:, None] == index_all[None, :]) & ~diag
-        # gaussian(f(x), sigma=0.05, metric=cosine): log-weights from d2 (cosine)
-        q_d2 = _sqdist(z, z_all, "cosine")
-        q_logits = -200 * q_d2
-        q_logits = q_logits.masked_fill(diag, -math.inf)
-        log_q = torch.log_softmax(q_logits, dim=1)
-        keep = p_mask.any(1)
-        return p_mask, log_q, keep, world
-
-    @_autocast_off
-    def forward(self, z: Tensor, *, index: Tensor) -> Tensor:
-        """The training loss: mean over kept anchors."""
-        if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below
-            _check_batch(z, {"index": index}, finite=False)
-        z = _at_least_float32(z)
-        world, offset = _world(self.gather, z.shape[0])
-        # q = gaussian(f(x), sigma=0.05, metric=cosine): logits s_ij = a_i . b_j + c_j
-        u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2
-        a, b = u / 0.0025, _gather(u, world)
-        index_all = _gather(index, world)
-        # p = augmentation(index): uniform over the other members of i's group
-        keys, keys_all, block = index, index_all, self.block_size
-        total, kept = _contrastive_total(a, b, None, keys, keys_all, offset, block)
-        if self.validate and not torch.isfinite(total):
-            _check_batch(z, {"index": index})
-        return self._mean_of_total(total, kept, z.shape[0], world)
-
-    @_autocast_off
-    def divergence(self, z: Tensor, *, index: Tensor) -> Tensor:
-        """The kl divergence itself, mean over kept anchors of this batch."""
-        p, log_q, keep, world = self._terms(z, index=index)
-        return self._divergence_rows(p, log_q, keep, world)
-
-    @_autocast_off
-    def distributions(self, z: Tensor, *, index: Tensor) -> tuple[Tensor, Tensor]:
-        """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep, _ = self._terms(z, index=index)
-        p_dense = self._dense_p(p, log_q)
-        if keep is not None:
-            p_dense = p_dense * keep[:, None]
-        return p_dense, log_q.exp()
-
-    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p.to(log_q.dtype) / p.sum(1, keepdim=True).clamp_min(1)
-
-    def _divergence_rows(
-        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
-    ) -> Tensor:
-        p = self._dense_p(p, log_q)
-        log_p = torch.log(p)  # -inf outside p's support
-        # KL(p || q) = sum_j p (log p - log q)
-        rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
-        return self._mean(rows, keep, world)
-
-    def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
-        """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
-        if keep is None:
-            keep = torch.ones_like(rows, dtype=torch.bool)
-        total = torch.where(keep, rows, 0.0).sum()
-        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
-
-    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
-        """The sum over kept rows divided by their number, across processes when distributed."""
-        self.last_dropped_rows = rows - kept
-        if world > 1:
-            count = torch.tensor(kept, device=total.device)
-            dist.all_reduce(count)
-            kept = int(count)
-        if kept == 0:
-            raise ValueError(
-                "no anchor in this batch has a non-empty row of p (every label or sample "
-                "appears once); batch at least two items per label or two views per sample"
-            )
-        return total * (world / kept)

@@ -949,3 +949,18 @@ def test_long_values_are_cut_before_their_lowest_precedence_operators():
     assert assignment_lines("x", f"{name} * 2 - {name}", indent=8) == [
         "x = (", f"    {name} * 2", f"    - {name}", ")"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "generated").glob("*.py")), ids=lambda p: p.stem)
+def test_the_public_class_comes_first(path: Path) -> None:
+    """A reader meets the method's class right after the imports (only the decorator its
+    methods use comes before it, as Python needs); helpers follow under one banner."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    classes = [n for n in defs if isinstance(n, ast.ClassDef)]
+    assert [n.name for n in defs[: defs.index(classes[0])]] == ["_autocast_off"]
+    assert not classes[0].name.startswith("_")
+    assert all(n.name.startswith("_") for n in defs if n is not classes[0])
+    banner = "# Helpers used above"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(banner) == 1 and text.index(banner) > text.index(f"class {classes[0].name}(")
