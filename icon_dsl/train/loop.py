@@ -22,26 +22,76 @@ from icon_dsl.train.batches import Batch
 from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.schedule import derive_seed
-from icon_dsl.train.state import RunState, copy_state
+from icon_dsl.train.side_by_side import KEY, SideBySide, reason
+from icon_dsl.train.state import RunState, copy_state, set_validate
+
+__all__ = ["Run", "save_checkpoint", "set_validate", "snapshot_epochs"]
 
 N_SNAPSHOTS = 7  # p/q snapshots taken at evenly spaced epochs (plus the initial state)
 
 
 class Run(RunState):
-    """A run that trains: every start from the current one, keeping the one with the lowest final
-    divergence."""
+    """A run that trains: every start, side by side (``side_by_side.py``) or from the current one
+    on, one after another, keeping the one with the lowest final divergence."""
+
+    side: SideBySide | None = None  # every start at once; None: one after another
+    sequential_reason: str | None = None  # why the starts train one after another
+
+    def arrange(self, side_by_side: bool = True) -> None:
+        """Train the starts side by side where that is possible and asked for."""
+        why = reason(self.plan, self.world, self.use_compile, self.own.mapper is not None)
+        if not side_by_side and why is None:
+            why = "asked for (side_by_side=False)"
+        self.sequential_reason = why
+        self.side = SideBySide(self) if why is None else None
+
+    def begin(self) -> None:
+        """A fresh run: record the initial state (the p/q snapshot at epoch 0)."""
+        if self.side is not None:
+            self.side.remember(0)
+        else:
+            self.snapshot(0)
+
+    def check(self, path: Path, state: dict[str, Any]) -> None:
+        """The checkpoint fits this run; one written one after another continues so."""
+        if KEY in state:
+            if self.side is None:
+                raise TrainError(
+                    f"{path}: the checkpoint trained its {self.plan.restarts} starts side by "
+                    f"side; this run would train them one after another "
+                    f"({self.sequential_reason}); resume with the settings that wrote it, or "
+                    "pass another --out"
+                )
+            self.side.check(path, state)
+            return
+        self.side = None
+        checkpoint.check_against(path, state, self.mapper, self.loss, self.optimizer)
+
+    def restore(self, state: dict[str, Any]) -> float:
+        if self.side is None or KEY not in state:
+            return super().restore(state)
+        self.side.restore(state)
+        self.start_epoch, self.validated = int(state["epoch"]), True
+        self.elapsed_before = float(state["elapsed"])
+        return self.elapsed_before
 
     def fit(self, out_dir: Path | None, started: float, elapsed: float, progress: bool) -> None:
         """Train every start (from the current one, epoch ``start_epoch``) and keep the best."""
-        plan = self.plan
+        plan, side = self.plan, self.side
+        done = self.start * plan.epochs + self.start_epoch
         bar = tqdm(
             total=plan.restarts * plan.epochs,
-            initial=self.start * plan.epochs + self.start_epoch,
+            initial=self.start_epoch * plan.restarts if side is not None else done,
             desc=plan.name,
             unit="epoch",
             disable=not progress,
             leave=True,
         )
+        if side is not None:
+            wanted = snapshot_epochs(plan.epochs)
+            side.fit(bar, wanted, out_dir, (started, elapsed), save_checkpoint)
+            bar.close()
+            return
         for start in range(self.start, plan.restarts):
             if start != self.start:
                 self._begin_start(start)
@@ -200,12 +250,6 @@ class Run(RunState):
         set_validate(self.loss, False)
         self.validated = True
         return loss
-
-
-def set_validate(loss: nn.Module, value: bool) -> None:
-    """Switch the generated module's own input checks (its ``validate`` flag) on or off."""
-    if "validate" in vars(loss):
-        vars(loss)["validate"] = value
 
 
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:

@@ -77,7 +77,11 @@ def write_outputs(
     }
     if run.plan.restarts > 1:  # the final KL of every start; losses are the kept start's
         # starts are numbered from 1, as in the metrics table and the progress bar
-        info["starts"] = {"final_divergence": list(run.start_kls), "kept": run.kept_start + 1}
+        info["starts"] = {
+            "final_divergence": list(run.start_kls),
+            "kept": run.kept_start + 1,
+            "side_by_side": run.side is not None,
+        }
     _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)
     weights = {"mapper": run.mapper.state_dict(), "loss": run.loss.state_dict()}

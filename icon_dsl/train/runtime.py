@@ -131,6 +131,7 @@ def train(
     normaliser: str | None = None,
     negatives: int | None = None,
     lr_factor: float = 1.0,
+    side_by_side: bool = True,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -146,9 +147,10 @@ def train(
     from ``out/checkpoint.pt`` (with ``out`` None, the newest ``runs/<spec>-*`` folder; a folder
     without a checkpoint starts a fresh run).
     ``hyperparameters``: values for the spec's hyperparameters (required for those without a
-    default). ``restarts``: independent starts (other seeds) trained one after another; the run
-    keeps the start with the lowest final KL on its fixed evaluation batch (None: 10 for
-    clustering heads, 1 otherwise). ``normaliser``: how a table neighbour spec (t-SNE, SNE)
+    default). ``restarts``: independent starts (other seeds); the run keeps the start with the
+    lowest final KL on its fixed evaluation batch (None: 10 for clustering heads, 1 otherwise).
+    ``side_by_side``: train the starts side by side, one optimiser step for all, where possible
+    (``side_by_side.py`` says where not); False trains them one after another. ``normaliser``: how a table neighbour spec (t-SNE, SNE)
     normalises q on large data (``sparse.py``): "auto" / None (sparse p above 4,096 rows,
     exact row blocks up to 8,192, sampled above), "exact", "sampled" (``negatives`` per row and
     epoch) or "dense" (the generated forward, mini-batches above 4,096 rows). ``compile``: wrap the mapper and the loss in
@@ -176,7 +178,7 @@ def train(
     )
     own = OwnParts(mapper, views)
     run, out_dir, progress, skipped = _start(
-        inputs, plan, seed, torch_device, compile, own, out, resume, progress
+        inputs, plan, seed, torch_device, compile, own, out, resume, progress, side_by_side
     )
     run.fit(out_dir, inputs.started, run.elapsed_before, progress)
     return _finish(run, inputs, out_dir, skipped, evaluate, progress)
@@ -217,6 +219,7 @@ def _start(
     out: str | Path | None | bool,
     resume: bool,
     progress: bool,
+    side_by_side: bool = True,
 ) -> tuple[Run, Path | None, bool, set[str]]:
     """The run, fresh or restored from its checkpoint, its output folder, whether it shows
     progress, and the metrics the data is too small for."""
@@ -242,11 +245,12 @@ def _start(
     out_dir = _output_folder(out, plan.name, resume)
     if out_dir is not None:
         preflight.output_folder(out_dir, resume)
+    run.arrange(side_by_side)
     state = _resume_state(out_dir, run) if resume else None
     if state is not None:
         run.restore(state)
     else:
-        run.snapshot(0)
+        run.begin()
     return run, out_dir, progress, skipped
 
 
@@ -391,8 +395,7 @@ def _resume_state(out_dir: Path | None, run: Run) -> dict[str, Any] | None:
     assert out_dir is not None
     state = checkpoint.load(out_dir, run.fingerprint())
     if state is not None:
-        path = out_dir / checkpoint.CHECKPOINT_NAME
-        checkpoint.check_against(path, state, run.mapper, run.loss, run.optimizer)
+        run.check(out_dir / checkpoint.CHECKPOINT_NAME, state)
     return state
 
 

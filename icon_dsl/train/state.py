@@ -61,6 +61,7 @@ class RunState:
         self.own_initial = None if self.own.mapper is None else copy_state(self.own.mapper)
         self.rank, self.world = rank, world
         self.seed, self.device = seed, device
+        self.use_compile = use_compile
         self.divergence = divergence_name(compiled)  # the metric's key: kl, reverse_kl or js
         self.loss_class = loss_class
         self.mapper, self.loss = self._fresh_model(0)
@@ -243,12 +244,16 @@ class RunState:
             return list(self.anchor_rows)
         return [int(source[row]) for row in self.anchor_rows]
 
-    @torch.no_grad()
     def final_kl(self) -> float:
         """The spec's divergence (KL, reverse KL or JS) on the fixed evaluation batch."""
-        self.mapper.eval()
-        z = self.mapper(self.eval_batch.mapper_input)
-        value = self.loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
+        return self.final_kl_of(self.mapper, self.loss)
+
+    @torch.no_grad()
+    def final_kl_of(self, mapper: nn.Module, loss: nn.Module) -> float:
+        """The divergence of ``mapper`` under ``loss`` on the fixed evaluation batch."""
+        mapper.eval()
+        z = mapper(self.eval_batch.mapper_input)
+        value = loss.divergence(z, **self.eval_batch.inputs)  # type: ignore[operator]
         return float(value)
 
     def metrics(
@@ -277,3 +282,9 @@ def divergence_name(compiled: CompiledModule) -> str:
 
 def copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def set_validate(loss: nn.Module, value: bool) -> None:
+    """Switch the generated module's own input checks (its ``validate`` flag) on or off."""
+    if "validate" in vars(loss):
+        vars(loss)["validate"] = value
