@@ -72,9 +72,7 @@ def main() -> None:
     rows: dict[str, Callable[[], float]] = {
         "icon-dsl, one after another": _icon(spec, args.restarts, side_by_side=False),
         "icon-dsl, side by side": _icon(spec, args.restarts, side_by_side=True),
-        f"scikit-learn KMeans(n_init={args.restarts})": _sklearn(
-            digits.x, digits.y, args.restarts
-        ),
+        f"scikit-learn KMeans(n_init={args.restarts})": _sklearn(digits.x, digits.y, args.restarts),
     }
     from icon_dsl.train.runtime import train
 

@@ -21,6 +21,7 @@ from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
 from icon_dsl.train.plan import CLUSTER_RESTARTS
 from icon_dsl.train.runtime import train
+from icon_dsl.train.side_by_side import SideBySide
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -97,10 +98,20 @@ def _killed_and_resumed(
         return real_epoch(run, epoch)
 
     monkeypatch.setattr(loop.Run, "epoch", counted_epoch)
+    real_side_epoch = SideBySide.epoch
+
+    def counted_side_epoch(side: SideBySide, epoch: int) -> list[float]:
+        count["side_epochs"] = count.get("side_epochs", 0) + 1
+        return real_side_epoch(side, epoch)
+
+    monkeypatch.setattr(SideBySide, "epoch", counted_side_epoch)
     resumed = quick(spec, data, resume=True, **options)
     assert resumed.model is not None
     plan = resumed.model.plan
-    assert count["epochs"] == plan.restarts * plan.epochs - saves
+    if "side_epochs" in count:  # every start at once: one checkpoint per epoch of all
+        assert count["side_epochs"] == plan.epochs - saves and count["epochs"] == 0
+    else:
+        assert count["epochs"] == plan.restarts * plan.epochs - saves
     return resumed
 
 
@@ -170,7 +181,12 @@ def test_resume_in_a_later_start_ends_as_the_uninterrupted_run(
     digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = subset(digits, 160)
-    options: dict[str, object] = {"epochs": 2, "batch_size": 40, "restarts": 3}
+    options: dict[str, object] = {
+        "epochs": 2,
+        "batch_size": 40,
+        "restarts": 3,
+        "side_by_side": False,
+    }
     whole = quick("kmeans", data, out=tmp_path / "whole", **options)
     # killed after epoch 1 of the second start (the third checkpoint), then resumed
     resumed = _killed_and_resumed(monkeypatch, 3, "kmeans", data, out=tmp_path / "cut", **options)

@@ -251,7 +251,9 @@ class SideBySide:
         for start in range(len(self.mappers)):
             what = f"start {start + 1}'s"
             mapper, loss = self.mappers[start].state_dict(), self.losses[start].state_dict()
-            checkpoint.check_weights(path, f"{what} mapper weights", saved["mappers"][start], mapper)
+            checkpoint.check_weights(
+                path, f"{what} mapper weights", saved["mappers"][start], mapper
+            )
             checkpoint.check_weights(path, f"{what} loss parameters", saved["losses"][start], loss)
 
     def restore(self, state: dict[str, Any]) -> None:
