@@ -64,7 +64,8 @@ class Run(RunState):
                 )
             self.side.check(path, state)
             return
-        self.side = None
+        if self.side is not None:
+            self.side, self.sequential_reason = None, "the checkpoint trained them so"
         checkpoint.check_against(path, state, self.mapper, self.loss, self.optimizer)
 
     def restore(self, state: dict[str, Any]) -> float:
