@@ -26,7 +26,8 @@ def num(a):
     return float(a.detach()) if isinstance(a, torch.Tensor) else float(a)
 
 
-def close(a, b, tol):
+def scalars_close(a, b, tol):
+    """|a - b| <= tol for two scalars (numbers or one-element tensors)."""
     return abs(num(a) - num(b)) <= tol
 
 
@@ -48,7 +49,7 @@ def test_nt_xent_matches_pml_value_and_grad(seed, b, d, tau):
     z2 = z1.detach().clone().requires_grad_()
     ours = R.nt_xent(z1, index, tau)
     theirs = NTXentLoss(temperature=tau)(z2, index)  # labels = index
-    assert close(ours, theirs, 1e-10)
+    assert scalars_close(ours, theirs, 1e-10)
     ours.backward()
     theirs.backward()
     torch.testing.assert_close(z1.grad, z2.grad, atol=1e-10, rtol=0)
@@ -65,7 +66,7 @@ def test_nt_xent_hand_loop():
         s = [float(zn[i] @ zn[k]) / tau for k in range(2 * b)]
         denom = sum(math.exp(s[k]) for k in range(2 * b) if k != i)
         total += -math.log(math.exp(s[partner]) / denom)
-    assert close(R.nt_xent(z, index, tau), total / (2 * b), 1e-12)
+    assert scalars_close(R.nt_xent(z, index, tau), total / (2 * b), 1e-12)
 
 
 def test_nt_xent_rejects_index_without_exactly_two_views():
@@ -100,7 +101,7 @@ def test_supcon_matches_pml_when_every_class_has_two_members(seed, tau):
     ours, dropped = R.supcon_out_with_count(z1, y, tau)
     theirs = SupConLoss(temperature=tau)(z2, y)
     assert dropped == 0
-    assert close(ours, theirs, 1e-10)
+    assert scalars_close(ours, theirs, 1e-10)
     ours.backward()
     theirs.backward()
     torch.testing.assert_close(z1.grad, z2.grad, atol=1e-10, rtol=0)
@@ -118,15 +119,15 @@ def test_supcon_pml_averaging_convention_with_singletons():
     z = randn(12, 5, seed=3)
     ours, dropped = R.supcon_out_with_count(z, y, 0.2)
     assert dropped == 2
-    assert close(ours, SupConLoss(temperature=0.2)(z, y), 1e-10)
+    assert scalars_close(ours, SupConLoss(temperature=0.2)(z, y), 1e-10)
     hand, hand_dropped = _supcon_hand(z, y, 0.2)
-    assert close(ours, hand, 1e-12) and hand_dropped == 2
+    assert scalars_close(ours, hand, 1e-12) and hand_dropped == 2
     # a mean over positive PAIRS would be a different number here (classes of unequal size)
     pos = (y[:, None] == y[None, :]) & ~torch.eye(12, dtype=torch.bool)
     s = F.normalize(z) @ F.normalize(z).T / 0.2
     log_q = torch.log_softmax(s.masked_fill(torch.eye(12, dtype=torch.bool), -math.inf), 1)
     per_pair = -log_q[pos].mean()
-    assert not close(ours, per_pair, 1e-3)
+    assert not scalars_close(ours, per_pair, 1e-3)
 
 
 def test_supcon_pml_returns_zero_without_negatives():
@@ -138,7 +139,7 @@ def test_supcon_pml_returns_zero_without_negatives():
     z = randn(6, 4, seed=4)
     assert float(SupConLoss(temperature=0.5)(z, y)) == 0.0
     ours = R.supcon_out(z, y, 0.5)
-    assert close(ours, _supcon_hand(z, y, 0.5)[0], 1e-12) and float(ours) > 0
+    assert scalars_close(ours, _supcon_hand(z, y, 0.5)[0], 1e-12) and float(ours) > 0
 
 
 def test_supcon_is_mean_cross_entropy_of_icon_p_q():
@@ -151,7 +152,7 @@ def test_supcon_is_mean_cross_entropy_of_icon_p_q():
     q = torch.softmax((F.normalize(z) @ F.normalize(z).T / 0.4).masked_fill(eye, -math.inf), 1)
     ce, dropped = R.mean_cross_entropy(p, q)
     ours, ours_dropped = R.supcon_out_with_count(z, y, 0.4)
-    assert close(ce, ours, 1e-12) and dropped == ours_dropped == 1
+    assert scalars_close(ce, ours, 1e-12) and dropped == ours_dropped == 1
 
 
 def test_supcon_raises_when_no_anchor_has_a_positive():
@@ -169,9 +170,9 @@ def test_cross_entropy_manual_and_sklearn_log_loss():
     y = torch.randint(0, 4, (20,), generator=torch.Generator().manual_seed(2))
     a = R.cross_entropy_prototypes(z, w, y)
     b = R.cross_entropy_prototypes_manual(z, w, y)
-    assert close(a, b, 1e-12)
+    assert scalars_close(a, b, 1e-12)
     probs = torch.softmax(z.detach() @ w.T, 1).numpy()
-    assert close(a, log_loss(y.numpy(), probs, labels=list(range(4))), 1e-10)
+    assert scalars_close(a, log_loss(y.numpy(), probs, labels=list(range(4))), 1e-10)
     (ga,) = torch.autograd.grad(a, z)
     (gb,) = torch.autograd.grad(b, z)
     torch.testing.assert_close(ga, gb, atol=1e-12, rtol=0)
@@ -181,7 +182,7 @@ def test_cross_entropy_manual_is_stable_for_large_logits():
     z, w = 1e3 * randn(5, 3, seed=0), randn(4, 3, seed=1)
     y = torch.tensor([0, 1, 2, 3, 0])
     b = R.cross_entropy_prototypes_manual(z, w, y)
-    assert torch.isfinite(b) and close(b, R.cross_entropy_prototypes(z, w, y), 1e-9)
+    assert torch.isfinite(b) and scalars_close(b, R.cross_entropy_prototypes(z, w, y), 1e-9)
 
 
 # ----------------------------------------------------------------------------- CLIP
@@ -200,9 +201,9 @@ def test_clip_symmetric_hand_loop():
 
     img = sum(ce(s[i], i) for i in range(b)) / b
     txt = sum(ce([s[j][i] for j in range(b)], i) for i in range(b)) / b
-    assert close(R.clip_symmetric(a, t, tau), (img + txt) / 2, 1e-10)
-    assert close(R.clip_symmetric(a, t, tau), R.clip_symmetric(t, a, tau), 1e-12)
-    assert close(R.clip_symmetric(3.0 * a, t, tau), R.clip_symmetric(a, t, tau), 1e-12)
+    assert scalars_close(R.clip_symmetric(a, t, tau), (img + txt) / 2, 1e-10)
+    assert scalars_close(R.clip_symmetric(a, t, tau), R.clip_symmetric(t, a, tau), 1e-12)
+    assert scalars_close(R.clip_symmetric(3.0 * a, t, tau), R.clip_symmetric(a, t, tau), 1e-12)
 
 
 # ----------------------------------------------------------------------------- cluster kernel
@@ -221,7 +222,7 @@ def test_cluster_kernel_properties_and_loop():
     for i in range(9):
         for j in range(9):
             v = sum(phi[i, c] * phi[j, c] / phi[:, c].sum() for c in range(3))
-            assert close(q[i, j], v, 1e-14)
+            assert scalars_close(q[i, j], v, 1e-14)
 
 
 def test_cluster_kernel_hard_assignments():
@@ -256,10 +257,10 @@ def test_soft_kmeans_identity_matches_scipy_kl_and_rejects_wrong_factor():
     d2 = R.sqdist(x).numpy()
     p = np.exp(-d2 / (2 * sigma**2))
     p /= p.sum(1, keepdims=True)
-    assert close(lhs, sum(entropy(q[i], p[i]) for i in range(10)), 1e-10)
+    assert scalars_close(lhs, sum(entropy(q[i], p[i]) for i in range(10)), 1e-10)
     # the same right-hand side with 1/(2 sigma^2) instead of 1/sigma^2 is NOT the identity
     cost = float(R.soft_kmeans_cost(x, phi))
-    assert not close(lhs, float(rhs) - cost / sigma**2 + cost / (2 * sigma**2), 1e-3)
+    assert not scalars_close(lhs, float(rhs) - cost / sigma**2 + cost / (2 * sigma**2), 1e-3)
 
 
 def test_kmeans_inertia_matches_sklearn():
@@ -268,13 +269,15 @@ def test_kmeans_inertia_matches_sklearn():
     centers = torch.tensor([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]], dtype=F64)
     x = (centers.repeat_interleave(20, 0) + 0.7 * randn(60, 2, seed=5)).numpy()
     km = KMeans(n_clusters=3, n_init=5, tol=0.0, random_state=0).fit(x)
-    assert close(
+    assert scalars_close(
         R.kmeans_inertia_hard(x, km.labels_, km.cluster_centers_), km.inertia_, 1e-10 * km.inertia_
     )
     # converged on well-separated blobs: sklearn's centers are the label means
-    assert close(R.kmeans_inertia_hard(x, km.labels_), km.inertia_, 1e-10 * km.inertia_)
+    assert scalars_close(R.kmeans_inertia_hard(x, km.labels_), km.inertia_, 1e-10 * km.inertia_)
     phi = F.one_hot(torch.as_tensor(km.labels_, dtype=torch.long), 3).to(F64)
-    assert close(R.soft_kmeans_cost(torch.from_numpy(x), phi), km.inertia_, 1e-10 * km.inertia_)
+    assert scalars_close(
+        R.soft_kmeans_cost(torch.from_numpy(x), phi), km.inertia_, 1e-10 * km.inertia_
+    )
 
 
 # ----------------------------------------------------------------------------- t-SNE (joint)
@@ -289,7 +292,7 @@ def test_tsne_joint_kl_matches_sklearn_value_and_gradient(seed, n, perplexity):
     params = y.detach().numpy().ravel().copy()
     kl, grad = _kl_divergence(params, p_condensed, 1, n, 2)
     ours = R.tsne_joint_kl(x, y, perplexity)
-    assert close(ours, kl, 1e-10)
+    assert scalars_close(ours, kl, 1e-10)
     ours.backward()
     np.testing.assert_allclose(y.grad.numpy().ravel(), grad, atol=1e-10, rtol=1e-9)
 
@@ -303,7 +306,7 @@ def test_tsne_joint_p_properties():
     p = R.tsne_joint_p(x, 6.0)
     torch.testing.assert_close(p, p.T, atol=0, rtol=0)
     assert float(p.diagonal().abs().max()) == 0.0
-    assert close(p.sum(), 1.0, 1e-12)
+    assert scalars_close(p.sum(), 1.0, 1e-12)
     # sklearn's own distance route (expanded-form euclidean, squared) gives the same P
     d_sk = pairwise_distances(x.numpy(), squared=True)
     np.testing.assert_allclose(
@@ -346,7 +349,9 @@ def test_conditional_sne_hand_loop_and_hinton_roweis_gradient():
     x, y = randn(15, 4, seed=0), randn(15, 2, seed=1).requires_grad_()
     loss = R.conditional_sne(x, y, 5.0)
     p = R.perplexity_conditional_p(x, 5.0)
-    assert close(loss, _conditional_hand(p.tolist(), y.detach(), lambda d: math.exp(-d)), 1e-12)
+    assert scalars_close(
+        loss, _conditional_hand(p.tolist(), y.detach(), lambda d: math.exp(-d)), 1e-12
+    )
     loss.backward()
     # Hinton & Roweis 2002: dC/dy_i = 2 sum_j (p_j|i - q_j|i + p_i|j - q_i|j)(y_i - y_j) for
     # C = sum_i KL; ours is the mean, hence / N
@@ -362,7 +367,9 @@ def test_conditional_tsne_hand_loop_and_gradient():
     x, y = randn(15, 4, seed=2), randn(15, 2, seed=3).requires_grad_()
     loss = R.conditional_tsne(x, y, 5.0)
     p = R.perplexity_conditional_p(x, 5.0)
-    assert close(loss, _conditional_hand(p.tolist(), y.detach(), lambda d: 1 / (1 + d)), 1e-12)
+    assert scalars_close(
+        loss, _conditional_hand(p.tolist(), y.detach(), lambda d: 1 / (1 + d)), 1e-12
+    )
     loss.backward()
     # hand derivation: dC/dy_i = 2 sum_j (p_j|i - q_j|i + p_i|j - q_i|j) w_ij (y_i - y_j),
     # w_ij = (1 + |y_i - y_j|^2)^-1, for C = sum_i KL (ours is the mean: / N)
@@ -392,7 +399,7 @@ def test_debias_rows_sum_to_one_and_support():
     torch.testing.assert_close(pd.sum(1)[full], torch.ones(7, dtype=F64), atol=1e-14, rtol=0)
     assert float(pd[~full].abs().sum()) == 0.0  # empty rows stay empty (still dropped)
     assert float(pd.diagonal().abs().max()) == 0.0
-    assert close(pd[0, 7], 0.7 / 7, 1e-15) and close(pd[0, 1], 0.3 + 0.1, 1e-15)
+    assert scalars_close(pd[0, 7], 0.7 / 7, 1e-15) and scalars_close(pd[0, 1], 0.3 + 0.1, 1e-15)
     # finite against a q that excludes the diagonal
     q = torch.softmax(randn(8, 8, seed=0).masked_fill(eye, -math.inf), 1)
     kl, dropped = R.mean_kl(pd, q)
@@ -404,7 +411,7 @@ def test_debias_over_all_columns():
     p = F.one_hot(torch.tensor([0, 3, 1, 3, 2]), 4).to(F64)
     pd = R.debias(p, 0.25, diagonal_excluded=False)
     torch.testing.assert_close(pd.sum(1), torch.ones(5, dtype=F64), atol=1e-15, rtol=0)
-    assert close(pd[0, 0], 0.75 + 0.0625, 1e-15) and close(pd[0, 1], 0.0625, 1e-15)
+    assert scalars_close(pd[0, 0], 0.75 + 0.0625, 1e-15) and scalars_close(pd[0, 1], 0.0625, 1e-15)
 
 
 def test_debias_rejects_mass_on_excluded_diagonal():
@@ -427,8 +434,8 @@ def test_mean_kl_and_cross_entropy_against_scipy():
     rows = [0, 1, 2, 3, 5]
     pn, qn = p.numpy(), q.detach().numpy()
     assert dropped == dropped_ce == 1
-    assert close(kl, np.mean([entropy(pn[i], qn[i]) for i in rows]), 1e-12)
-    assert close(ce, np.mean([entropy(pn[i], qn[i]) + entropy(pn[i]) for i in rows]), 1e-12)
+    assert scalars_close(kl, np.mean([entropy(pn[i], qn[i]) for i in rows]), 1e-12)
+    assert scalars_close(ce, np.mean([entropy(pn[i], qn[i]) + entropy(pn[i]) for i in rows]), 1e-12)
     (g,) = torch.autograd.grad(kl, q)
     assert torch.isfinite(g).all()
     expected = torch.zeros_like(p)
