@@ -284,9 +284,11 @@ def interpret(
         log_pv = _log_where(pv, qv > 0)
         rows = (qv * (_safe_log(qv) - log_pv)).where(qv > 0, torch.zeros_like(qv)).sum(1)
         divergence = loss = rows.mean()
-    else:
+    elif div_op == "js":
         m = (pv + qv) / 2
         a = (pv * (_safe_log(pv) - _safe_log(m))).where(pv > 0, torch.zeros_like(pv)).sum(1)
         b = (qv * (_safe_log(qv) - _safe_log(m))).where(qv > 0, torch.zeros_like(qv)).sum(1)
         divergence = loss = ((a + b) / 2).mean()
+    else:  # a divergence registered without a rule here: the oracle must not guess
+        raise NotImplementedError(f"the interpreter has no rule for the divergence {div_op}")
     return Evaluation(p, q, valid, loss, divergence)

@@ -313,6 +313,13 @@ _register(
         formula="L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))",
         family="kl",
         diagonal=None,
+        symbol="KL(p||q)",
+        mass_from="p",
+        trains_on_cross_entropy=True,
+        rows_code=(
+            "# KL(p || q) = sum_j p (log p - log q)",
+            "rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)",
+        ),
     )
 )
 _register(
@@ -324,6 +331,17 @@ _register(
         formula="L = (1/N) sum_i sum_j q(j|i) log(q(j|i) / p(j|i))",
         family="reverse_kl",
         diagonal=None,
+        symbol="KL(q||p)",
+        mass_from="q",
+        rows_code=(
+            "# KL(q || p) = sum_j q (log q - log p); infinite where q > 0 = p",
+            "q = log_q.exp()",
+            "# no 0 * inf in the gradient outside q's support (log p is -inf there too when p and",
+            "# q both leave j = i out)",
+            "log_q = torch.where(q > 0, log_q, 0.0)",
+            "log_p = torch.where(q > 0, log_p, 0.0)",
+            "rows = torch.where(q > 0, q * (log_q - log_p), 0.0).sum(1)",
+        ),
     )
 )
 _register(
@@ -335,6 +353,20 @@ _register(
         formula="L = (1/N) sum_i [KL(p_i || m_i) + KL(q_i || m_i)] / 2",
         family="js",
         diagonal=None,
+        symbol="JS(p, q)",
+        rows_code=(
+            "# JS = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2, with log m taken from the",
+            "# logs: (p + q) / 2 itself can underflow to 0 where q is tiny but not 0",
+            "q = log_q.exp()",
+            "# a finite stand-in for log 0 keeps 0 * inf out of the values and the gradient",
+            "log_0 = torch.finfo(log_q.dtype).min",
+            "log_p = torch.where(log_p > -math.inf, log_p, log_0)",
+            "log_q = torch.where(log_q > -math.inf, log_q, log_0)",
+            "log_m = torch.logaddexp(log_p, log_q) - math.log(2)",
+            "kl_pm = torch.where(p > 0, p * (log_p - log_m), 0.0).sum(1)",
+            "kl_qm = torch.where(q > 0, q * (log_q - log_m), 0.0).sum(1)",
+            "rows = (kl_pm + kl_qm) / 2",
+        ),
     )
 )
 

@@ -142,6 +142,15 @@ class Block:
     variadic: bool = False  # takes two or more of its one argument: union(d1, d2, ...)
     cross_modal: bool = False  # its support, and so q's, is the other modality (CLIP)
     full_support: bool = False  # nonzero everywhere on its support (KL(q || p) stays finite)
+    # Divergences. `symbol`: the short form shown in titles and reports. `mass_from`: the side
+    # whose mass the other must cover or the divergence is infinite ("p" for KL(p || q), "q"
+    # for KL(q || p), "" when it is bounded). `trains_on_cross_entropy`: with a fixed p the
+    # training loss may drop H(p). `rows_code`: generated lines that turn p, log_p and log_q
+    # (dense, this process's rows) into `rows`, the divergence of each anchor.
+    symbol: str = ""
+    mass_from: Literal["p", "q", ""] = ""
+    trains_on_cross_entropy: bool = False
+    rows_code: tuple[str, ...] = ()
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)

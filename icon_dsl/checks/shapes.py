@@ -43,8 +43,8 @@ def check(ir: IR, diags: Diagnostics) -> None:
             f"({_weight_blocks()})",
             span,
         )
-    divergence = ir.op(ir.roots["loss"])
-    if divergence == "reverse_kl" and not full_support(ir, ir.roots["p"]):
+    divergence = reg.BLOCKS[ir.op(ir.roots["loss"])]
+    if divergence.mass_from == "q" and not full_support(ir, ir.roots["p"]):
         diags.error(
             "infinite-divergence",
             "reverse_kl(p, q) = KL(q || p) is infinite: q puts mass where this p is zero",
@@ -54,7 +54,7 @@ def check(ir: IR, diags: Diagnostics) -> None:
         )
         return
     _check_zero_kernels(ir, diags)
-    source, target = (q, p) if divergence == "reverse_kl" else (p, q)
+    source, target = (q, p) if divergence.mass_from == "q" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:
         diags.error(
             "diagonal-mismatch",

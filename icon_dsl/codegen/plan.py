@@ -63,6 +63,8 @@ class Plan:
     fast: list[str] | None
     neighbour: dict[str, Any] | None
     divergence: str
+    divergence_rows: tuple[str, ...]  # the registry's code for each anchor's divergence
+    cross_entropy: bool  # with a fixed p, forward trains on the cross-entropy
     mapper: dict[str, Any]
 
 
@@ -99,6 +101,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
     floats = [n for n in ("z", *o.inputs) if n in ("z", "x", "side")]
     upcast = f"{', '.join(floats)} = " + ", ".join(f"_at_least_float32({n})" for n in floats)
     pt = ir.dist_type(ir.roots["p"])
+    divergence = reg.BLOCKS[ir.op(ir.roots["loss"])]
     return Plan(
         upcast=upcast,
         class_name=class_name or names.class_name(ir.method),
@@ -126,7 +129,9 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         keep=o.keep,
         fast=fast,
         neighbour=o.neighbour,
-        divergence=ir.op(ir.roots["loss"]),
+        divergence=divergence.name,
+        divergence_rows=divergence.rows_code,
+        cross_entropy=divergence.trains_on_cross_entropy,
         mapper=mapper,
     )
 

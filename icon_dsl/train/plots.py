@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import registry
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -73,7 +75,8 @@ def plot_loss(
 
 
 #: How each divergence is written in titles, as a function of the row's p and q.
-DIVERGENCE_TITLES = {"kl": "KL(p||q)", "reverse_kl": "KL(q||p)", "js": "JS(p, q)"}
+# the registry's short form of each divergence, for titles and the metrics table
+DIVERGENCE_TITLES = {block.name: block.symbol for block in registry.blocks("divergence")}
 #: A neighbour is drawn when p or q gives it at least this share of the row's largest value
 #: (so a kNN p's k neighbours and q's real competitors show, not columns of zeros).
 VISIBLE_SHARE = 0.02
