@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import registry as reg
 from .codegen.strategies import has_fast_path, has_neighbour_path
 from .describe import formulas
 from .ir import IR
@@ -79,7 +80,7 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     """For a table neighbour spec: how `icon-dsl train` would run on n rows, and each way of
     normalising q (sparse.predict: timed on this machine, scaled to n)."""
     mapper = ir.roots["mapper"]
-    if ir.op(mapper) != "table" or not has_neighbour_path(ir):
+    if reg.BLOCKS[ir.op(mapper)].parametric or not has_neighbour_path(ir):
         return []
     # imported only here: the prediction times torch on this machine, which other specs'
     # `explain` (and check, compile) must not load

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
+from . import registry as reg
 from .ir import IR
 from .scaling import is_scale_free
 
@@ -334,7 +335,7 @@ def structure(ir: IR) -> str:
     """The structural signature: the canonical loss term, the width regime, the mapper's class."""
     mapper = ir.roots["mapper"]
     args = ir.args(mapper)
-    kind = "table" if ir.op(mapper) == "table" else "network"
+    kind = "network" if reg.BLOCKS[ir.op(mapper)].parametric else "table"
     if args.get("softmax"):
         kind = "assignments"
     return f"{ir.canonical(ir.roots['loss'], numbers=False)}{_regime(ir)} @ {kind}"

@@ -384,6 +384,13 @@ _register(
         family="table",
         diagonal=None,
         parametric=False,
+        summary="a free embedding per sample index",
+        init_code=(
+            "if num_samples is None:",
+            '    raise ValueError("a table mapper needs num_samples (one row per sample)")',
+            "self.net = nn.Embedding(num_samples, {dim})",
+            "nn.init.normal_(self.net.weight, std=1e-2)",
+        ),
     )
 )
 _register(
@@ -395,6 +402,8 @@ _register(
         formula="f(x) = W x + b",
         family="linear",
         diagonal=None,
+        summary="a linear map of the features",
+        init_code=("self.net = nn.Linear(in_features, {dim})",),
     )
 )
 _register(
@@ -411,6 +420,17 @@ _register(
         formula="f(x) = W_depth relu(... relu(W_1 x))",
         family="mlp",
         diagonal=None,
+        summary="a ReLU multilayer perceptron",
+        init_code=(
+            "hidden, depth, dim = {hidden}, {depth}, {dim}",
+            "layers: list[nn.Module] = []",
+            "width = in_features",
+            "for _ in range(depth - 1):",
+            "    layers += [nn.Linear(width, hidden), nn.ReLU()]",
+            "    width = hidden",
+            "layers.append(nn.Linear(width, dim))",
+            "self.net = nn.Sequential(*layers)",
+        ),
     )
 )
 

@@ -151,6 +151,11 @@ class Block:
     mass_from: Literal["p", "q", ""] = ""
     trains_on_cross_entropy: bool = False
     rows_code: tuple[str, ...] = ()
+    # Mappers. `summary`: what the generated `_Mapper` is, in a few words. `init_code`: the
+    # lines of its __init__ that build `self.net`, with {dim}, {hidden} and {depth} filled in
+    # from the spec (a non-parametric mapper reads sample indices; the others, features).
+    summary: str = ""
+    init_code: tuple[str, ...] = ()
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)

@@ -14,6 +14,7 @@ Guarantees: a warning with the reason and a help line for
 
 from __future__ import annotations
 
+from .. import registry as reg
 from ..diagnostics import Diagnostics
 from ..ir import IR
 from ..scaling import scale_free_kernels
@@ -55,7 +56,7 @@ def degenerate_reasons(ir: IR) -> list[tuple[str, str, int]]:
             "use metric=cosine or an L2-normalised mapper (sphere=true), which bounds the scale",
             q,
         ))  # fmt: skip
-    if ir.op(mapper) == "table":
+    if not reg.BLOCKS[ir.op(mapper)].parametric:  # a row per sample: views share it
         used = sorted({ir.op(n) for n in ir.subtree(p) if ir.op(n) in _VIEW_BLOCKS})
         if used:
             out.append((

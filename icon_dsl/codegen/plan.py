@@ -199,8 +199,14 @@ def _p_log(p_val: Val) -> tuple[str, str]:
 def _mapper_plan(ir: IR, e: Emitter) -> dict[str, Any]:
     mapper_node = ir.roots["mapper"]
     margs = ir.args(mapper_node)
+    block = reg.BLOCKS[ir.op(mapper_node)]
+    sizes = {slot: e.num(margs.get(slot, 0)) for slot in ("dim", "hidden", "depth")}
     return {
-        "kind": ir.op(mapper_node),
+        "kind": block.name,
+        "summary": block.summary,
+        "init": [line.format(**sizes) for line in block.init_code],
+        # a non-parametric mapper has a row per sample: it reads sample indices
+        "input": "x" if block.parametric else "index",
         "text": names.spec_text(ir.text(mapper_node)),  # as the spec gives it, all options
         "dim": e.num(margs["dim"]),
         "hidden": e.num(margs.get("hidden", 0)),
