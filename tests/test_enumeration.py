@@ -186,10 +186,12 @@ def test_new_registry_block_appears(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _cli(*args: str, seed: str = "0") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    return subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "icon_dsl.cli", "enumerate", *args],
         capture_output=True, text=True, env=env, cwd=ROOT, check=True,
     )  # fmt: skip
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    return run
 
 
 def test_json_is_deterministic_across_processes() -> None:

@@ -25,6 +25,7 @@ def _train(tmp_path: Path, name: str, nproc: int, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]  # no worker ended in one either
     info = json.loads((out / "run.json").read_text())
     assert info["processes"] == nproc
     return info
