@@ -63,6 +63,9 @@ def main() -> None:
                   "weights_equal": len({float(s) for s in sums}) == 1,
                   "knn_accuracy": knn_accuracy(embedding, y.numpy())}  # fmt: skip
         print(json.dumps(result))
+    # every process leaves together: a process that tore gloo down while rank 0 was still
+    # scoring aborted ("terminate called without an active exception") on a loaded machine
+    dist.barrier()
     dist.destroy_process_group()
 
 
