@@ -178,7 +178,7 @@ def evaluate(
     seeds = [protocol.first_seed + s for s in range(protocol.seeds)]
     kinds = sorted({c.kind for c in live})
     dims = {c.kind: spec_dim(c.spec) for c in live}
-    costs = Costs()
+    costs = Costs(bench.train.n_samples)
     with pool(protocol.jobs, protocol.data, out_dir) as executor:
         runner = Runner(
             executor, protocol.jobs, results, by_name, dims, protocol.device, costs, say
