@@ -342,16 +342,19 @@ def _coverage(all_cells: Sequence[Cell], results: Results,
     finalists = {c.name for c in _finalists(live, results, seeds[0])}
     confirmed: dict[str, int] = {}
     tuned: dict[str, int] = {}
+    failed: dict[str, str] = {}
     for e in results.results.values():
         stage, name = e["job"]["stage"], e["job"]["name"]
-        if stage == "confirm" and "metrics" in e:
+        if stage in ("confirm", "tune") and "error" in e:
+            failed.setdefault(f"{stage}|{name}", e["error"])
+        elif stage == "confirm" and "metrics" in e:
             confirmed[name] = confirmed.get(name, 0) + 1
         elif stage == "tune" and "metrics" in e:
             tuned[name] = tuned.get(name, 0) + 1
     skipped: list[dict[str, Any]] = []
     screened: list[dict[str, Any]] = []
     for c in all_cells:
-        why = c.skip or _why_not(c, results, seeds, scores, finalists, confirmed, tuned)
+        why = c.skip or _why_not(c, results, seeds, scores, finalists, (confirmed, tuned, failed))
         if why:
             skipped.append({"name": c.name, "column": c.column, "why": why})
         entry = results.results.get(Job("screen", c.name, seeds[0]).key)
@@ -364,9 +367,10 @@ def _coverage(all_cells: Sequence[Cell], results: Results,
 
 
 def _why_not(c: Cell, results: Results, seeds: Sequence[int], scores: dict[str, float | None],
-             finalists: set[str], confirmed: dict[str, int],
-             tuned: dict[str, int]) -> str | None:  # fmt: skip
+             finalists: set[str],
+             counts: tuple[dict[str, int], dict[str, int], dict[str, str]]) -> str | None:  # fmt: skip
     """Why a live cell has no confirmed row with every seed (None when it is not owed one)."""
+    confirmed, tuned, failed = counts
     entry = results.results.get(Job("screen", c.name, seeds[0]).key)
     if entry is None:
         return "not screened: the budget ran out before its screening run could start"
@@ -379,10 +383,15 @@ def _why_not(c: Cell, results: Results, seeds: Sequence[int], scores: dict[str, 
     n = confirmed.get(c.name, 0)
     grid = len(_grid(c))
     tuning = f"tuned on {1 + tuned.get(c.name, 0)} of {grid} grid points"
+    if f"tune|{c.name}" in failed:
+        tuning += f"; a tuning run failed: {failed[f'tune|{c.name}'][:160]}"
+    if f"confirm|{c.name}" in failed and n < len(seeds):
+        error = failed[f"confirm|{c.name}"][:200]
+        return f"finalist confirmed on {n} of {len(seeds)} seeds: the others failed: {error} ({tuning})"
     if n == 0:
         return f"finalist not confirmed: the budget ran out before its column's runs ({tuning})"
     if n < len(seeds):
         return f"finalist confirmed on {n} of {len(seeds)} seeds within the budget ({tuning})"
     if tuned.get(c.name, 0) + 1 < grid:
-        return f"confirmed, but {tuning}: the budget cut its tuning"
+        return f"confirmed, but {tuning}"
     return None

@@ -146,6 +146,8 @@ def summary_markdown(rows: Sequence[dict[str, Any]]) -> str:
         known, new = best("known"), best("new")
         if known is None or new is None:
             verdict = "not decided (no confirmed known or new row)"
+        elif min(known["n_seeds"], new["n_seeds"]) < 2:
+            verdict = "not decided (a best row has fewer than 2 seeds: no interval)"
         elif any(r["beats_best_known"] for r in group):
             verdict = "**yes**: " + ", ".join(
                 f"`{r['name']}`" for r in group if r["beats_best_known"]
