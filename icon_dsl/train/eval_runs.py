@@ -245,6 +245,7 @@ def baseline_rows(bench: Benchmark, kind: str, dim: int, seed: int) -> dict[str,
     assert tr.y is not None and te.y is not None
     n_classes = int(np.unique(tr.y).size)
     out: dict[str, dict[str, float]] = {}
+    dim = min(dim, tr.x.shape[1], tr.n_samples)  # MNIST-1D has 40 features
     pca = PCA(dim, random_state=seed).fit(tr.x)
     if kind == "clustering":
         for label, (a, b) in {"raw features": (tr.x, te.x),
