@@ -9,6 +9,7 @@ no code with the generated modules, so it is the oracle they must agree with.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -172,7 +173,7 @@ class _Interpreter:
             log_w = -d2 * _perplexity_beta(d2, self.num(args["perplexity"]), self.eye())
         else:
             formula, env = self.formula(op, args)
-            log_formula = sp.expand_log(sp.log(formula), force=True)
+            log_formula = _log_formula(formula)
             log_w = torch.as_tensor(sym_eval(log_formula, {**env, "d2": d2}))
         if len(kids) == 1 and not args.get("diagonal", False):
             log_w = log_w.masked_fill(self.eye(), -torch.inf)
@@ -197,6 +198,12 @@ class _Interpreter:
         if "temperature" in args:
             env["sigma"] = self.num(args["temperature"]) ** 0.5
         return formula, env
+
+
+@functools.lru_cache(maxsize=256)
+def _log_formula(formula: sp.Expr) -> sp.Expr:
+    """log of a kernel's weight formula, expanded (one sympy simplification per formula)."""
+    return sp.expand_log(sp.log(formula), force=True)
 
 
 def _rows(w: Tensor) -> Tensor:

@@ -184,8 +184,12 @@ def test_new_registry_block_appears(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- determinism and speed -----------------------------------------------------------------------
 
 
-def _cli(*args: str, seed: str = "0") -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, seed: str = "0", cache: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONHASHSEED": seed}
+    if cache is not None:
+        env["ICON_DSL_CACHE_DIR"] = str(cache)
     run = subprocess.run(
         [sys.executable, "-m", "icon_dsl.cli", "enumerate", *args],
         capture_output=True, text=True, env=env, cwd=ROOT, check=True,
@@ -194,20 +198,27 @@ def _cli(*args: str, seed: str = "0") -> subprocess.CompletedProcess[str]:
     return run
 
 
-def test_json_is_deterministic_across_processes() -> None:
+def test_json_is_deterministic_across_processes(tmp_path: Path) -> None:
+    """Two processes, two hash seeds: the first probes (an empty cache), the second reads the
+    probe outcomes back from the disk cache; the records are the same."""
     start = time.perf_counter()
-    a = _cli("--format", "json", seed="1").stdout
-    elapsed = time.perf_counter() - start
-    b = _cli("--format", "json", seed="2").stdout
+    a = _cli("--format", "json", seed="1", cache=tmp_path).stdout
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    b = _cli("--format", "json", seed="2", cache=tmp_path).stdout
+    warm = time.perf_counter() - start
     assert a == b
+    assert list(tmp_path.glob("probes-*.json"))
     records = json.loads(a)
     assert {"name", "spec", "p", "q", "mapper", "known_as", "status", "reason", "same_as"} <= set(
         records[0]
     )
     assert {r["status"] for r in records} <= set(en.STATUSES)
-    print(f"icon-dsl enumerate --format json (full default space): {elapsed:.2f} s wall")
-    # the issue's standard is a benchmark (benchmarks/enumeration.py); this bound is generous
-    assert elapsed < 180  # catches a pathological slowdown only (2 cores shared, load ~20)
+    print(f"icon-dsl enumerate --format json: {cold:.2f} s wall (cold), {warm:.2f} s (warm)")
+    # idle machine: 4.3 s CPU cold, 1.7 s warm (benchmarks/enumeration.py); the bounds leave
+    # room for a 2-core machine shared at load ~10
+    assert cold < 60
+    assert warm < 30
 
 
 def test_renderers_are_pure() -> None:

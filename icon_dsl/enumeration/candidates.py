@@ -17,6 +17,7 @@ from typing import Any, Literal
 from .. import registry as reg
 from ..scaling import scale_free_kernels
 from . import space as sp
+from .probe import flush as flush_probes
 from .probe import probe_candidate
 
 Status = Literal["known", "new", "duplicate", "degenerate", "rejected"]
@@ -132,6 +133,8 @@ def enumerate_methods(
         seen.add(key)
         out.append(candidate)
         irs.append(ir)
+    if probe:
+        flush_probes()
     return _merged(out, irs)
 
 

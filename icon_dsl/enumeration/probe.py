@@ -9,7 +9,10 @@ modules are tested against.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from . import cache
 
 _PROBE_N = 40  # > the example perplexity (30): the generated modules require it
 
@@ -53,13 +56,78 @@ def probe_inputs(ir: Any, n: int = _PROBE_N, seed: int = 0) -> dict[str, Any]:
     return {"z": z, "inputs": inputs, "prototypes": prototypes, "hypers": hypers}
 
 
+def probe_key(ir: Any) -> str:
+    """Everything `probe_candidate` reads from an IR, as text: equal keys, equal outcomes.
+
+    Every node with its op, children, arguments and full type, the roots, the hyperparameter
+    defaults and the user kernels; the mapper node only by what the probe batch takes from it
+    (dim, softmax, sphere): the interpreter never reads the mapper's family, so a table, a linear
+    map and an MLP over one objective are one probe.
+    """
+    mapper = ir.roots["mapper"]
+    lines = []
+    for node in sorted(ir.graph.nodes):
+        if node == mapper:
+            margs = ir.args(node)
+            lines.append(f"%{node} mapper {[margs.get(k) for k in ('dim', 'softmax', 'sphere')]}")
+            continue
+        args = sorted((k, repr(v)) for k, v in ir.args(node).items())
+        lines.append(f"%{node} {ir.op(node)} {ir.children(node)} {args} {ir.type(node)!r}")
+    lines.append(repr(sorted(ir.roots.items())))
+    lines.append(repr(sorted((h.name, repr(h.default)) for h in ir.hypers.values())))
+    lines.append(repr(sorted((k, repr(v)) for k, v in ir.kernels.items())))
+    from .. import registry as reg
+
+    ops = sorted({ir.op(n) for n in ir.graph.nodes if n != mapper})
+    lines += [_block_text(reg.BLOCKS.get(op)) for op in ops]  # a block redefined: a new probe
+    return "\n".join(lines)
+
+
+def _block_text(block: Any) -> str:
+    """A registry block as text that is the same in every process (no object addresses)."""
+    if block is None:
+        return "None"
+    formula = block.weight_formula() if block.log_weight is not None else None
+    return f"{re.sub(r' at 0x[0-9a-fA-F]+', '', repr(block))} w={formula}"
+
+
+_OUTCOMES: dict[str, str | None] = {}  # probe key -> outcome, this process
+_STORED: dict[str, str | None] | None = None  # cache.entry(key) -> outcome, from disk
+_NEW: dict[str, str | None] = {}  # outcomes computed here and not yet on disk
+
+
 def probe_candidate(ir: Any) -> str | None:
     """None when rows of p and q sum to 1 (or the matrix, for joint) and the loss is finite.
 
     Otherwise the reason, starting with its code: `not-row-stochastic`, `infinite-loss`,
     `probe-error` (the interpreter fails), or `unprobed` (the interpreter has no rule for a
-    block yet: the candidate is kept, with this as a note).
+    block yet: the candidate is kept, with this as a note). Outcomes are memoised per
+    `probe_key` (the probe is deterministic: a seeded float64 batch), within the process and
+    on disk (`cache`: under a fingerprint of the package's sources and torch's version).
     """
+    global _STORED
+    key = probe_key(ir)
+    if key not in _OUTCOMES:
+        if _STORED is None:
+            _STORED = cache.load()
+        name = cache.entry(key)
+        if name in _STORED:
+            _OUTCOMES[key] = _STORED[name]
+        else:
+            _OUTCOMES[key] = _NEW[name] = _probe(ir)
+    return _OUTCOMES[key]
+
+
+def flush() -> None:
+    """Write the outcomes computed in this process to the disk cache (`cache`)."""
+    if _NEW:
+        cache.save(dict(_NEW))
+        if _STORED is not None:
+            _STORED.update(_NEW)
+        _NEW.clear()
+
+
+def _probe(ir: Any) -> str | None:
     import torch
 
     from ..interpret import interpret
