@@ -79,15 +79,7 @@ def fold(target: str, parts: list[str], op: str, indent: int = 8) -> list[str]:
 
 def define(name: str, params: list[str], returns: str, indent: int = 4) -> str:
     """A `def` line laid out as ruff format lays it out."""
-    pad = " " * indent
-    one_line = f"{pad}def {name}({', '.join(params)}) -> {returns}:"
-    if fits(one_line):
-        return one_line
-    inner = f"{pad}    {', '.join(params)}"
-    if fits(inner):
-        return f"{pad}def {name}(\n{inner}\n{pad}) -> {returns}:"
-    body = "".join(f"{pad}    {param},\n" for param in params)
-    return f"{pad}def {name}(\n{body}{pad}) -> {returns}:"
+    return _bracketed(f"def {name}", params, f" -> {returns}:", indent)
 
 
 def assign(target: str, code: str, indent: int = 8) -> str:
@@ -109,13 +101,18 @@ def returns(values: list[str], keep: str | None, tail: str, indent: int = 8) -> 
 
 def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
     """A call statement laid out as ruff format lays it out."""
+    return _bracketed(f"{target} = {name}" if target else name, args, "", indent)
+
+
+def _bracketed(head: str, items: list[str], tail: str, indent: int) -> str:
+    """`head(items)tail` on one line if it fits; else the items on one line of their own;
+    else one item a line, each with a trailing comma (ruff format's three layouts)."""
     pad = " " * indent
-    name = f"{target} = {name}" if target else name
-    one_line = f"{pad}{name}({', '.join(args)})"
+    one_line = f"{pad}{head}({', '.join(items)}){tail}"
     if fits(one_line):
         return one_line
-    inner = f"{pad}    {', '.join(args)}"
+    inner = f"{pad}    {', '.join(items)}"
     if fits(inner):
-        return f"{pad}{name}(\n{inner}\n{pad})"
-    body = "".join(f"{pad}    {arg},\n" for arg in args)
-    return f"{pad}{name}(\n{body}{pad})"
+        return f"{pad}{head}(\n{inner}\n{pad}){tail}"
+    body = "".join(f"{pad}    {item},\n" for item in items)
+    return f"{pad}{head}(\n{body}{pad}){tail}"
