@@ -643,3 +643,17 @@ def test_scored_table_colours_cells_against_the_best_known(tmp_path: Path) -> No
     assert "#bbf7d0" in page and "new" in page
     render_scored_png(cands, rows, "t", tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 1000
+
+
+def test_evaluate_mnist1d_without_its_package_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mnist1d package is optional: without it the command says how to install it."""
+    from icon_dsl.cli import main
+
+    monkeypatch.setitem(sys.modules, "mnist1d", None)  # import mnist1d now fails
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    args = ["enumerate", "--p", "label", "--q", "student_t", "--mapper", "mlp"]
+    out = str(tmp_path / "eval")
+    assert main([*args, "--evaluate", "mnist1d", "--eval-out", out]) == 1
+    assert "pip install mnist1d" in capsys.readouterr().err
