@@ -23,9 +23,15 @@ from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.schedule import derive_seed
 from icon_dsl.train.side_by_side import KEY, SideBySide, reason
-from icon_dsl.train.state import RunState, copy_state, set_validate
+from icon_dsl.train.state import (
+    RunState,
+    copy_state,
+    named_parameters,
+    stopped,
+    validated_loss,
+)
 
-__all__ = ["Run", "save_checkpoint", "set_validate", "snapshot_epochs"]
+__all__ = ["Run", "save_checkpoint", "snapshot_epochs"]
 
 N_SNAPSHOTS = 7  # p/q snapshots taken at evenly spaced epochs (plus the initial state)
 
@@ -198,15 +204,10 @@ class Run(RunState):
 
     def _stopped(self, epoch: int, step: int, why: str) -> TrainingFailed:
         start = f" of start {self.start + 1}" if self.plan.restarts > 1 else ""
-        return TrainingFailed(
-            f"{self.plan.name}: training stopped at epoch {epoch + 1}{start}, step {step + 1} of "
-            f"{self.steps_per_epoch()}: {why}"
-        )
+        return stopped(self.plan.name, epoch, start, step, self.steps_per_epoch(), why)
 
     def _named_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(f"mapper's parameter {n!r}", p) for n, p in self.mapper.named_parameters()] + [
-            (f"loss's parameter {n!r}", p) for n, p in self.loss.named_parameters()
-        ]
+        return named_parameters(self.mapper, self.loss)
 
     def step(self, batch: Batch) -> float:
         if self.parallel is not None:
@@ -240,15 +241,7 @@ class Run(RunState):
 
     def _first_loss(self, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The first step runs the generated module's own input checks and reports failures."""
-        set_validate(self.loss, True)
-        try:
-            loss = self.loss(z, **batch.inputs)
-        except ValueError as error:
-            raise TrainError(
-                f"{self.plan.name}: the spec's loss rejected the first batch "
-                f"({len(z)} rows): {error}"
-            ) from None
-        set_validate(self.loss, False)
+        loss = validated_loss(self.plan.name, self.loss, z, batch)
         self.validated = True
         return loss
 

@@ -40,12 +40,12 @@ from icon_dsl.api import CompiledModule
 from icon_dsl.train import checkpoint, preflight
 from icon_dsl.train.data import Dataset, check_trainable, load_dataset
 from icon_dsl.train.errors import DataError, TrainError, TrainNote
-from icon_dsl.train.loop import Run, set_validate
+from icon_dsl.train.loop import Run
 from icon_dsl.train.plan import Plan, make_plan
 from icon_dsl.train.report import format_metrics, write_outputs
 from icon_dsl.train.scaling import Scaling, scale_note
 from icon_dsl.train.scaling import standardize as standardize_features
-from icon_dsl.train.state import OwnParts, divergence_name
+from icon_dsl.train.state import OwnParts, divergence_name, set_validate
 
 # names that other modules and users import from here
 __all__ = [

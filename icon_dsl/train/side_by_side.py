@@ -37,7 +37,13 @@ from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.plan import N_VIEWS, Plan
 from icon_dsl.train.schedule import cosine_decay, derive_seed
-from icon_dsl.train.state import RunState, copy_state, set_validate
+from icon_dsl.train.state import (
+    RunState,
+    copy_state,
+    named_parameters,
+    stopped,
+    validated_loss,
+)
 
 #: Side by side only while R batches of B x B float32 terms stay below this many entries
 #: (about 32 MiB a term; the generated losses keep a few tens of such terms for backward).
@@ -148,15 +154,14 @@ class SideBySide:
             outputs.append(z)
         values = torch.stack([term.detach() for term in terms]).tolist()
         for start, value in enumerate(values):
-            if not math.isfinite(value):
-                try:
-                    check_loss(value, outputs[start])
-                except NonFinite as found:
-                    raise self._stopped(epoch, start, step, str(found)) from None
+            try:
+                check_loss(value, outputs[start])
+            except NonFinite as found:
+                raise self._stopped(epoch, start, step, str(found)) from None
         torch.stack(terms).sum().backward()  # each start's parameters: its own loss's gradient
         for start, value in enumerate(values):
             try:
-                check_gradients(value, self._named_parameters(start))
+                check_gradients(value, named_parameters(self.mappers[start], self.losses[start]))
             except NonFinite as found:
                 raise self._stopped(epoch, start, step, str(found)) from None
         self.optimizer.step()
@@ -168,29 +173,12 @@ class SideBySide:
         """The start's loss; the first step runs the generated module's own input checks."""
         loss = self.losses[start]
         if self.validated:
-            return loss(z, **batch.inputs)
-        set_validate(loss, True)
-        try:
-            value = loss(z, **batch.inputs)
-        except ValueError as error:
-            raise TrainError(
-                f"{self.run.plan.name}: the spec's loss rejected the first batch "
-                f"({len(z)} rows): {error}"
-            ) from None
-        set_validate(loss, False)
-        return value
-
-    def _named_parameters(self, start: int) -> list[tuple[str, nn.Parameter]]:
-        mapper, loss = self.mappers[start], self.losses[start]
-        return [(f"mapper's parameter {n!r}", p) for n, p in mapper.named_parameters()] + [
-            (f"loss's parameter {n!r}", p) for n, p in loss.named_parameters()
-        ]
+            return loss(z, **batch.inputs)  # type: ignore[no-any-return]
+        return validated_loss(self.run.plan.name, loss, z, batch)
 
     def _stopped(self, epoch: int, start: int, step: int, why: str) -> TrainingFailed:
-        return TrainingFailed(
-            f"{self.run.plan.name}: training stopped at epoch {epoch + 1} of start {start + 1}, "
-            f"step {step + 1} of {self.run.steps_per_epoch()}: {why}"
-        )
+        name, steps = self.run.plan.name, self.run.steps_per_epoch()
+        return stopped(name, epoch, f" of start {start + 1}", step, steps, why)
 
     def _keep_best(self) -> None:
         """Every start's final divergence; the run's mapper and loss become the lowest's (the

@@ -20,7 +20,7 @@ from icon_dsl.api import CompiledModule
 from icon_dsl.train import checkpoint
 from icon_dsl.train.batches import Batch, Batcher
 from icon_dsl.train.data import Dataset
-from icon_dsl.train.errors import TrainError
+from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.initialise import centroid_init, pca_init
 from icon_dsl.train.plan import Plan, needs_adjacency
 from icon_dsl.train.schedule import cosine_decay, derive_seed, factor_after
@@ -288,3 +288,31 @@ def set_validate(loss: nn.Module, value: bool) -> None:
     """Switch the generated module's own input checks (its ``validate`` flag) on or off."""
     if "validate" in vars(loss):
         vars(loss)["validate"] = value
+
+
+def named_parameters(mapper: nn.Module, loss: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Every trained parameter, named as a message about a non-finite gradient names it."""
+    return [(f"mapper's parameter {n!r}", p) for n, p in mapper.named_parameters()] + [
+        (f"loss's parameter {n!r}", p) for n, p in loss.named_parameters()
+    ]
+
+
+def validated_loss(name: str, loss: nn.Module, z: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The loss of the first batch with the generated module's own input checks on: a batch
+    it refuses is a TrainError naming the spec. The checks are off again afterwards."""
+    set_validate(loss, True)
+    try:
+        value = loss(z, **batch.inputs)
+    except ValueError as error:
+        raise TrainError(
+            f"{name}: the spec's loss rejected the first batch ({len(z)} rows): {error}"
+        ) from None
+    set_validate(loss, False)
+    return cast(torch.Tensor, value)
+
+
+def stopped(name: str, epoch: int, start: str, step: int, steps: int, why: str) -> TrainingFailed:
+    """Where training stopped and why (start: " of start k", or "" for a single start)."""
+    return TrainingFailed(
+        f"{name}: training stopped at epoch {epoch + 1}{start}, step {step + 1} of {steps}: {why}"
+    )
