@@ -13,7 +13,6 @@ import sympy as sp
 from .. import registry as reg
 from ..diagnostics import Diagnostics
 from ..ir import IR
-from .stochastic import nonnegative
 
 
 def check(ir: IR, diags: Diagnostics) -> None:
@@ -53,7 +52,6 @@ def check(ir: IR, diags: Diagnostics) -> None:
             "or kl(p, q)",
         )
         return
-    _check_zero_kernels(ir, diags)
     source, target = (q, p) if divergence.mass_from == "q" else (p, q)
     if p.support == "pairs" and source.diagonal and not target.diagonal:
         diags.error(
@@ -83,25 +81,6 @@ def _weight_blocks() -> str:
     names = [b.name for b in weights if b.is_kernel]
     names += [f"{b.name}(...)" for b in weights if not b.is_kernel]
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-
-
-def _check_zero_kernels(ir: IR, diags: Diagnostics) -> None:
-    """A user kernel in q must be positive: where it is 0, q(j|i) = 0 (an infinite KL where
-    p has mass), and a row whose weights all vanish (coincident embeddings) is 0 / 0."""
-    for node in ir.subtree(ir.roots["q"]):
-        if ir.op(node) != "kernel":
-            continue
-        kernel = ir.kernels[ir.args(node)["kernel"]]
-        # one diagnostic per kernel: a possibly negative one is reported by the stochastic check
-        if nonnegative(kernel.weight, {}) and not kernel.weight.is_positive:
-            diags.error(
-                "kernel-not-positive",
-                f"kernel `{kernel.name}` can be 0 (sympy cannot prove {kernel.weight} > 0 for "
-                "d2 >= 0), so q can be 0 where p has mass, or 0 / 0 on a row",
-                ir.span(node),
-                "a kernel of f(x) needs a positive weight: exp(...), 1 / (1 + ...), "
-                "or add a constant",
-            )
 
 
 def _positive_kernel(ir: IR, node: int) -> bool:

@@ -3,8 +3,8 @@
 Guarantees: p and q are row-stochastic when built from normalised primitives, `normalize(...)`,
 `debias(...)` and mixtures whose weights sympy proves nonnegative and summing to 1 under the
 hyperparameters' domains; raw user-kernel weights are rejected unless normalised; a user kernel
-must be provably nonnegative. Proofs use targeted sympy calls (cancel, minimum, assumptions),
-never a blanket simplify().
+must be provably nonnegative, and positive where q uses it. Proofs use targeted sympy calls
+(cancel, minimum, assumptions), never a blanket simplify().
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ from ..syntax import Span
 
 
 def check(ir: IR, diags: Diagnostics) -> None:
+    negative = set()
     for kernel in ir.kernels.values():
-        if not nonnegative(kernel.weight, {}):
+        if not _nonnegative(kernel.weight, {}):
+            negative.add(kernel.name)
             diags.error(
                 "kernel-not-nonnegative",
                 f"cannot prove kernel `{kernel.name}` nonnegative for d2 >= 0 and positive arguments",
                 kernel.span,
                 "weights must be >= 0: use exp(...), squares or 1 / (1 + ...)",
             )
+    _check_q_kernels_positive(ir, diags, negative)
     for name in ("p", "q"):
         root = ir.roots[name]
         t = ir.dist_type(root)
@@ -44,6 +47,25 @@ def check(ir: IR, diags: Diagnostics) -> None:
             _check_mixture(ir, node, diags)
 
 
+def _check_q_kernels_positive(ir: IR, diags: Diagnostics, negative: set[str]) -> None:
+    """A user kernel in q must be positive: where it is 0, q(j|i) = 0 (an infinite KL where
+    p has mass), and a row whose weights all vanish (coincident embeddings) is 0 / 0. One
+    diagnostic per kernel: one that may be negative is reported above."""
+    for node in ir.subtree(ir.roots["q"]):
+        if ir.op(node) != "kernel":
+            continue
+        kernel = ir.kernels[ir.args(node)["kernel"]]
+        if kernel.name not in negative and not kernel.weight.is_positive:
+            diags.error(
+                "kernel-not-positive",
+                f"kernel `{kernel.name}` can be 0 (sympy cannot prove {kernel.weight} > 0 for "
+                "d2 >= 0), so q can be 0 where p has mass, or 0 / 0 on a row",
+                ir.span(node),
+                "a kernel of f(x) needs a positive weight: exp(...), 1 / (1 + ...), "
+                "or add a constant",
+            )
+
+
 def _check_mixture(ir: IR, node: int, diags: Diagnostics) -> None:
     weights: list[sp.Expr] = ir.args(node)["weights"]
     span = ir.span(node)
@@ -57,7 +79,7 @@ def _check_mixture(ir: IR, node: int, diags: Diagnostics) -> None:
             "make the weights sum to 1, e.g. a * d1 + (1 - a) * d2",
         )
     for w in weights:
-        if not nonnegative(w, domains):
+        if not _nonnegative(w, domains):
             diags.error(
                 "mixture-weights",
                 f"cannot prove the mixture weight {_show(w)} nonnegative",
@@ -77,7 +99,7 @@ def _domain_help(w: sp.Expr, hypers: dict[str, Hyper]) -> str:
     return "weights must be >= 0 for every allowed value of the hyperparameters"
 
 
-def nonnegative(expr: sp.Expr, hypers: dict[str, Hyper]) -> bool:
+def _nonnegative(expr: sp.Expr, hypers: dict[str, Hyper]) -> bool:
     """Prove expr >= 0 over the hyperparameters' domains (d2 >= 0, kernel args > 0)."""
     free = sorted(expr.free_symbols, key=str)
     if not free:
