@@ -8,7 +8,15 @@ loss = SimCLR(temperature=0.5)(z, index=index)
 
 from .api import check, compile, load_source, parse
 from .diagnostics import SpecError
-from .enumeration import enumerate_methods
 
 __all__ = ["parse", "check", "compile", "load_source", "enumerate_methods", "SpecError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # the enumeration is imported on first use: check, compile and explain do not need it
+    if name == "enumerate_methods":
+        from .enumeration import enumerate_methods
+
+        return enumerate_methods
+    raise AttributeError(f"module 'icon_dsl' has no attribute {name!r}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TypeGuard
 
+from . import disk_cache
 from . import registry as reg
 from .ir import IR
 from .scaling import is_scale_free
@@ -361,13 +363,31 @@ def _checked_ir(text: str) -> IR:
 
 @cache
 def _index() -> dict[str, KnownMethod]:
+    """Structure -> known method. Building it checks every catalogue spec (a tenth of a second),
+    so the structures are kept on disk (`disk_cache`, valid for these exact sources)."""
+    stored = disk_cache.read_json(_INDEX_KIND)
+    if _valid_index(stored):
+        return {sig: _BY_KEY[key] for sig, key in stored.items()}
     out: dict[str, KnownMethod] = {}
     for method in KNOWN:
         for text in (method.spec, *method.variants):
             sig = structure(_checked_ir(text))
             assert sig not in out, f"{method.key} and {out[sig].key} have the same structure"
             out[sig] = method
+    disk_cache.write_json(_INDEX_KIND, {sig: method.key for sig, method in out.items()})
     return out
+
+
+_INDEX_KIND = "known-structures"
+_BY_KEY = {method.key: method for method in KNOWN}
+
+
+def _valid_index(stored: object) -> TypeGuard[dict[str, str]]:
+    return (
+        isinstance(stored, dict)
+        and len(stored) == sum(1 + len(m.variants) for m in KNOWN)
+        and all(isinstance(s, str) and k in _BY_KEY for s, k in stored.items())
+    )
 
 
 def recognise(ir: IR) -> KnownMethod | None:

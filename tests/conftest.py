@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import whole_table
+
+# the disk caches (known structures, compiled templates, probes) go to a fresh folder per
+# session, never to the user's own; subprocesses inherit it
+os.environ.setdefault("ICON_DSL_CACHE_DIR", tempfile.mkdtemp(prefix="icon-dsl-test-cache-"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.icon"))

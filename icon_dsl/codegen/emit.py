@@ -12,6 +12,7 @@ from functools import cache
 
 import jinja2
 
+from .. import disk_cache
 from ..describe import formulas
 from ..ir import IR
 from . import names
@@ -34,8 +35,11 @@ __all__ = [
 
 @cache
 def _env() -> jinja2.Environment:
+    # compiled templates are kept on disk: compiling them took a tenth of a command's time
+    folder = disk_cache.private_folder("templates")
     return jinja2.Environment(
         loader=jinja2.PackageLoader("icon_dsl", "codegen/templates"),
+        bytecode_cache=None if folder is None else jinja2.FileSystemBytecodeCache(str(folder)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

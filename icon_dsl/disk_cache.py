@@ -1,0 +1,99 @@
+"""Results kept on disk between runs, valid only for the exact sources that computed them.
+
+Takes: a name and JSON data (or, for `folder`, a purpose). Guarantees: data is read back only
+under the same fingerprint (a hash of every source, grammar and template file of the `icon_dsl`
+package and the installed torch version), so any change to the compiler starts from nothing.
+Reads and writes never fail a command: a missing, unreadable, corrupt or unwritable cache is an
+empty one. Writes are atomic (a temporary file renamed). Nothing read from here is executed
+except by jinja2's bytecode cache, which lives in a folder only its owner can write
+(docs/security.md). `ICON_DSL_CACHE_DIR` chooses the folder (default `~/.cache/icon-dsl`);
+`off` turns every cache off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+KEEP = 8  # files kept per kind of data (the newest)
+
+
+def cache_dir() -> Path | None:
+    """The folder, or None when `ICON_DSL_CACHE_DIR` is `off`."""
+    where = os.environ.get("ICON_DSL_CACHE_DIR", "")
+    if where.lower() == "off":
+        return None
+    return Path(where) if where else Path.home() / ".cache" / "icon-dsl"
+
+
+@functools.lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """A hash of every `icon_dsl` source file and the installed torch version."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".lark", ".j2") and path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    try:
+        digest.update(metadata.version("torch").encode())
+    except metadata.PackageNotFoundError:
+        digest.update(b"no torch")
+    return digest.hexdigest()[:20]
+
+
+def _path(kind: str) -> Path | None:
+    folder = cache_dir()
+    return None if folder is None else folder / f"{kind}-{fingerprint()}.json"
+
+
+def read_json(kind: str) -> Any | None:
+    """What `write_json(kind, ...)` stored under this fingerprint, or None."""
+    path = _path(kind)
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(kind: str, data: Any) -> None:
+    """Store data under this fingerprint, replacing what was there; errors are ignored."""
+    path = _path(kind)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{kind}-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, sort_keys=True)
+        os.replace(tmp, path)
+        old = sorted(path.parent.glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime)
+        for stale in old[:-KEEP]:
+            stale.unlink(missing_ok=True)
+    except OSError:
+        return
+
+
+def private_folder(purpose: str) -> Path | None:
+    """A folder of the cache for one purpose, created readable and writable by its owner only;
+    None when caching is off, the folder cannot be made, or someone else could write to it."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    path = folder / f"{purpose}-{fingerprint()}"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError:
+        return None
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+        return None
+    return path
