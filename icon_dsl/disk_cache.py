@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,27 @@ def cache_dir() -> Path | None:
 
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> str:
-    """A hash of every `icon_dsl` source file and the installed torch version."""
+    """A hash of every `icon_dsl` source file and of the installed torch's version file."""
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         if path.suffix in (".py", ".lark", ".j2") and path.is_file():
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
-    try:
-        digest.update(metadata.version("torch").encode())
-    except metadata.PackageNotFoundError:
-        digest.update(b"no torch")
+    digest.update(_torch_version())
     return digest.hexdigest()[:20]
+
+
+def _torch_version() -> bytes:
+    """torch/version.py's text, found without importing torch (or importlib.metadata, which
+    costs a command a sixtieth of a second)."""
+    found = importlib.util.find_spec("torch")
+    if found is None or found.origin is None:
+        return b"no torch"
+    try:
+        return (Path(found.origin).parent / "version.py").read_bytes()
+    except OSError:
+        return b"torch without version.py"
 
 
 def _path(kind: str) -> Path | None:
