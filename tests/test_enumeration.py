@@ -623,7 +623,7 @@ def test_evaluation_end_to_end_resumes(tmp_path: Path) -> None:
 
 
 def test_scored_table_colours_cells_against_the_best_known(tmp_path: Path) -> None:
-    from icon_dsl.train.board import cell_verdicts, render_scored_html, render_scored_png
+    from icon_dsl.enumeration.board import cell_verdicts, render_scored_html, render_scored_png
     from icon_dsl.train.evaluate import _row
 
     cands = en.enumerate_methods(p_families=["label"], q_families=["student_t", "gaussian"],

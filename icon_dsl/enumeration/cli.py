@@ -86,13 +86,14 @@ def run_command(args: Any) -> int:
 def _evaluate(cands: Any, args: Any) -> int:
     from ..train.errors import DataError
     from ..train.evaluate import Protocol, evaluate, load_benchmark
+    from .board import write_table
 
     if args.seeds < 1 or args.jobs < 1 or args.budget_minutes <= 0:
         print("icon-dsl enumerate: error: --seeds and --jobs must be >= 1 and --budget-minutes"
               " > 0", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        load_benchmark(args.evaluate)  # a bad path fails once here, not once per candidate
+        bench = load_benchmark(args.evaluate)  # a bad path fails once here, not per candidate
     except (DataError, ValueError) as err:  # a data error, as in `train`: status 1
         print(f"icon-dsl enumerate: error: {err}", file=sys.stderr)
         return EXIT_ERRORS
@@ -100,7 +101,8 @@ def _evaluate(cands: Any, args: Any) -> int:
         data=args.evaluate, seeds=args.seeds, budget_minutes=args.budget_minutes,
         jobs=args.jobs, epochs=args.epochs, first_seed=args.seed, device=args.device,
     )  # fmt: skip
-    evaluate(cands, protocol, out=args.eval_out,
-             log=lambda msg: print(msg, file=sys.stderr, flush=True))  # fmt: skip
+    rows = evaluate(cands, protocol, out=args.eval_out,
+                    log=lambda msg: print(msg, file=sys.stderr, flush=True))  # fmt: skip
+    write_table(Path(args.eval_out), cands, rows, bench.name)
     print(f"wrote {args.eval_out}/leaderboard.md and leaderboard.json", file=sys.stderr)
     return 0

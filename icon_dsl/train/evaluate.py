@@ -80,7 +80,7 @@ __all__ = [
     "RESULTS_FILE", "SCREEN_EPOCHS", "SCREEN_ROWS", "VALIDATION", "Benchmark", "Cell", "Job",
     "Protocol", "_mark_beats", "_row", "baseline_rows", "cells", "concat", "evaluate",
     "interval", "knn_graph", "leaderboard", "load_benchmark", "render_leaderboard", "report",
-    "run_job", "scaled_spec", "score", "subset", "summary_markdown", "write_table",
+    "run_job", "scaled_spec", "score", "subset", "summary_markdown",
 ]  # fmt: skip
 
 SCALE_FACTORS = (0.5, 1.0, 2.0)  # the scale hyperparameter: x the candidate's own value
@@ -164,7 +164,8 @@ def evaluate(
     out: str | Path = "runs/enumerate",
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the protocol over the known and new candidates; write the leaderboard; return its rows."""
+    """Run the protocol over the known and new candidates; write the leaderboard; return its rows
+    (`enumeration.board.write_table` draws the scored table from them)."""
     say = log or (lambda _m: None)
     start = time.monotonic()
     out_dir = Path(out)
@@ -188,7 +189,7 @@ def evaluate(
                    lambda: run.end)  # fmt: skip
         _stages(run, results, say)
     rows = leaderboard(all_cells, results.results, kinds, seeds)
-    _write(out_dir, cands, rows, all_cells, results, bench, protocol)
+    _write(out_dir, rows, all_cells, results, bench, protocol)
     say(f"evaluation: {(time.monotonic() - start) / 60:.1f} of {protocol.budget_minutes:g} min")
     return rows
 
@@ -215,8 +216,8 @@ def _stages(run: _Run, results: Results, say: Callable[[str], None]) -> None:
 
 
 def report(cands: Sequence[Any], protocol: Protocol, out: str | Path) -> list[dict[str, Any]]:
-    """Rewrite the leaderboard and the scored table from `results.jsonl` alone (no training):
-    what an interrupted run had finished."""
+    """Rewrite the leaderboard from `results.jsonl` alone (no training): what an interrupted run
+    had finished (`enumeration.board.write_table` draws the scored table from the rows)."""
     out_dir = Path(out)
     bench = load_benchmark(protocol.data, out_dir)
     results = Results(out_dir)
@@ -225,25 +226,15 @@ def report(cands: Sequence[Any], protocol: Protocol, out: str | Path) -> list[di
     kinds = sorted({c.kind for c in all_cells if c.skip is None})
     seeds = [protocol.first_seed + s for s in range(protocol.seeds)]
     rows = leaderboard(all_cells, results.results, kinds, seeds)
-    _write(out_dir, cands, rows, all_cells, results, bench, protocol)
+    _write(out_dir, rows, all_cells, results, bench, protocol)
     return rows
 
 
-def _write(out: Path, cands: Sequence[Any], rows: list[dict[str, Any]], all_cells: list[Cell],
-           results: Results, bench: Benchmark, protocol: Protocol) -> None:  # fmt: skip
+def _write(out: Path, rows: list[dict[str, Any]], all_cells: list[Cell], results: Results,
+           bench: Benchmark, protocol: Protocol) -> None:  # fmt: skip
     seeds = [protocol.first_seed + s for s in range(protocol.seeds)]
     skipped, screened = _coverage(all_cells, results, seeds)
     write_leaderboard(out, rows, skipped, screened, bench, protocol)
-    write_table(out, cands, rows, bench.name)
-
-
-def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]], name: str) -> None:
-    """periodic-table.html and .png: the table coloured by the measured scores."""
-    from icon_dsl.train.board import render_scored_html, render_scored_png
-
-    title = f"The periodic table on {name}: cells against their column's best known method"
-    (out / "periodic-table.html").write_text(render_scored_html(cands, rows, title), "utf-8")
-    render_scored_png(cands, rows, title, out / "periodic-table.png")
 
 
 # -- stages --------------------------------------------------------------------------------------

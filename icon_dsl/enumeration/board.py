@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .render import _cells, _layout, cell_summary, column_label, row_label
+
 COLOURS = {"above": "#bbf7d0", "below": "#fecaca", "overlap": "#e5e7eb", "none": "#ffffff"}
 
 
@@ -56,7 +58,6 @@ def cell_verdicts(
 
 
 def render_scored_html(cands: Sequence[Any], rows: Sequence[dict[str, Any]], title: str) -> str:
-    from icon_dsl.enumeration.render import _cells, _layout, cell_summary, column_label, row_label
 
     cols, qrows = _layout(cands)
     cells = _cells(cands)
@@ -98,8 +99,6 @@ def render_scored_png(cands: Sequence[Any], rows: Sequence[dict[str, Any]], titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from icon_dsl.enumeration.render import _cells, _layout, cell_summary, column_label, row_label
-
     cols, qrows = _layout(cands)
     cells = _cells(cands)
     verdicts = cell_verdicts(cands, rows)
@@ -123,3 +122,10 @@ def render_scored_png(cands: Sequence[Any], rows: Sequence[dict[str, Any]], titl
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
+
+
+def write_table(out: Path, cands: Sequence[Any], rows: Sequence[dict[str, Any]], name: str) -> None:
+    """periodic-table.html and .png: the table coloured by the measured scores."""
+    title = f"The periodic table on {name}: cells against their column's best known method"
+    (out / "periodic-table.html").write_text(render_scored_html(cands, rows, title), "utf-8")
+    render_scored_png(cands, rows, title, out / "periodic-table.png")
