@@ -18,7 +18,9 @@ from typing import TypeGuard
 from . import disk_cache
 from . import registry as reg
 from .ir import IR
+from .pipeline import check
 from .scaling import is_scale_free
+from .source import Source
 
 
 @dataclass(frozen=True)
@@ -344,21 +346,8 @@ def structure(ir: IR) -> str:
 
 
 def _checked_ir(text: str) -> IR:
-    """Parse, lower and check a catalogue spec (without the public API: no import cycle)."""
-    from . import checks
-    from .diagnostics import Diagnostics
-    from .lower import lower
-    from .parser import parse
-    from .source import Source
-
-    src = Source(text)
-    diags = Diagnostics(src)
-    ir = lower(parse(src), diags, default_name="method")
-    if ir is not None:
-        checks.run_all(ir, diags)
-    diags.raise_if_errors()
-    assert ir is not None
-    return ir
+    """Parse, lower and check a catalogue spec."""
+    return check(Source(text)).ir
 
 
 @cache

@@ -15,8 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .. import registry as reg
+from ..api import check
+from ..diagnostics import SpecError
+from ..known import recognise
 from ..scaling import scale_free_kernels
 from . import space as sp
+from .equivalence import as_records, merge
+from .limits import LIMITS
 from .probe import flush as flush_probes
 from .probe import probe_candidate
 
@@ -102,10 +107,6 @@ def enumerate_methods(
     of f(x) are merged (`equivalence`). `limit` bounds the number returned. Raises ValueError
     for a name an axis does not hold.
     """
-    from ..api import check
-    from ..diagnostics import SpecError
-    from ..known import recognise
-
     space = sp._Space(
         ps=sp._select("p families", p_families, sp.p_families()),
         qs=sp._select("q families", q_families, sp.q_families()),
@@ -139,8 +140,6 @@ def enumerate_methods(
 
 
 def _merged(cands: list[Candidate], irs: list[Any]) -> list[Candidate]:
-    from .equivalence import as_records, merge
-
     live = [ir if c.status != "rejected" else None for c, ir in zip(cands, irs, strict=True)]
     prefer = [c.status == "known" for c in cands]
     fields = as_records(merge(live, prefer), [c.name for c in cands])
@@ -191,8 +190,6 @@ def _candidate(
 def _limit_text(regime: str) -> str | None:
     if not regime:
         return None
-    from .limits import LIMITS
-
     return LIMITS[regime].leading_term
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..usage import EXIT_ERRORS, bounded_int, positive_int
+from .board import write_table
 from .candidates import enumerate_methods
 from .emit import emit_specs
 from .render import RENDERERS
@@ -84,9 +85,9 @@ def run_command(args: Any) -> int:
 
 
 def _evaluate(cands: Any, args: Any) -> int:
+    # the training stack (torch, scikit-learn) loads only for --evaluate
     from ..train.errors import DataError
     from ..train.evaluate import Protocol, evaluate, load_benchmark
-    from .board import write_table
 
     if args.seeds < 1 or args.jobs < 1 or args.budget_minutes <= 0:
         print("icon-dsl enumerate: error: --seeds and --jobs must be >= 1 and --budget-minutes"

@@ -76,6 +76,7 @@ def scale_key(ir: IR) -> tuple[str, Evidence] | None:
 
 
 def _losses(ir: IR, seed: int, scale: float) -> float:
+    # torch loads only when two candidates must be compared numerically (a listing may not)
     import torch
 
     from ..interpret import interpret

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .. import registry as reg
 from . import cache
 
 _PROBE_N = 40  # > the example perplexity (30): the generated modules require it
@@ -76,8 +77,6 @@ def probe_key(ir: Any) -> str:
     lines.append(repr(sorted(ir.roots.items())))
     lines.append(repr(sorted((h.name, repr(h.default)) for h in ir.hypers.values())))
     lines.append(repr(sorted((k, repr(v)) for k, v in ir.kernels.items())))
-    from .. import registry as reg
-
     ops = sorted({ir.op(n) for n in ir.graph.nodes if n != mapper})
     lines += [_block_text(reg.BLOCKS.get(op)) for op in ops]  # a block redefined: a new probe
     return "\n".join(lines)
@@ -128,6 +127,7 @@ def flush() -> None:
 
 
 def _probe(ir: Any) -> str | None:
+    # torch loads only when a probe runs: a warm listing reads the outcomes from the disk cache
     import torch
 
     from ..interpret import interpret

@@ -12,6 +12,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..api import check
+from ..describe import formulas
+from ..explain import P_COLUMNS, Q_ROWS
 from .candidates import STATUSES, Candidate
 from .space import p_families, q_families
 
@@ -20,15 +23,11 @@ _CELL_WIDTH = 16
 
 def column_label(family: str) -> str:
     """The periodic-table column name of a p family (explain.py's labels, else the family)."""
-    from ..explain import P_COLUMNS
-
     return P_COLUMNS.get(family, family.replace("_", " "))
 
 
 def row_label(row: str) -> str:
     """The periodic-table row name of a q family, with its limit regime: `Gaussian sigma->0`."""
-    from ..explain import Q_ROWS
-
     family, _, regime = row.partition(" ")
     label = Q_ROWS.get(family, family.replace("_", " "))
     return f"{label} {regime}" if regime else label
@@ -265,9 +264,6 @@ def _html_candidate(c: Candidate) -> str:
 
 def candidate_formulas(c: Candidate) -> str:
     """The objective as formulas (codegen's docstring text) for an accepted candidate."""
-    from ..api import check
-    from ..describe import formulas
-
     return "\n".join(formulas(check(c.spec).ir))
 
 
