@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # the enumeration is imported on first use: check, compile and explain do not need it
     if name == "enumerate_methods":
+        # imported on first use: check, compile and explain do not need the enumeration
         from .enumeration import enumerate_methods
 
         return enumerate_methods

@@ -107,9 +107,9 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 def _register_enumerate(sub: argparse._SubParsersAction) -> None:
     """`icon-dsl enumerate`: the periodic table (icon_dsl/enumeration/cli.py does the work)."""
+    # imported here, not at the top: a later layer (enumeration) registers itself
     from .enumeration.cli import add_enumerate_command
 
-    # imported here, not at the top: a later layer (enumeration) registers itself
     add_enumerate_command(sub)
 
 

@@ -58,3 +58,53 @@ def test_a_broken_layering_is_reported(copy: Path, path: str, line: str, broken:
     run = lint_imports(copy)
     assert run.returncode != 0
     assert broken in run.stdout + run.stderr
+
+
+def deferred_imports_without_reason(root: Path) -> list[str]:
+    """Imports of the package's own modules inside a function with no comment saying why: on
+    the import's line, or on the line above its run of import lines."""
+    import ast
+
+    found = []
+    for path in sorted((root / "icon_dsl").rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                own = isinstance(inner, ast.ImportFrom) and (
+                    inner.level > 0 or (inner.module or "").startswith("icon_dsl")
+                )
+                if own and not _has_reason(lines, inner.lineno - 1):
+                    found.append(f"{path.relative_to(root)}:{inner.lineno}")
+    return sorted(set(found))
+
+
+def _has_reason(lines: list[str], at: int) -> bool:
+    if "#" in lines[at]:
+        return True
+    above = at - 1
+    while above >= 0 and (
+        lines[above].strip().startswith(("import ", "from ")) or not lines[above].strip()
+    ):
+        above -= 1
+    return above >= 0 and lines[above].strip().startswith("#")
+
+
+def test_deferred_imports_say_why() -> None:
+    missing = deferred_imports_without_reason(ROOT)
+    assert not missing, (
+        "imports of icon_dsl modules inside functions need a comment saying why (a later "
+        "layer, torch or a heavy optional package loaded on first use); move the others to the "
+        "top of the module:\n" + "\n".join(missing)
+    )
+
+
+def test_a_deferred_import_without_reason_is_found(copy: Path) -> None:
+    target = copy / "icon_dsl" / "ir.py"
+    target.write_text(target.read_text() + "\n\ndef late():\n    from . import registry\n")
+    assert deferred_imports_without_reason(copy) == [f"icon_dsl/ir.py:{_last_line(target)}"]
+
+
+def _last_line(path: Path) -> int:
+    return len(path.read_text().splitlines())
