@@ -1,0 +1,200 @@
+"""Sums over pairs of the cluster kernel q = cluster(v), without an N x N matrix.
+
+``cluster(v)`` of soft assignments v (N x C, rows on the simplex) is q_ij = sum_c v_ic v_jc / n_c
+with n_c = sum_k v_kc (a cluster of mass 0 divides by 1, as the generated module does): a rank-C
+matrix whose rows already sum to 1, so it has no normaliser. What the clustering objectives of
+``cluster.py`` need from it is sums of an elementwise function of q over pairs,
+sum_(i, j) w_i f(a q_ij + b) (a, b: a debias; f: q log q, log q), three ways:
+
+- ``blocked``: over all pairs (j = i in or out), ``BLOCK`` rows x N at a time, recomputed in the
+  backward with the gradient in closed form (memory N x BLOCK; O(N^2 C) time): the dense numbers;
+- ``on_pairs``: over a list of pairs (p's sparse support, or sampled columns), in chunks, value
+  and gradient in closed form;
+- ``draws``: m columns per row drawn uniformly (from all N, or from the N - 1 others): with the
+  weight scaled by N / m (or (N - 1) / m) their ``on_pairs`` sum is an unbiased estimate of the
+  blocked one, and so is its gradient (the sum is linear in the terms: no log of an estimate).
+
+The gradient of a sum with slopes G_ij = w_i f'(q_ij) a reaches v three ways: through v_i (row),
+through v_j (column) and through the masses n_c (every row of cluster c).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+#: f(s) -> (f(s), f'(s)) elementwise, s = a q + b.
+Fn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+BLOCK = 1024
+CHUNK = 1 << 19  # pairs per chunk of ``on_pairs`` (C numbers gathered per pair, twice)
+
+
+def inverse_mass(v: torch.Tensor) -> torch.Tensor:
+    """1 / n_c, n_c = sum_k v_kc (1 where a cluster is empty, as the generated module)."""
+    mass = v.sum(0)
+    return 1 / torch.where(mass > 0, mass, torch.ones_like(mass))
+
+
+def entropy_terms(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """s log s and its slope log s + 1; 0 and 0 where s = 0 (no 0 * inf)."""
+    positive = s > 0
+    log_s = torch.log(torch.where(positive, s, torch.ones_like(s)))
+    return torch.where(positive, s * log_s, 0.0), torch.where(positive, log_s + 1, 0.0)
+
+
+def log_terms(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log s and its slope 1 / s; -inf with a zero slope where s = 0 (the generated ``_log``)."""
+    positive = s > 0
+    safe = torch.where(positive, s, torch.ones_like(s))
+    return torch.log(safe).masked_fill(~positive, -math.inf), torch.where(positive, 1 / safe, 0.0)
+
+
+def _mass_gradient(v: torch.Tensor, inv: torch.Tensor, d_inv: torch.Tensor) -> torch.Tensor:
+    """The gradient a change of 1 / n_c (``d_inv``) gives every row: n_c = sum_k v_kc."""
+    mass = v.sum(0)
+    d_mass = torch.where(mass > 0, -d_inv * inv * inv, 0.0)
+    return d_mass.expand_as(v)
+
+
+# -- all pairs, by row blocks -----------------------------------------------------------------
+class BlockedPairSum(torch.autograd.Function):
+    """sum_i w_i sum_j f(a q_ij + b) over all j (``diagonal``) or j != i, by row blocks."""
+
+    @staticmethod
+    def forward(ctx, v, weight, fn, a, b, diagonal, block):  # type: ignore[no-untyped-def]
+        inv = inverse_mass(v)
+        total = v.new_zeros(())
+        for start in range(0, len(v), block):
+            values, _ = _block(v, inv, start, block, fn, a, b, diagonal)
+            total += (values.sum(1) * weight[start : start + block]).sum()
+        ctx.fn, ctx.a, ctx.b, ctx.diagonal, ctx.block = fn, a, b, diagonal, block
+        ctx.save_for_backward(v, weight)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        v, weight = ctx.saved_tensors
+        inv = inverse_mass(v)
+        out = torch.zeros_like(v)
+        d_inv = torch.zeros_like(inv)
+        for start in range(0, len(v), ctx.block):
+            stop = min(start + ctx.block, len(v))
+            _, slopes = _block(v, inv, start, ctx.block, ctx.fn, ctx.a, ctx.b, ctx.diagonal)
+            g = slopes.mul_(weight[start:stop, None] * (grad * ctx.a))  # dL / dq_ij
+            rows = v[start:stop]
+            gv = g @ v
+            out[start:stop] += gv * inv
+            out += g.T @ (rows * inv)
+            d_inv += (rows * gv).sum(0)
+        return out + _mass_gradient(v, inv, d_inv), None, None, None, None, None, None
+
+
+def _block(
+    v: torch.Tensor,
+    inv: torch.Tensor,
+    start: int,
+    block: int,
+    fn: Fn,
+    a: float,
+    b: float,
+    diagonal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f and f' of a q + b on rows start:start+block against every column (j = i zeroed
+    unless ``diagonal``)."""
+    q = (v[start : start + block] * inv) @ v.T
+    values, slopes = fn(q.mul_(a).add_(b) if (a, b) != (1.0, 0.0) else q)
+    if not diagonal:
+        values.diagonal(start).fill_(0.0)
+        slopes.diagonal(start).fill_(0.0)
+    return values, slopes
+
+
+def blocked(
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    fn: Fn,
+    a: float = 1.0,
+    b: float = 0.0,
+    diagonal: bool = True,
+    block: int = BLOCK,
+) -> torch.Tensor:
+    """sum_i weight_i sum_j f(a q_ij + b), every pair (autograd through the closed form)."""
+    return BlockedPairSum.apply(v, weight, fn, a, b, diagonal, block)  # type: ignore[no-any-return]
+
+
+# -- a list of pairs --------------------------------------------------------------------------
+@torch.no_grad()
+def on_pairs(
+    v: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    weight: torch.Tensor,
+    fn: Fn,
+    a: float = 1.0,
+    b: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """sum_e weight_e f(a q_(rows_e, cols_e) + b) and its gradient in v, in chunks of CHUNK."""
+    inv = inverse_mass(v)
+    scaled = v * inv
+    value = v.new_zeros(())
+    out = torch.zeros_like(v)
+    d_inv = torch.zeros_like(inv)
+    for start in range(0, len(rows), CHUNK):
+        r, c = rows[start : start + CHUNK], cols[start : start + CHUNK]
+        left, right = v.index_select(0, r), scaled.index_select(0, c)
+        q = (left * right).sum(1)
+        values, slopes = fn(q * a + b if (a, b) != (1.0, 0.0) else q)
+        w = weight[start : start + CHUNK]
+        value += (w * values).sum()
+        g = (w * slopes * a)[:, None]
+        out.index_add_(0, r, g * right)
+        out.index_add_(0, c, g * left * inv)
+        d_inv += (g * left * v.index_select(0, c)).sum(0)
+    return value, out + _mass_gradient(v, inv, d_inv)
+
+
+def draws(
+    n: int, m: int, generator: torch.Generator, device: torch.device, diagonal: bool
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(rows, cols, scale): m uniform columns per row, from all n (``diagonal``) or the n - 1
+    others; ``scale`` (n / m or (n - 1) / m) makes their sum an unbiased estimate."""
+    others = n if diagonal else n - 1
+    cols = torch.randint(0, others, (n, m), generator=generator).to(device)
+    if not diagonal:
+        cols = cols + (cols >= torch.arange(n, device=device)[:, None]).long()
+    rows = torch.arange(n, device=device).repeat_interleave(m)
+    return rows, cols.reshape(-1), others / m
+
+
+class WithGradient(torch.autograd.Function):
+    """A value whose gradient in v was computed beside it, in closed form."""
+
+    @staticmethod
+    def forward(ctx, v, value, gradient):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(gradient)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (gradient,) = ctx.saved_tensors
+        return grad * gradient, None, None
+
+
+def sampled(
+    v: torch.Tensor,
+    weight: torch.Tensor,
+    fn: Fn,
+    m: int,
+    generator: torch.Generator,
+    a: float = 1.0,
+    b: float = 0.0,
+    diagonal: bool = True,
+) -> torch.Tensor:
+    """The unbiased estimate of ``blocked`` from m uniform columns per row (autograd-ready)."""
+    rows, cols, scale = draws(len(v), m, generator, v.device, diagonal)
+    per_pair = weight.to(v.dtype).repeat_interleave(m) * scale
+    value, gradient = on_pairs(v.detach(), rows, cols, per_pair, fn, a, b)
+    return WithGradient.apply(v, value, gradient)  # type: ignore[no-any-return]
