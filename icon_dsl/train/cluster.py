@@ -36,7 +36,9 @@ from icon_dsl.train import cluster_pairs as pairs
 from icon_dsl.train import sparse_p
 
 NORMALISERS = ("exact", "sampled")
-NEGATIVES = 64  # columns per row and epoch of the sampled estimate
+#: Columns per row and epoch of the sampled estimate. For kmeans.icon at its sigma the entropy
+#: term is a few per cent of the gradient (docs/performance.md).
+NEGATIVES = 32
 #: ``auto`` samples above this many rows: the exact row blocks cost O(N^2 C) an epoch.
 EXACT_LIMIT = 8192
 LOG_Z_BLOCK = 1024
@@ -180,22 +182,20 @@ class ClusterObjective:
 
     def _reverse_kl(self, v: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         x, sq = self.parts["x"].to(v.dtype), self.parts["sq"].to(v.dtype)
-        n = len(v)
-        mass = v.sum(0)
-        inv = 1 / torch.where(mass > 0, mass, torch.ones_like(mass))
-        centres = v.T @ x  # S_c
-        spread = v.T @ sq  # T_c
-        # sum_j q_ij |x_i - x_j|^2 for every row, through the rank of q
-        distance = sq[:, None] * mass[None, :] - 2 * (x @ centres.T) + spread[None, :]
-        cross = ((v * inv) * distance).sum()
-        total = self.parts["width"] * cross
+        mass = pairs.cluster_mass(v)
+        centres = v.T @ x  # S_c = sum_j v_jc x_j
+        spread = v.T @ sq  # T_c = sum_j v_jc |x_j|^2
+        # sum_ij q_ij |x_i - x_j|^2 = sum_c (1 / n_c) sum_ij v_ic v_jc |x_i - x_j|^2
+        #                           = 2 sum_c (T_c - |S_c|^2 / n_c), through the rank of q
+        scatter = 2 * (spread - (centres * centres).sum(1) / mass).sum()
+        total = self.parts["width"] * scatter
         log_z = self.parts["log_z"]
         if log_z is not None:  # sum_j q_ij log Z_i = (row sum of q_i) log Z_i
-            row_sums = v @ (inv * mass)
+            row_sums = v @ (v.sum(0) / mass)
             total = total + (row_sums * log_z.to(v.dtype)).sum()
-        weight = torch.full((n,), 1.0, dtype=v.dtype, device=v.device)
+        weight = torch.ones(len(v), dtype=v.dtype, device=v.device)
         entropy = self._all_pairs(v, weight, pairs.entropy_terms, 1.0, 0.0, True, generator)
-        return (total + entropy) / n
+        return (total + entropy) / len(v)
 
     # -- kl against a sparse (debiased) p ------------------------------------------------------
     def _sparse_parts(self, x: torch.Tensor, index: torch.Tensor | None) -> dict[str, Any]:
