@@ -163,8 +163,7 @@ class ClusterObjective:
         if self.normaliser == "exact":
             return pairs.blocked(v, weight, fn, a, b, diagonal, self.block)
         assert generator is not None
-        m = min(self.negatives, len(v) - (0 if diagonal else 1))
-        return pairs.sampled(v, weight, fn, m, generator, a, b, diagonal)
+        return pairs.sampled(v, weight, fn, self.negatives, generator, a, b, diagonal)
 
     # -- reverse_kl against a gaussian p (kmeans) -----------------------------------------------
     def _gaussian_parts(self, x: torch.Tensor) -> dict[str, Any]:
@@ -175,10 +174,12 @@ class ClusterObjective:
             width = 1 / (2 * self._num(args.get("sigma", 1.0)) ** 2)
         exact = x.double()
         centred = exact - exact.mean(0)  # distances are unchanged; the expansion cancels less
-        parts = {"x": centred.to(x.dtype), "sq": (centred * centred).sum(1).to(x.dtype)}
-        parts["width"] = width
-        parts["log_z"] = _log_z(centred, width) if self.normaliser == "exact" else None
-        return parts
+        return {
+            "x": centred.to(x.dtype),
+            "sq": (centred * centred).sum(1).to(x.dtype),
+            "width": width,
+            "log_z": _log_z(centred, width) if self.normaliser == "exact" else None,
+        }
 
     def _reverse_kl(self, v: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         x, sq = self.parts["x"].to(v.dtype), self.parts["sq"].to(v.dtype)

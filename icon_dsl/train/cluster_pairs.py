@@ -206,8 +206,13 @@ def sampled(
 
     The rows come in groups of ``group``, each group with its own m columns drawn uniformly
     from all N (with replacement), so that q on them is one batched matrix product; a row's
-    sum over its columns times N / m is unbiased (for j != i the column equal to the row counts
-    0). Value and gradient are computed together, in closed form."""
+    sum over its columns times N / m is unbiased (for j != i a column equal to its row counts
+    0). The gradient is estimated beside it, in closed form, and is unbiased too, but it is not
+    the derivative of this value: v_k reaches the sum as a row (sum_j w_k f'(q_kj) dq_kj/dv_k)
+    and as a column (sum_i w_i f'(q_ik) dq_ik/dv_k), and since q is symmetric the column part is
+    sum_j w_j f'(q_kj) dq_kj/dv_k, estimated from row k's own m columns. Differentiating the
+    value instead would see row k as a column only when a group draws it, m / group times an
+    epoch (the gradient's cosine to the exact one stayed at 0.87 with m = 1024, N = 300)."""
     value, gradient = _sampled(
         v.detach(), weight.to(v.dtype), fn, m, generator, a, b, diagonal, group
     )
@@ -243,9 +248,9 @@ def _sampled(
         values = values.masked_fill(same, 0.0)
         slopes = slopes.masked_fill(same, 0.0)
     value = (values * w).sum()
-    g = slopes.mul_(w * a)  # dL / dq, (groups, group, m)
-    out = torch.bmm(g, scaled).view(-1, k)[:n]
-    gv = torch.bmm(g.transpose(1, 2), rows)  # (groups, m, k): the columns' share
-    out.index_add_(0, cols.reshape(-1), (gv * inv).view(-1, k))
-    d_inv = (gv * picked).sum((0, 1))
+    g = slopes.mul_(a * n / m)  # dq_ij's share of the estimate, (groups, group, m)
+    row_weight = w * (m / n)
+    col_weight = weight.index_select(0, cols.reshape(-1)).view(groups, 1, m)
+    out = torch.bmm(g * (row_weight + col_weight), scaled).view(-1, k)[:n]
+    d_inv = (rows * torch.bmm(g * row_weight, picked)).sum((0, 1))
     return value, out + _mass_gradient(v, inv, d_inv)

@@ -186,7 +186,11 @@ class RunState:
         return self._whole
 
     def cluster_loss(
-        self, mapper: nn.Module, batch: Batch, epoch: int, generator: torch.Generator
+        self,
+        mapper: Callable[..., torch.Tensor],
+        batch: Batch,
+        epoch: int,
+        generator: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(f(x) of every row, the whole-data clustering loss of ``mapper``)."""
         from icon_dsl.train import cluster
