@@ -159,11 +159,11 @@ def test_plan_picks_the_sparse_path_and_its_normaliser() -> None:
     assert plan(9000).normaliser == "sampled" and plan(9000).negatives == sparse.NEGATIVES
     assert plan(1000, normaliser="sampled", negatives=8).negatives == 8
     assert not plan(5000, normaliser="dense").sparse
-    kmeans = compile_spec(SPECS / "kmeans.icon")
+    simclr = compile_spec(SPECS / "simclr.icon")  # neither a sparse p nor a cluster kernel q
     with pytest.raises(TrainError, match="normaliser exact needs a sparse p"):
         make_plan(
-            kmeans,
-            kmeans.load(),
+            simclr,
+            simclr.load(),
             Dataset(name="b", x=np.zeros((50, 3), np.float32), y=None),
             normaliser="exact",
         )

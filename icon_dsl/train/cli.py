@@ -81,16 +81,18 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         "--normaliser",
         choices=("auto", "exact", "sampled", "dense"),
         default="auto",
-        help="q's normaliser for table neighbour specs (t-SNE, SNE): auto (default: a sparse kNN "
-        "p above 4096 rows, exact row blocks up to 8192 rows, sampled negatives above), exact, "
-        "sampled or dense (the generated forward)",
+        help="large data: q's normaliser for table neighbour specs (t-SNE, SNE) and the sums "
+        "over pairs of clustering heads (kmeans): auto (default: above 4096 rows the whole data "
+        "every epoch, exact row blocks up to 8192 rows, sampled above), exact, sampled or dense "
+        "(the generated forward on mini-batches)",
     )
     p.add_argument(
         "--negatives",
         type=int,
         default=None,
         metavar="M",
-        help="negatives per row and epoch of the sampled normaliser (default 64)",
+        help="negatives (columns) per row and epoch of the sampled normaliser (default 64 for "
+        "neighbour specs, 32 for clustering heads)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or metrics table")
     p.add_argument(

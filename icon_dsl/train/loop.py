@@ -136,7 +136,7 @@ class Run(RunState):
         """Record the start's final KL (on the fixed evaluation batch); keep it if the lowest."""
         if self.plan.restarts == 1:
             return
-        kl = self.final_kl()
+        kl = self.start_score_of(self.mapper, self.loss)
         self.start_kls.append(kl)
         if not math.isfinite(kl):
             return
@@ -167,6 +167,8 @@ class Run(RunState):
         generator = torch.Generator().manual_seed(derive_seed(self._start_seed(self.start), epoch))
         if self.objective is not None:
             return self._sparse_epoch(epoch, generator)
+        if self.clustering is not None:
+            return self._cluster_epoch(epoch, generator)
         total, count = 0.0, 0
         for ids in self.batcher.epoch_batches(generator):
             batch = self.batcher.make_batch(ids, generator)
@@ -195,6 +197,23 @@ class Run(RunState):
             raise self._stopped(epoch, 0, f"the loss was {value}")
         (attraction * boost + normaliser).backward()
         try:
+            check_gradients(value, self._named_parameters())
+        except NonFinite as found:
+            raise self._stopped(epoch, 0, str(found)) from None
+        self.optimizer.step()
+        self.scheduler.step()
+        return value
+
+    def _cluster_epoch(self, epoch: int, generator: torch.Generator) -> float:
+        """One Adam step on the whole-data clustering loss of every row (``cluster.py``)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = self.whole_batch(epoch)
+        z, loss = self.cluster_loss(self.call_mapper, batch, epoch, generator)
+        self.validated = True
+        value = float(loss.detach())
+        try:
+            check_loss(value, z)
+            loss.backward()
             check_gradients(value, self._named_parameters())
         except NonFinite as found:
             raise self._stopped(epoch, 0, str(found)) from None

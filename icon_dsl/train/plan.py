@@ -39,6 +39,10 @@ TABLE_FULL_BATCH = (60, 1.0)
 TABLE_MINI_BATCH = (50, 0.1)
 CLUSTER_FULL_BATCH = (100, 0.05)
 CLUSTER_MINI_BATCH = (30, 0.05)
+#: Clustering heads on the whole data each epoch (``cluster.py``, above FULL_BATCH_LIMIT rows):
+#: one Adam step an epoch. On digits redrawn to 20,000 (one start) lr 0.1 reached loss 20.11 in
+#: 100 epochs, lr 0.05 20.30, lr 0.2 20.35; 200 epochs at 0.1: 20.04 (docs/training.md).
+CLUSTER_WHOLE_DATA = (100, 0.1)
 NETWORK_FULL_BATCH = (300, 1e-3)
 NETWORK_MINI_BATCH = (100, 1e-3)
 #: View-based (contrastive) networks learn from one positive per sample per epoch and need
@@ -74,8 +78,10 @@ class Plan:
     restarts: int = 1  # independent starts; the one with the lowest final KL is kept
     # large neighbour embeddings (sparse.py): p on k nearest neighbours, whole data each epoch
     sparse: bool = False
+    # clustering heads on large data (cluster.py): the whole data each epoch, one step
+    cluster: bool = False
     normaliser: str = "dense"  # dense (the generated forward), exact (row blocks) or sampled
-    negatives: int = 0  # per row per epoch, for the sampled normaliser
+    negatives: int = 0  # per row per epoch, for the sampled normaliser (or estimate)
     exaggeration_epochs: int = 0  # early exaggeration of the attraction (sparse only)
     hyperparameters: dict[str, float] = field(default_factory=dict)
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -132,9 +138,16 @@ def make_plan(
     if restarts is None:
         restarts = CLUSTER_RESTARTS if softmax and not table else 1
     hypers = resolve_hyperparameters(module, hyperparameters)
-    large = large_neighbour_plan(module, table and not views and not labels, n, normaliser)
+    large = large_data_plan(module, table, views or labels, n, normaliser)
     if large is not None and batch_size is None:
-        return _sparse_plan(module, inputs, options, n, large, epochs, negatives, hypers)
+        path, chosen = large
+        if path == "sparse":
+            return _sparse_plan(module, inputs, options, n, chosen, epochs, negatives, hypers)
+        _check_negatives(negatives, n)
+        shared = {"inputs": inputs, "views": views, "labels": labels, "columns": columns}
+        return _cluster_plan(
+            module, options, n, chosen, epochs, negatives, lr_factor, shared, restarts, hypers
+        )
     if full_batch:
         check_dense_fits(module, n)
     loss_kwargs: dict[str, Any] = dict(hypers)
@@ -211,17 +224,19 @@ def _check_counts(lr_factor: float, epochs: int | None, restarts: int | None) ->
         raise TrainError(f"restarts must be at least 1, got {restarts}")
 
 
-def large_neighbour_plan(
-    module: CompiledModule, whole_table: bool, n: int, normaliser: str | None
-) -> str | None:
-    """The normaliser of a sparse-p run (exact or sampled), or None for the other paths.
+def large_data_plan(
+    module: CompiledModule, table: bool, views_or_labels: bool, n: int, normaliser: str | None
+) -> tuple[str, str] | None:
+    """(path, normaliser) of a whole-data run, or None for the other paths. The paths:
+    "sparse" (a table neighbour spec, ``sparse.py``) and "cluster" (a clustering head against
+    cluster(f(x)), ``cluster.py``); the normaliser: exact or sampled.
 
-    "auto" (or None) takes the sparse path for a table neighbour spec on more than
-    FULL_BATCH_LIMIT rows; "exact" or "sampled" ask for it at any size (TrainError when the spec
-    is not of that family); "dense" keeps the generated forward.
+    "auto" (or None) takes them on more than FULL_BATCH_LIMIT rows; "exact" or "sampled" ask
+    for them at any size (TrainError when the spec has neither); "dense" keeps the generated
+    forward.
     """
     from icon_dsl.codegen.emit import has_neighbour_path
-    from icon_dsl.train import sparse, sparse_p
+    from icon_dsl.train import cluster, sparse, sparse_p
 
     choice = "auto" if normaliser is None else normaliser
     if choice not in ("auto", "dense", *sparse.NORMALISERS):
@@ -231,15 +246,31 @@ def large_neighbour_plan(
     if choice == "dense":
         return None
     ir = module.ir
+    whole_table = table and not views_or_labels
     reason = None if whole_table else "its mapper is not a table of the whole data set"
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
     reason = reason or sparse_p.unsupported_reason(ir)
+    if reason is None:
+        if choice == "auto":
+            return None if n <= FULL_BATCH_LIMIT else ("sparse", sparse.choose_normaliser(n))
+        return "sparse", choice
+    clustering = cluster.unsupported_reason(ir)
+    if clustering is None:
+        if choice == "auto":
+            return None if n <= FULL_BATCH_LIMIT else ("cluster", cluster.choose_normaliser(n))
+        return "cluster", choice
     if choice == "auto":
-        return None if reason is not None or n <= FULL_BATCH_LIMIT else sparse.choose_normaliser(n)
-    if reason is not None:
-        raise TrainError(f"{module.stem}: normaliser {choice} needs a sparse p, but {reason}")
-    return choice
+        return None
+    raise TrainError(
+        f"{module.stem}: normaliser {choice} needs a sparse p (neighbour specs) or a cluster "
+        f"kernel q (clustering heads), but {reason}, and {clustering}"
+    )
+
+
+def _check_negatives(negatives: int | None, n: int) -> None:
+    if negatives is not None and not 1 <= negatives < n:
+        raise TrainError(f"negatives must be between 1 and N - 1 = {n - 1}, got {negatives}")
 
 
 def _sparse_plan(
@@ -256,8 +287,7 @@ def _sparse_plan(
 
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
-    if negatives is not None and not 1 <= negatives < n:
-        raise TrainError(f"negatives must be between 1 and N - 1 = {n - 1}, got {negatives}")
+    _check_negatives(negatives, n)
     total = epochs if epochs is not None else sparse.EPOCHS
     return Plan(
         name=module.stem,
@@ -280,6 +310,42 @@ def _sparse_plan(
         normaliser=normaliser,
         negatives=(negatives or sparse.NEGATIVES) if normaliser == "sampled" else 0,
         exaggeration_epochs=round(total * sparse.EXAGGERATION_SHARE),
+    )
+
+
+def _cluster_plan(
+    module: CompiledModule,
+    options: Mapping[str, Any],
+    n: int,
+    normaliser: str,
+    epochs: int | None,
+    negatives: int | None,
+    lr_factor: float,
+    shared: dict[str, Any],
+    restarts: int,
+    hypers: dict[str, float],
+) -> Plan:
+    """A clustering head on the whole data each epoch (``cluster.py``), one Adam step an epoch."""
+    from icon_dsl.train import cluster
+
+    return Plan(
+        name=module.stem,
+        class_name=module.class_name,
+        mapper_kind=module.ir.op(module.ir.roots["mapper"]),
+        table=False,
+        dim=int(options.get("dim", 2)),
+        softmax=True,
+        full_batch=False,
+        batch_size=n,
+        epochs=epochs if epochs is not None else CLUSTER_WHOLE_DATA[0],
+        lr=CLUSTER_WHOLE_DATA[1] * lr_factor,
+        restarts=restarts,
+        hyperparameters=hypers,
+        loss_kwargs=dict(hypers),
+        cluster=True,
+        normaliser=normaliser,
+        negatives=(negatives or cluster.NEGATIVES) if normaliser == "sampled" else 0,
+        **shared,
     )
 
 

@@ -6,7 +6,8 @@
     run.json            spec, class, seed, data, the plan (batching, epochs, lr, hypers), the
                         number of processes and the loss of every epoch (of the kept start,
                         with every start's final divergence under "starts" when there are
-                        restarts, and the kept start, numbered from 1)
+                        restarts, and the kept start, numbered from 1), and "path": which
+                        way it trained (mini-batches, full batch, or a whole-data path)
     spec.icon           the spec's source text
     weights.pt          {"mapper": state_dict, "loss": state_dict} (prototypes live in "loss")
     embedding.npy       the embedding (or cluster assignments) of the whole data set, (N, dim)
@@ -35,6 +36,7 @@ import torch
 
 if TYPE_CHECKING:
     from icon_dsl.train.loop import Run
+    from icon_dsl.train.plan import Plan
 
 METRIC_ORDER = (
     "knn_accuracy",
@@ -73,6 +75,7 @@ def write_outputs(
         },
         "plan": asdict(run.plan),
         "processes": run.world,
+        "path": training_path(run.plan),
         "losses": list(run.losses),
     }
     if run.plan.restarts > 1:  # the final KL of every start; losses are the kept start's
@@ -81,6 +84,11 @@ def write_outputs(
             "final_divergence": list(run.start_kls),
             "kept": run.kept_start + 1,
             "side_by_side": run.side is not None,
+            "chosen_by": (
+                "the whole-data loss (fixed draws and views)"
+                if run.plan.cluster
+                else "the final divergence on the evaluation batch"
+            ),
         }
     _write_text(out_dir / "run.json", json.dumps(info, indent=2, default=str) + "\n")
     _write_text(out_dir / "spec.icon", run.compiled.ir.source.text)
@@ -100,6 +108,17 @@ def write_outputs(
         plots.plot_neighbour_distributions(
             run.snapshots, run.anchor_ids(), out_dir / "neighbours.png", divergence=run.divergence
         )
+
+
+def training_path(plan: Plan) -> str:
+    """Which way the run trained (run.json's "path")."""
+    if plan.sparse:
+        return f"whole data every epoch, sparse p (sparse.py), normaliser {plan.normaliser}"
+    if plan.cluster:
+        return f"whole data every epoch, cluster kernel (cluster.py), {plan.normaliser} pair sums"
+    if plan.full_batch:
+        return "full batch, the generated forward"
+    return f"mini-batches of {plan.batch_size}, the generated forward"
 
 
 def format_metrics(

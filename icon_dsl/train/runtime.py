@@ -153,7 +153,9 @@ def train(
     (``side_by_side.py`` says where not); False trains them one after another. ``normaliser``: how a table neighbour spec (t-SNE, SNE)
     normalises q on large data (``sparse.py``): "auto" / None (sparse p above 4,096 rows,
     exact row blocks up to 8,192, sampled above), "exact", "sampled" (``negatives`` per row and
-    epoch) or "dense" (the generated forward, mini-batches above 4,096 rows). ``compile``: wrap the mapper and the loss in
+    epoch) or "dense" (the generated forward, mini-batches above 4,096 rows); a clustering head
+    against ``cluster(f(x))`` (kmeans) takes the same choice for its whole-data path
+    (``cluster.py``: one step an epoch on every row). ``compile``: wrap the mapper and the loss in
     ``torch.compile``. ``progress``: a tqdm bar and the final metrics table on stdout.
     A TrainNote says when feature scales differ by more than 10x and ``standardize`` is off.
     ``standardize``: train on features with zero mean and unit variance; the returned
@@ -271,7 +273,8 @@ def _finish(
     plan = run.plan
     if progress:
         kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
-        print(format_metrics(plan.name, metrics, out_dir, kept, run.divergence))
+        chosen_by = "whole-data loss" if plan.cluster else run.divergence
+        print(format_metrics(plan.name, metrics, out_dir, kept, chosen_by))
     model = TrainedModel(
         plan, run.mapper, run.loss, run.device, inputs.scaling, inputs.dataset.sample_shape
     )

@@ -9,6 +9,10 @@ elementwise, so this equals R optimisers on R schedules of the same length). The
 are taken only for the kept start, at the end, from parameters remembered at the snapshot epochs;
 the checkpoint after each epoch holds every start.
 
+On the whole-data clustering path (``cluster.py``) each epoch is one step on every row: the
+epoch's rows (its views and p with them) are shared by the starts, each start computes its loss
+and its backward in turn (so only one start's temporaries are alive), and one Adam step follows.
+
 Not batched further: the generated loss is called once per start because torch.func.vmap cannot
 run it (its mean over kept rows reads a count with ``int()``); on CPU a vmap of the loss with that
 count patched out measured no faster than the calls one by one (the B x B terms dominate).
@@ -65,6 +69,8 @@ def reason(plan: Plan, world: int, use_compile: bool, own_mapper: bool) -> str |
         return "torch.compile (one compiled graph per module)"
     if own_mapper:
         return "a mapper of your own (R copies and their activations would be held at once)"
+    if plan.cluster:  # R x N x C assignments; the sums over pairs run one start at a time
+        return None
     rows = plan.batch_size * (N_VIEWS if plan.views else 1)
     if plan.restarts * rows * rows > MAX_ELEMENTS:
         return f"memory ({plan.restarts} batches of {rows} x {rows} terms at once)"
@@ -135,6 +141,8 @@ class SideBySide:
             torch.Generator().manual_seed(derive_seed(run._start_seed(start), epoch))
             for start in range(len(self.mappers))
         ]
+        if run.clustering is not None:
+            return self._whole_data_step(epoch, generators)
         iterators = [run.batcher.epoch_batches(g) for g in generators]
         totals, count = [0.0] * len(self.mappers), 0
         for ids in zip(*iterators, strict=True):
@@ -169,6 +177,33 @@ class SideBySide:
         self.validated = True
         return values
 
+    def _whole_data_step(self, epoch: int, generators: list[torch.Generator]) -> list[float]:
+        """One Adam step of every start on the whole-data clustering loss (``cluster.py``):
+        the epoch's rows (and p) are shared, each start draws its own columns."""
+        run = self.run
+        batch = run.whole_batch(epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        values = []
+        for start, mapper in enumerate(self.mappers):
+            z, loss = run.cluster_loss(mapper, batch, epoch, generators[start])
+            value = float(loss.detach())
+            try:
+                check_loss(value, z)
+            except NonFinite as found:
+                raise self._stopped(epoch, start, 0, str(found)) from None
+            loss.backward()  # this start's parameters only; the graph is freed at once
+            values.append(value)
+        for start, value in enumerate(values):
+            try:
+                check_gradients(value, named_parameters(self.mappers[start], self.losses[start]))
+            except NonFinite as found:
+                raise self._stopped(epoch, start, 0, str(found)) from None
+        run.validated = True
+        self.optimizer.step()
+        self.scheduler.step()
+        self.validated = True
+        return values
+
     def _loss(self, start: int, z: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The start's loss; the first step runs the generated module's own input checks."""
         loss = self.losses[start]
@@ -184,7 +219,9 @@ class SideBySide:
         """Every start's final divergence; the run's mapper and loss become the lowest's (the
         first lowest, as the sequential path keeps it), with its losses and snapshots."""
         run = self.run
-        kls = [run.final_kl_of(m, loss) for m, loss in zip(self.mappers, self.losses, strict=True)]
+        kls = [
+            run.start_score_of(m, loss) for m, loss in zip(self.mappers, self.losses, strict=True)
+        ]
         finite = [(kl, start) for start, kl in enumerate(kls) if math.isfinite(kl)]
         kept = min(finite)[1] if finite else len(kls) - 1
         final = (copy_state(self.mappers[kept]), copy_state(self.losses[kept]))

@@ -72,21 +72,36 @@ def _node_reason(ir: IR, node: int) -> str | None:
 
 
 # -- building p -------------------------------------------------------------------------------
-def build_p(ir: IR, hypers: Mapping[str, float], x: np.ndarray) -> SparseP:
-    """p of the spec on x, sparse (see the module docstring)."""
+def build_p(
+    ir: IR,
+    hypers: Mapping[str, float],
+    x: np.ndarray,
+    node: int | None = None,
+    index: torch.Tensor | None = None,
+) -> SparseP:
+    """p of the spec on x, sparse (see the module docstring); ``node``: a part of p instead
+    (the clustering path builds the inside of a debias so), ``index``: the sample of each row
+    for ``augmentation(index)`` (the other views of a row's sample)."""
     values = {name: h.default for name, h in ir.hypers.items() if h.default is not None}
     values.update(hypers)
-    builder = _Builder(ir, values, x)
-    matrix = builder.matrix(ir.roots["p"])
-    joint = ir.op(ir.roots["p"]) == "joint"
+    builder = _Builder(ir, values, x, index)
+    root = ir.roots["p"] if node is None else node
+    matrix = builder.matrix(root)
+    joint = ir.op(root) == "joint"
     matrix = matrix.coalesce()
     rows, cols = matrix.indices()
     return SparseP(len(x), rows, cols, matrix.values(), joint)
 
 
 class _Builder:
-    def __init__(self, ir: IR, hypers: Mapping[str, float], x: np.ndarray) -> None:
-        self.ir, self.hypers, self.x = ir, hypers, x
+    def __init__(
+        self,
+        ir: IR,
+        hypers: Mapping[str, float],
+        x: np.ndarray,
+        index: torch.Tensor | None = None,
+    ) -> None:
+        self.ir, self.hypers, self.x, self.index = ir, hypers, x, index
         self.n = len(x)
         self.found: tuple[torch.Tensor, torch.Tensor] | None = None  # the widest search so far
 
@@ -137,7 +152,32 @@ class _Builder:
         if op == "joint":
             inner = self.matrix(kids[0]).coalesce()
             return ((inner + inner.t()) / (2 * self.n)).coalesce()
+        if op == "augmentation":
+            return self._same_sample()
+        if op == "union":  # uniform over the union of the supports
+            total = sum((self.matrix(kid) for kid in kids[1:]), self.matrix(kids[0])).coalesce()
+            ones = torch.ones_like(total.values())
+            return _row_normalised(_coo(total.indices(), ones, self.n))
         raise ValueError(f"no sparse p for {op}")  # unsupported_reason rules this out
+
+    def _same_sample(self) -> torch.Tensor:
+        """augmentation(index): uniform over the other rows of the same sample (rows without
+        one stay empty)."""
+        if self.index is None:
+            raise ValueError("augmentation(index) needs the sample index of every row")
+        index = self.index.cpu()
+        order = torch.argsort(index, stable=True)
+        ordered = index[order]
+        pairs = []
+        for gap in range(1, self.n):  # rows of one sample are consecutive in ``order``
+            same = ordered[gap:] == ordered[:-gap]
+            if not bool(same.any()):
+                break
+            a, b = order[:-gap][same], order[gap:][same]
+            pairs += [torch.stack([a, b]), torch.stack([b, a])]
+        indices = torch.cat(pairs, 1) if pairs else torch.zeros(2, 0, dtype=torch.long)
+        ones = torch.ones(indices.shape[1], dtype=torch.float64)
+        return _row_normalised(_coo(indices, ones, self.n))
 
     def _coo(self, ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(self.n).repeat_interleave(ids.shape[1])
@@ -145,6 +185,10 @@ class _Builder:
         return torch.sparse_coo_tensor(
             indices, values.reshape(-1), (self.n, self.n), check_invariants=False
         )
+
+
+def _coo(indices: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.sparse_coo_tensor(indices, values, (n, n), check_invariants=False).coalesce()
 
 
 def _row_normalised(matrix: torch.Tensor) -> torch.Tensor:

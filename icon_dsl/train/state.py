@@ -28,6 +28,7 @@ from icon_dsl.train.schedule import cosine_decay, derive_seed, factor_after
 EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
 N_ANCHORS = 3
 RESTART_SALT = 0xA11  # start r > 0 trains from seed derive_seed(seed, RESTART_SALT + r)
+WHOLE_SALT = 0xC1A55  # the views of epoch e on the whole-data clustering path
 
 
 @dataclass
@@ -68,6 +69,8 @@ class RunState:
         self.mapper, self.loss = self.mapper.to(device), self.loss.to(device)
         self.batcher = Batcher(plan, dataset, device, self.own.views)
         self.objective = self._sparse_objective() if plan.sparse else None
+        self.clustering = self._cluster_objective() if plan.cluster else None
+        self._whole: Batch | None = None  # the last whole-data batch (cluster.py's path)
         self.optimizer, self.scheduler = self._fresh_optimiser()
         self.call_mapper: Callable[..., torch.Tensor] = self.mapper
         self.call_loss: Callable[..., torch.Tensor] = self.loss
@@ -162,8 +165,59 @@ class RunState:
         negatives = self.plan.negatives or sparse.NEGATIVES
         return sparse.NeighbourObjective(p, kernel, joint, self.plan.normaliser, negatives)
 
+    def _cluster_objective(self) -> Any:
+        """The whole-data clustering objective (cluster.py); p is built from the first batch."""
+        from icon_dsl.train import cluster
+
+        negatives = self.plan.negatives or cluster.NEGATIVES
+        return cluster.ClusterObjective(
+            self.compiled.ir, self.plan.hyperparameters, self.plan.normaliser, negatives
+        )
+
+    def whole_batch(self, epoch: int) -> Batch:
+        """Every row of the data set for one epoch of the whole-data clustering path: with
+        views, that epoch's views (drawn from the run's seed, the same for every start), so
+        p, built on them, is shared by the starts; ``epoch`` -1: the fixed views of the score."""
+        if not self.plan.views and self._whole is not None:
+            return self._whole  # no views: the same rows every epoch
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, WHOLE_SALT + epoch))
+        ids = torch.arange(self.dataset.n_samples, device=self.device)
+        self._whole = self.batcher.make_batch(ids, generator)
+        return self._whole
+
+    def cluster_loss(
+        self,
+        mapper: Callable[..., torch.Tensor],
+        batch: Batch,
+        epoch: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(x) of every row, the whole-data clustering loss of ``mapper``)."""
+        from icon_dsl.train import cluster
+
+        assert self.clustering is not None
+        self.clustering.prepare(batch.inputs, epoch)
+        v = mapper(batch.mapper_input)
+        if not self.validated:
+            try:
+                cluster.check_assignments(v.detach())
+            except ValueError as error:
+                raise TrainError(f"{self.plan.name}: {error}") from None
+        return v, self.clustering.loss(v, generator)
+
+    def start_score_of(self, mapper: nn.Module, loss: nn.Module) -> float:
+        """What picks the kept start: the whole-data clustering loss (fixed draws and views,
+        the same for every start) on that path, else the final divergence."""
+        if self.clustering is None:
+            return self.final_kl_of(mapper, loss)
+        batch = self.whole_batch(-1)
+        self.clustering.prepare(batch.inputs, "score")
+        mapper.eval()
+        with torch.no_grad():
+            return self.clustering.score(mapper(batch.mapper_input))
+
     def steps_per_epoch(self) -> int:
-        if self.plan.sparse:
+        if self.plan.sparse or self.plan.cluster:
             return 1
         if self.plan.full_batch:
             return 1
