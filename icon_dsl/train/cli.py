@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from icon_dsl.diagnostics import SpecError
 from icon_dsl.usage import (
     EXIT_ERRORS,
     EXIT_OK,
@@ -112,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"icon-dsl train: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        # torch loads only when a run starts: every command imports this module
         from icon_dsl.train.distributed import launch
 
         return launch(_argv_without_nproc(args), args.nproc)
@@ -123,12 +125,14 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
     """Train as asked; map each kind of failure to its message and exit code."""
     import torch
 
-    from icon_dsl.diagnostics import SpecError
+    # the training runtime loads only when a run starts: every command imports this module, and
+    # check, compile and explain must import nothing of it (tests/test_startup.py)
     from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
     from icon_dsl.train.extras import require_train_extra
 
     try:
         require_train_extra()
+        # the same: torch and the train extra load only now
         from icon_dsl.train.runtime import train
 
         train(
@@ -178,6 +182,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
 @contextmanager
 def _notes_on_stderr() -> Iterator[None]:
     """Print every TrainNote issued inside as ``note: MESSAGE`` on stderr, when it is issued."""
+    # as above: check, compile and explain import nothing of the training runtime
     from icon_dsl.train.errors import TrainNote
 
     def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:

@@ -43,6 +43,7 @@ from torch import nn
 
 from icon_dsl.api import CompiledModule
 from icon_dsl.api import compile as compile_spec
+from icon_dsl.codegen import generate
 from icon_dsl.diagnostics import SpecError
 from icon_dsl.train.errors import TrainError
 from icon_dsl.train.plan import Plan
@@ -326,8 +327,6 @@ _RECOMPILED: dict[tuple[int, int], CompiledModule] = {}
 
 
 def _recompiled(compiled: CompiledModule, n_clusters: int) -> CompiledModule:
-    from icon_dsl.codegen import generate
-
     key = (id(compiled), n_clusters)
     if key not in _RECOMPILED:
         ir = copy.deepcopy(compiled.ir)

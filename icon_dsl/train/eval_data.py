@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icon_dsl.train.augment import make_views
 from icon_dsl.train.data import Dataset, load_dataset
 from icon_dsl.train.errors import DataError
 
@@ -89,8 +90,6 @@ def _dataset(
     name: str, x: np.ndarray, y: np.ndarray, image: tuple[int, int] | None, salt: int
 ) -> Dataset:
     import torch
-
-    from icon_dsl.train.augment import make_views
 
     x = np.asarray(x, dtype=np.float32)
     gen = torch.Generator().manual_seed(1000 + salt)

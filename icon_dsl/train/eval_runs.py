@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from icon_dsl.api import check
+from icon_dsl.scaling import is_scale_free
 from icon_dsl.train.data import Dataset
 from icon_dsl.train.eval_data import N_NEIGHBOURS, Benchmark, concat, subset
+from icon_dsl.train.runtime import train
 
 KIND_METRIC = {"2-d map": "trustworthiness", "clustering": "nmi", "embedding": "linear_probe"}
 REPORTED = {
@@ -72,8 +75,6 @@ class Cell:
 
 def cells(cands: Sequence[Any]) -> list[Cell]:
     """The known and new candidates, with their column; others are not evaluated."""
-    from icon_dsl.api import check
-
     out = []
     for c in cands:
         if c.status not in ("known", "new"):
@@ -111,6 +112,7 @@ def score(kind: str, train_emb: np.ndarray, y_train: np.ndarray, test_x: np.ndar
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # scikit-learn (the train extra) loads only when scores are computed
     from icon_dsl.train.metrics import cluster_accuracy
 
     if not (np.isfinite(train_emb).all() and np.isfinite(test_emb).all()):
@@ -162,9 +164,6 @@ def scaled_spec(spec: str, factor: float) -> tuple[str, str | None]:
     """
     import re
 
-    from icon_dsl.api import check
-    from icon_dsl.scaling import is_scale_free
-
     if factor == 1.0:
         return spec, None
     ir = check(spec).ir
@@ -195,8 +194,6 @@ def scaled_spec(spec: str, factor: float) -> tuple[str, str | None]:
 def run_job(job: Job, cell: Cell, bench: Benchmark, device: str = "cpu") -> dict[str, Any]:
     """Train one configuration and score it on the validation or test part."""
     import torch
-
-    from icon_dsl.train.runtime import train
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -19,10 +19,12 @@ from tqdm.auto import tqdm
 
 from icon_dsl.train import checkpoint
 from icon_dsl.train.batches import Batch
+from icon_dsl.train.distributed import mean_over_processes, shard
 from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.nonfinite import NonFinite, check_gradients, check_loss
 from icon_dsl.train.schedule import derive_seed
 from icon_dsl.train.side_by_side import KEY, SideBySide, reason
+from icon_dsl.train.sparse import EARLY_EXAGGERATION
 from icon_dsl.train.state import (
     RunState,
     copy_state,
@@ -185,8 +187,6 @@ class Run(RunState):
     def _sparse_epoch(self, epoch: int, generator: torch.Generator) -> float:
         """One step on every row: the attraction from each row's sparse p (exaggerated early
         on) and q's normaliser; returns the un-exaggerated cross-entropy."""
-        from icon_dsl.train.sparse import EARLY_EXAGGERATION
-
         assert self.objective is not None
         self.optimizer.zero_grad(set_to_none=True)
         z = self.call_mapper(self.batcher.all_inputs())
@@ -247,8 +247,6 @@ class Run(RunState):
 
     def _parallel_step(self, batch: Batch) -> float:
         """One step on this process's share of the batch; DDP averages the gradients."""
-        from icon_dsl.train.distributed import mean_over_processes, shard
-
         assert self.parallel is not None
         self.optimizer.zero_grad(set_to_none=True)
         local = shard(batch, self.rank, self.world)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icon_dsl.api import CompiledModule
+from icon_dsl.codegen.emit import has_neighbour_path
+from icon_dsl.memory import memory_estimate, physical_memory
+from icon_dsl.train import cluster, sparse, sparse_p
 from icon_dsl.train.data import Dataset, require_adjacency, require_labels, require_side
 from icon_dsl.train.errors import TrainError
 
@@ -235,9 +238,6 @@ def large_data_plan(
     for them at any size (TrainError when the spec has neither); "dense" keeps the generated
     forward.
     """
-    from icon_dsl.codegen.emit import has_neighbour_path
-    from icon_dsl.train import cluster, sparse, sparse_p
-
     choice = "auto" if normaliser is None else normaliser
     if choice not in ("auto", "dense", *sparse.NORMALISERS):
         raise TrainError(
@@ -283,8 +283,6 @@ def _sparse_plan(
     negatives: int | None,
     hypers: dict[str, float],
 ) -> Plan:
-    from icon_dsl.train import sparse
-
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
     _check_negatives(negatives, n)
@@ -326,8 +324,6 @@ def _cluster_plan(
     hypers: dict[str, float],
 ) -> Plan:
     """A clustering head on the whole data each epoch (``cluster.py``), one Adam step an epoch."""
-    from icon_dsl.train import cluster
-
     return Plan(
         name=module.stem,
         class_name=module.class_name,
@@ -351,8 +347,6 @@ def _cluster_plan(
 
 def check_dense_fits(module: CompiledModule, n: int) -> None:
     """TrainError before a whole-data dense loss is built that cannot fit in this machine."""
-    from icon_dsl.memory import memory_estimate, physical_memory
-
     needed, total = memory_estimate(module.ir, n)["dense"], physical_memory()
     if needed is not None and total is not None and needed > 0.8 * total:
         raise TrainError(

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from icon_dsl.train import plots
+
 if TYPE_CHECKING:
     from icon_dsl.train.loop import Run
     from icon_dsl.train.plan import Plan
@@ -56,8 +58,6 @@ def write_outputs(
     out_dir: Path, run: Run, embedding: np.ndarray, metrics: dict[str, float]
 ) -> None:
     """Write every file listed in the module docstring into ``out_dir``."""
-    from icon_dsl.train import plots
-
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     info = {

@@ -37,8 +37,11 @@ from torch import nn
 import icon_dsl.codegen  # noqa: F401  (compile() imports these lazily: keep one-time import
 import icon_dsl.known  # noqa: F401   costs out of every run's wall time)
 from icon_dsl.api import CompiledModule
+from icon_dsl.api import compile as compile_spec
 from icon_dsl.train import checkpoint, preflight
+from icon_dsl.train import data as data_module
 from icon_dsl.train.data import Dataset, check_trainable, load_dataset
+from icon_dsl.train.distributed import init_from_env
 from icon_dsl.train.errors import DataError, TrainError, TrainNote
 from icon_dsl.train.loop import Run
 from icon_dsl.train.plan import Plan, make_plan
@@ -46,6 +49,7 @@ from icon_dsl.train.report import format_metrics, write_outputs
 from icon_dsl.train.scaling import Scaling, scale_note
 from icon_dsl.train.scaling import standardize as standardize_features
 from icon_dsl.train.state import OwnParts, divergence_name, set_validate
+from icon_dsl.train.torchdata import from_torch, is_torch_data
 
 # names that other modules and users import from here
 __all__ = [
@@ -225,8 +229,6 @@ def _start(
 ) -> tuple[Run, Path | None, bool, set[str]]:
     """The run, fresh or restored from its checkpoint, its output folder, whether it shows
     progress, and the metrics the data is too small for."""
-    from icon_dsl.train.distributed import init_from_env
-
     skipped = _unavailable_metrics(plan, inputs.dataset)
     _check_own_parts(plan, own.mapper, own.views)
     rank, world = init_from_env(device)
@@ -297,7 +299,6 @@ def _compile_spec(spec: str | Path | CompiledModule) -> CompiledModule:
         return spec
     if isinstance(spec, str) and "\n" not in spec and spec.strip() and Path(spec).exists():
         spec = Path(spec)  # a file of any name (spec.txt, X.ICON), as `icon-dsl check` reads it
-    from icon_dsl.api import compile as compile_spec
 
     return compile_spec(spec)
 
@@ -323,8 +324,6 @@ def _check_own_parts(
 
 def _as_dataset_and_batch(data: Any, label_column: str | None) -> tuple[Dataset, int | None]:
     """The data set, and a torch DataLoader's batch size (the default batch size then)."""
-    from icon_dsl.train.torchdata import from_torch, is_torch_data
-
     if is_torch_data(data):
         if label_column is not None:
             raise DataError("label_column only applies to a .csv file, not to torch data")
@@ -350,6 +349,7 @@ def _as_dataset(
 
 def _unavailable_metrics(plan: Plan, dataset: Dataset) -> set[str]:
     """The metrics this data is too small for, each announced with a note before training."""
+    # scikit-learn (the train extra) loads only when scores are computed
     from icon_dsl.train.metrics import unavailable_metrics
 
     skipped = unavailable_metrics(dataset.n_samples, dataset.y, plan.softmax, plan.dim)
@@ -361,8 +361,6 @@ def _unavailable_metrics(plan: Plan, dataset: Dataset) -> set[str]:
 
 def dataset_from_arrays(x: Any, y: Any = None, name: str = "array") -> Dataset:
     """A validated Dataset from in-memory arrays (the estimator's path); DataError if unusable."""
-    from icon_dsl.train import data as data_module
-
     values = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
     sample_shape = None
     if values.ndim > 2:  # samples in their own shape (images for a CNN of the user's)

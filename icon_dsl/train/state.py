@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from icon_dsl.api import CompiledModule
-from icon_dsl.train import checkpoint
+from icon_dsl.train import checkpoint, cluster, sparse, sparse_p
 from icon_dsl.train.batches import Batch, Batcher
 from icon_dsl.train.data import Dataset
+from icon_dsl.train.distributed import MapperAndLoss
 from icon_dsl.train.errors import TrainError, TrainingFailed
 from icon_dsl.train.initialise import centroid_init, pca_init
 from icon_dsl.train.plan import Plan, needs_adjacency
@@ -76,8 +77,6 @@ class RunState:
         self.call_loss: Callable[..., torch.Tensor] = self.loss
         self.parallel: nn.Module | None = None
         if world > 1:
-            from icon_dsl.train.distributed import MapperAndLoss
-
             self.parallel = nn.parallel.DistributedDataParallel(
                 MapperAndLoss(self.mapper, self.loss)
             )
@@ -141,8 +140,6 @@ class RunState:
             p for p in (*self.mapper.parameters(), *self.loss.parameters()) if p.requires_grad
         ]
         if self.plan.sparse:
-            from icon_dsl.train import sparse
-
             descent = sparse.TsneDescent(params, lr=self.plan.lr, momentum=sparse.MOMENTUM)
             factor = factor_after(self.plan.exaggeration_epochs, sparse.EARLY_EXAGGERATION)
             return descent, torch.optim.lr_scheduler.LambdaLR(descent, factor)
@@ -155,8 +152,6 @@ class RunState:
 
     def _sparse_objective(self) -> Any:
         """p on the k nearest neighbours (computed once) and q's normaliser (sparse.py)."""
-        from icon_dsl.train import sparse, sparse_p
-
         ir = self.compiled.ir
         p = sparse_p.build_p(ir, self.plan.hyperparameters, self.dataset.x)
         # the generated module's own kernel of q
@@ -167,8 +162,6 @@ class RunState:
 
     def _cluster_objective(self) -> Any:
         """The whole-data clustering objective (cluster.py); p is built from the first batch."""
-        from icon_dsl.train import cluster
-
         negatives = self.plan.negatives or cluster.NEGATIVES
         return cluster.ClusterObjective(
             self.compiled.ir, self.plan.hyperparameters, self.plan.normaliser, negatives
@@ -193,8 +186,6 @@ class RunState:
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(f(x) of every row, the whole-data clustering loss of ``mapper``)."""
-        from icon_dsl.train import cluster
-
         assert self.clustering is not None
         self.clustering.prepare(batch.inputs, epoch)
         v = mapper(batch.mapper_input)
@@ -313,6 +304,7 @@ class RunState:
     def metrics(
         self, embedding: np.ndarray, skip: Collection[str] = (), evaluate: bool = True
     ) -> dict[str, float]:
+        # scikit-learn (the train extra) loads only when scores are computed
         from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
 
         y = self.dataset.y
