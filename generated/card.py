@@ -5,14 +5,9 @@ Known as: t-SNE
 
 Objective (mean over anchors i with a non-empty row of p):
 
-    p = gaussian(x, sigma)
-        w(i,j) = exp(-d2(i,j) / (2 sigma^2))
-        support: N x N, j != i
-    q = student_t(f(x))
-        w(i,j) = (1 + d2(i,j) / (dof scale^2))^(-(dof+1)/2)
-        support: N x N, j != i
-    loss = kl(p, q)
-        L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))
+    p: w(i,j) = exp(-d2(i,j) / (2 sigma^2)) (support: N x N, j != i)
+    q: w(i,j) = (1 + d2(i,j) / (dof scale^2))^(-(dof+1)/2) (support: N x N, j != i)
+    loss: L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))
 
 Spec (specs/card.icon):
 
@@ -35,8 +30,7 @@ _Method = TypeVar("_Method", bound=Callable[..., object])
 
 
 def _autocast_off(method: _Method) -> _Method:
-    """The loss runs with autocast off, in z's dtype (float32 at least): autocast would round
-    its distances and logits to 16 bits."""
+    """Autocast off: it would round the loss's distances and logits to 16 bits."""
 
     @functools.wraps(method)
     def run(self: nn.Module, z: Tensor, **inputs: Tensor) -> object:
@@ -52,10 +46,9 @@ class Card(nn.Module):
     """The card loss on a batch of embeddings z = f(x).
 
     forward(z, ...) is the training loss (the cross-entropy H(p, q): KL minus the
-    constant H(p)); divergence(z, ...) is the kl divergence itself;
-    distributions(z, ...) gives dense p and q. Rows of p that are empty are left out of the mean;
-    their count after each call is in `last_dropped_rows`.
-    """
+    constant H(p)), divergence(z, ...) the kl divergence, distributions(z, ...) dense p
+    and q. Empty rows of p are left out of the mean and counted in
+    `last_dropped_rows`."""
 
     INPUTS = ("x",)
     MAPPER_INPUT = "index"
@@ -70,7 +63,8 @@ class Card(nn.Module):
         gather: bool = True,
     ) -> None:
         super().__init__()
-        _require(1e-15 <= sigma <= 1e15, "sigma", sigma, "1e-15 <= sigma <= 1e15")
+        if not 1e-15 <= sigma <= 1e15:
+            raise _invalid("sigma", sigma, "1e-15 <= sigma <= 1e15")
         self.sigma = sigma
         self.validate = validate
         self.gather = gather
@@ -163,40 +157,26 @@ class Card(nn.Module):
     def divergence(self, z: Tensor, *, x: Tensor) -> Tensor:
         """The kl divergence itself, mean over kept anchors of this batch."""
         p, log_q, keep, world = self._terms(z, x=x)
-        return self._divergence_rows(p, log_q, keep, world)
-
-    @_autocast_off
-    def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Dense p and q (N x M); rows of p that are empty are zero."""
-        p, log_q, keep, _ = self._terms(z, x=x)
-        p_dense = self._dense_p(p, log_q)
-        if keep is not None:
-            p_dense = p_dense * keep[:, None]
-        return p_dense, log_q.exp()
-
-    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
-        return p.exp()
-
-    def _divergence_rows(
-        self, p: Tensor, log_q: Tensor, keep: Tensor | None, world: int
-    ) -> Tensor:
         p, log_p = p.exp(), p  # exact log p, also where p underflows to 0
         # KL(p || q) = sum_j p (log p - log q)
         rows = torch.where(p > 0, p * (log_p - log_q), 0.0).sum(1)
         return self._mean(rows, keep, world)
 
+    @_autocast_off
+    def distributions(self, z: Tensor, *, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Dense p and q (N x M); rows of p that are empty are zero."""
+        p, log_q, _, _ = self._terms(z, x=x)
+        return self._dense_p(p, log_q), log_q.exp()
+
+    def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
+        return p.exp()
+
     def _mean(self, rows: Tensor, keep: Tensor | None, world: int) -> Tensor:
         """Mean over kept rows; across processes, scaled so DDP's average is the global mean."""
-        if keep is None:
-            keep = torch.ones_like(rows, dtype=torch.bool)
-        total = torch.where(keep, rows, 0.0).sum()
-        return self._mean_of_total(total, int(keep.sum()), rows.shape[0], world)
-
-    def _mean_of_total(self, total: Tensor, kept: int, rows: int, world: int) -> Tensor:
-        """The sum over kept rows divided by their number, across processes when distributed."""
-        self.last_dropped_rows = rows - kept
+        kept = rows.shape[0] if keep is None else int(keep.sum())
+        self.last_dropped_rows = rows.shape[0] - kept
         if world > 1:
-            count = torch.tensor(kept, device=total.device)
+            count = torch.tensor(kept, device=rows.device)
             dist.all_reduce(count)
             kept = int(count)
         if kept == 0:
@@ -204,12 +184,12 @@ class Card(nn.Module):
                 "no anchor in this batch has a non-empty row of p (every label or sample "
                 "appears once); batch at least two items per label or two views per sample"
             )
+        total = rows.sum() if keep is None else torch.where(keep, rows, 0.0).sum()
         return total * (world / kept)
 
 
 # --------------------------------------------------------------------------------------
-# Helpers used above: the mapper, gathering across processes, input checks and the
-# building blocks of p and q.
+# Helpers used above: the mapper, gathering across processes, checks, parts of p and q.
 
 
 class _Mapper(nn.Module):
@@ -231,10 +211,7 @@ _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
 
 
 def _world(enabled: bool, n: int) -> tuple[int, int]:
-    """(number of processes, index of this process's first row in the gathered batch).
-
-    Under torch.distributed every process must hold the same number of rows, n.
-    """
+    """(processes, this process's first row among the gathered ones); each holds n rows."""
     if enabled and dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank() * n
     return 1, 0
@@ -260,13 +237,7 @@ class _AllGather(torch.autograd.Function):
 
 def _gather(t: Tensor, world: int) -> Tensor:
     """Every process's rows in rank order (with gradients, when t has them)."""
-    if world == 1:
-        return t
-    if t.requires_grad:
-        return _AllGather.apply(t)
-    parts = [torch.empty_like(t) for _ in range(world)]
-    dist.all_gather(parts, t.contiguous())
-    return torch.cat(parts)
+    return t if world == 1 else _AllGather.apply(t)
 
 
 def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Tensor:
@@ -276,50 +247,41 @@ def _diagonal(n_rows: int, n_cols: int, offset: int, device: torch.device) -> Te
 
 
 def _at_least_float32(t: Tensor) -> Tensor:
-    """Half precision is computed in float32: exp, log and sums over the batch need its range
-    (float32 and float64 stay as they are)."""
+    """Half precision is computed in float32: exp, log and sums over the batch need its range."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-def _require(ok: bool, name: str, value: object, domain: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must satisfy {domain}, got {value!r}")
+def _invalid(name: str, value: object, domain: str) -> ValueError:
+    return ValueError(f"{name} must satisfy {domain}, got {value!r}")
 
 
 def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> None:
-    """Clear errors for wrong shapes, dtypes and (with finite) non-finite values."""
+    """Clear errors for wrong shapes and dtypes, and with finite for values whose squared
+    distances (up to 4 D max|t|^2) would not be finite in the dtype the loss computes in."""
     if z.dim() != 2 or not z.is_floating_point():
         shape = tuple(z.shape)
         raise ValueError(f"z must be a float (N, D) tensor, got {shape} {z.dtype}")
     if finite and not torch.isfinite(z).all():
         raise ValueError("z contains NaN or inf")
-    if finite:
-        _check_range(z, "z")
-    n = z.shape[0]
+    dense = [("z", z)] if finite else []
     for name, value in inputs.items():
-        if value.shape[0] != n:
-            raise ValueError(f"{name} has {value.shape[0]} rows but z has {n}")
+        if value.shape[0] != z.shape[0]:
+            raise ValueError(f"{name} has {value.shape[0]} rows but z has {z.shape[0]}")
         if name in ("x", "side"):
             if value.dim() != 2 or not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be a finite (N, D) tensor")
-            _check_range(value, name)
+            dense.append((name, value))
         elif value.dim() != 1 or value.is_floating_point():
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
-
-
-def _check_range(t: Tensor, name: str) -> None:
-    """Squared distances between rows, up to 4 D max|t|^2, must be finite in the dtype the
-    loss computes in: past that the loss would be inf or NaN."""
-    if not t.is_floating_point():
-        return
-    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
-    largest = float(t.detach().abs().max()) if t.numel() else 0.0
-    bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
-    if largest > bound:
-        raise ValueError(
-            f"{name} has entries up to {largest:.3g}: squared distances would overflow "
-            f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
-        )
+    for name, t in dense:
+        dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+        largest = float(t.detach().abs().max()) if t.numel() else 0.0
+        bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
+        if largest > bound:
+            raise ValueError(
+                f"{name} has entries up to {largest:.3g}: squared distances would overflow "
+                f"{dtype} (entries must stay below {bound:.3g}); scale {name} down or use float64"
+            )
 
 
 _Key = tuple[object, ...]  # the inputs (and numbers) a fixed p was computed from

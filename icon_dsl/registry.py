@@ -423,13 +423,11 @@ _register(
         summary="a ReLU multilayer perceptron",
         init_code=(
             "hidden, depth, dim = {hidden}, {depth}, {dim}",
+            "widths = [in_features] + [hidden] * (depth - 1)",
             "layers: list[nn.Module] = []",
-            "width = in_features",
-            "for _ in range(depth - 1):",
-            "    layers += [nn.Linear(width, hidden), nn.ReLU()]",
-            "    width = hidden",
-            "layers.append(nn.Linear(width, dim))",
-            "self.net = nn.Sequential(*layers)",
+            "for i in range(depth - 1):",
+            "    layers += [nn.Linear(widths[i], hidden), nn.ReLU()]",
+            "self.net = nn.Sequential(*layers, nn.Linear(widths[-1], dim))",
         ),
     )
 )

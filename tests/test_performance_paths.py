@@ -266,7 +266,7 @@ def test_explain_names_the_forward_the_module_has(spec: Path) -> None:
     source = icon_dsl.compile(spec).source
     line = next(x for x in explain(spec).splitlines() if x.startswith("training forward:"))
     assert ("neighbour" in line) == ("_NeighbourCrossEntropy.apply" in source)
-    assert ("contrastive" in line) == ("_contrastive_total(" in source)
+    assert ("contrastive" in line) == ("_contrastive_rows(" in source)
 
 
 def _neighbour_cases() -> list[tuple[str, str]]:

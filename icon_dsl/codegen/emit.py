@@ -8,6 +8,7 @@ plan (plan.py: node rules in nodes.py, forward's forms in strategies.py); this m
 
 from __future__ import annotations
 
+import textwrap
 from functools import cache
 
 import jinja2
@@ -16,7 +17,7 @@ from .. import disk_cache
 from ..describe import formulas
 from ..ir import IR
 from . import names
-from .layout import assign, assignment_lines, call, define, returns
+from .layout import assign, assignment_lines, call, define, fits, returns
 from .layout import operands as _operands
 from .plan import Plan, plan
 from .strategies import has_fast_path, has_neighbour_path
@@ -48,16 +49,25 @@ def _env() -> jinja2.Environment:
     )
 
 
+#: The comment above the helpers: the module's own code (the public class) ends there.
+BANNER = "# Helpers used above"
+
+
 def render(p: Plan) -> str:
     params = ["self", "z: Tensor"] + (["*"] if p.inputs else [])
     params += [f"{name}: Tensor" for name in p.inputs]
     inputs_tuple = ", ".join(f'"{n}"' for n in p.inputs)
+    forward_uses_divergence = not (p.fast or p.neighbour or (p.cross_entropy and not p.p_learned))
     context = {
         "plan": p,
         "text": names.spec_text,
         "string": names.string_literal,
         "define": lambda name, returns, extra=(): define(name, params + list(extra), returns),
+        "def_line": define,
+        "init_def": define("__init__", _init_params(p), "None"),
+        "class_doc": _class_doc(p),
         "call": call,
+        "check": _check,
         "assign": assign,
         "returns": returns,
         "inputs_tuple": f"({inputs_tuple},)" if len(p.inputs) == 1 else f"({inputs_tuple})",
@@ -73,10 +83,56 @@ def render(p: Plan) -> str:
             ["z", *(f"{n}={n}" for n in p.inputs), f"gather={gather}"],
             target=target,
         ),
+        "forward_uses_divergence": forward_uses_divergence,
     }
     template = _env().get_template("module.py.j2")
+    # helpers only where the class calls them: a draft with all of them tells which
+    draft = template.render(imports="", uses_diagonal=True, **context)
+    context["uses_diagonal"] = "_diagonal(" in draft[: draft.index(BANNER)]
     draft = template.render(imports="", **context)
     return template.render(imports=_imports(draft), **context).rstrip() + "\n"
+
+
+def _init_params(p: Plan) -> list[str]:
+    """The constructor's keyword-only arguments: the hyperparameters, then the options."""
+    params = ["self", "*", *(f"{h['name']}: {h['type']}{h['default']}" for h in p.hypers)]
+    if p.graph:
+        params.append("adjacency: Tensor")
+    if p.prototypes:
+        params.append(f"embedding_dim: int = {p.prototypes['dim']}")
+    if p.fast:
+        params.append("block_size: int | None = None")
+    if p.cache_p:
+        params.append("cache_p: bool = True")
+    return [*params, "validate: bool = True", "gather: bool = True"]
+
+
+def _class_doc(p: Plan) -> list[str]:
+    """The public class's docstring after its first line, wrapped (never inside an escape),
+    the closing quotes on its last line."""
+    text = "The constructor takes `adjacency`, the graph's weights over the whole dataset. "
+    text = text if p.graph else ""
+    text += "forward(z, ...) is the training loss"
+    if p.cross_entropy and not p.p_learned:
+        text += " (the cross-entropy H(p, q): KL minus the constant H(p))"
+    text += (
+        f", divergence(z, ...) the {p.divergence} divergence, distributions(z, ...) dense p "
+        'and q. Empty rows of p are left out of the mean and counted in `last_dropped_rows`."""'
+    )
+    return textwrap.wrap(text, 84, break_long_words=False, break_on_hyphens=False)
+
+
+def _check(cond: str, name: str, value: str, domain: str) -> str:
+    """`if not cond: raise _invalid(name, value, domain)`, laid out as ruff format lays it out
+    (a condition of several parts in parentheses, split before each `and` if need be)."""
+    parts = cond.split(" and ")
+    head = f"        if not {cond if len(parts) == 1 else f'({cond})'}:"
+    if not fits(head):
+        inner = [cond] if fits(cond, 12) else [parts[0], *(f"and {part}" for part in parts[1:])]
+        head = "\n".join(
+            ["        if not (", *(f"            {line}" for line in inner), "        ):"]
+        )
+    return head + "\n" + call("raise _invalid", [name, value, domain], indent=12)
 
 
 def _imports(draft: str) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import registry as reg
-from ..describe import formulas
 from ..ir import IR, DistType
 from . import names
+from .layout import fits
 from .nodes import Emitter
 from .numbers import NotFinite, NumPrinter, number_literal, python_expr, refuse
 from .strategies import (
@@ -39,11 +39,10 @@ class Plan:
     upcast: str  # the line that raises half-precision z (and x, side) to float32
     class_name: str
     method: str
-    title: str | None
     source_name: str
     source_text: str
     known_as: str | None
-    formulas: list[str]
+    objective: list[str]  # the docstring's formulas of p, q and the loss
     hypers: list[dict[str, str]]
     constraints: list[dict[str, str]]
     prototypes: dict[str, Any] | None
@@ -60,7 +59,7 @@ class Plan:
     joint: bool
     graph: bool
     keep: str | None
-    fast: list[str] | None
+    fast: dict[str, list[str]] | None  # the contrastive fast path's methods
     neighbour: dict[str, Any] | None
     divergence: str
     divergence_rows: tuple[str, ...]  # the registry's code for each anchor's divergence
@@ -106,18 +105,17 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         upcast=upcast,
         class_name=class_name or names.class_name(ir.method),
         method=ir.method,
-        title=ir.title,
         source_name=_display_path(ir.source.name),
         source_text=ir.source.text,
         known_as=known_as,
-        formulas=formulas(ir),
+        objective=_objective(ir),
         hypers=_hyper_plan(ir, e),
         constraints=_constraint_plan(ir, e),
         prototypes=protos,
         inputs=o.inputs,
         body=b.lines,
         checks=b.checks,
-        helpers=sorted(b.helpers),
+        helpers=["contrastive"] if fast else sorted(b.helpers),
         p_kind=o.p_kind,
         p_var=o.p_var,
         p_columns=o.p_val.columns,
@@ -134,6 +132,20 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         cross_entropy=divergence.trains_on_cross_entropy,
         mapper=mapper,
     )
+
+
+def _objective(ir: IR) -> list[str]:
+    """p's and q's formulas with their supports, and the loss's formula (the spec, quoted
+    below them, gives the calls): one line each where it fits."""
+    lines = []
+    for name in ("p", "q"):
+        root = ir.roots[name]
+        block = reg.BLOCKS.get(ir.op(root))
+        head = f"{name}: {block.formula if block is not None else ir.text(root)}"
+        support = f"support: {ir.dist_type(root).describe_support()}"
+        one_line = f"{head} ({support})"
+        lines += [one_line] if fits(one_line, 4) else [head, f"   {support}"]
+    return [*lines, f"loss: {reg.BLOCKS[ir.op(ir.roots['loss'])].formula}"]
 
 
 def _lower_objective(ir: IR, e: Emitter) -> _Objective:

@@ -15,7 +15,7 @@ from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
 from .kernels import gaussian_width, kernel_lines
-from .layout import fits
+from .layout import assignment_lines, fits
 from .nodes import Emitter
 from .values import words
 
@@ -127,11 +127,12 @@ def has_fast_path(ir: IR) -> bool:
     )
 
 
-def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
-    """The contrastive fast path, or None when the spec is not of that family.
+def fast_forward(ir: IR, e: Emitter) -> dict[str, list[str]] | None:
+    """The contrastive fast path, or None when the spec is not of that family: the bodies of
+    `_logits` (q as two factors), `_terms` (p and log q from them) and `forward`.
 
     An indicator p over groups (same label, same sample) against a Gaussian q on f(x) has
-    logits s_ij = a_i . b_j + c_j (the row constant of -d2 / 2 sigma^2 cancels in the loss),
+    logits s_ij = a_i . b_j (the row constant of -d2 / 2 sigma^2 cancels in the loss),
     so the cross-entropy is logsumexp_j s_ij minus the mean of s_ij over i's group, and the
     group mean is a sum of vectors: no N x N p, mask or log q is materialised.
     """
@@ -142,33 +143,51 @@ def fast_forward(ir: IR, e: Emitter) -> list[str] | None:
     key = ir.args(ir.children(p_root)[0])["name"]
     sigma2 = e.num(gaussian_width(q_args))
     metric = q_args["metric"]
-    lines = [
+    logits = [
+        "z = _at_least_float32(z)",
+        "world, offset = _world(gather, z.shape[0])",
+        names.comment(f"q = {e.text(q_root)}: s_ij = a_i . b_j"),
+    ]
+    if metric == "euclidean":
+        logits += [
+            *assignment_lines("sigma2", sigma2, 8),
+            "z_all = _gather(z, world)",
+            "# -d2 / 2 sigma^2 = z_i . z_j / sigma^2 - |z_j|^2 / 2 sigma^2 + (row i's constant):",
+            "# b_j carries -|z_j|^2 / 2 sigma^2 as one more coordinate, a_i a 1 there",
+            "a = torch.cat([z / sigma2, torch.ones_like(z[:, :1])], dim=1)",
+            "half_sq = (z_all * z_all).sum(1, keepdim=True) / (2 * sigma2)",
+            "b = torch.cat([z_all, -half_sq], dim=1)",
+        ]
+    else:
+        if metric == "cosine":
+            logits += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
+        else:
+            logits += ["u = z"]
+        logits += [f"a, b = u / {sigma2}, _gather(u, world)"]
+    logits += ["return a, b, _gather(keys, world), world, offset"]
+    p_text = e.text(p_root)
+    terms = [
+        "if self.validate:",
+        f'    _check_batch(z, {{"{key}": {key}}})',
+        f"a, b, keys, world, offset = self._logits(z, {key}, gather)",
+        names.comment(f"p = {p_text}: uniform over the other members of i's group"),
+        f"p = {key}[:, None] == keys[None, :]",
+        "p.diagonal(offset).fill_(False)",
+        "log_q = torch.log_softmax(_block_logits(a, b, offset), dim=1)",
+        "return p, log_q, p.any(1), world",
+    ]
+    forward = [
         "if self.validate:  # shapes now; NaN / inf in z shows in the loss, checked below",
         f'    _check_batch(z, {{"{key}": {key}}}, finite=False)',
-        "z = _at_least_float32(z)",
-        "world, offset = _world(self.gather, z.shape[0])",
-        names.comment(f"q = {e.text(q_root)}: logits s_ij = a_i . b_j + c_j"),
-    ]
-    if metric == "cosine":
-        lines += ["u = F.normalize(z, dim=1)  # -d2 / 2 sigma^2 = (cos - 1) / sigma^2"]
-    else:
-        lines += ["u = z"]
-    lines += [f"a, b = u / {sigma2}, _gather(u, world)"]
-    c = "None"  # no column term: cosine and dot logits are a_i . b_j alone
-    if metric == "euclidean":
-        lines += [f"c = -(b * b).sum(1) / (2 * {sigma2})  # -|b_j|^2 / 2 sigma^2"]
-        c = "c"
-    lines += [
-        f"{key}_all = _gather({key}, world)",
-        names.comment(f"p = {e.text(p_root)}: uniform over the other members of i's group"),
-        f"keys, keys_all, block = {key}, {key}_all, self.block_size",
-        f"total, kept = _contrastive_total(a, b, {c}, keys, keys_all, offset, block)",
-        "if self.validate and not torch.isfinite(total):",
+        f"a, b, keys, world, offset = self._logits(z, {key}, self.gather)",
+        names.comment(f"-sum_j p(j|i) log q(j|i) for p = {p_text}, without an N x N p"),
+        "rows, keep = _contrastive_rows(a, b, keys, offset, self.block_size)",
+        "if self.validate and not torch.isfinite(rows).all():",
         f'    _check_batch(z, {{"{key}": {key}}})',
-        "return self._mean_of_total(total, kept, z.shape[0], world)",
+        "return self._mean(rows, keep, world)",
     ]
     e.body.helpers.add("contrastive")
-    return lines
+    return {"logits": logits, "terms": terms, "forward": forward}
 
 
 # -- the closed-form neighbour path --------------------------------------------------------
