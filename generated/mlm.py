@@ -220,7 +220,7 @@ def _check_batch(z: Tensor, inputs: dict[str, Tensor], finite: bool = True) -> N
         if value.dim() != 1 or value.is_floating_point():
             raise ValueError(f"{name} must be an integer tensor of shape (N,)")
     for name, t in dense:
-        dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+        dtype = torch.promote_types(t.dtype, torch.float32)  # the loss's dtype
         largest = float(t.detach().abs().max()) if t.numel() else 0.0
         bound = math.sqrt(torch.finfo(dtype).max / (4 * max(t.shape[1], 1)))
         if largest > bound:
