@@ -194,7 +194,10 @@ class DebiasedInfoNCEClustering(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, x=x, index=index)
-        return self._dense_p(p, log_q) * keep[:, None], log_q.exp()
+        p = self._dense_p(p, log_q)
+        if keep is not None:  # rows of p that are empty are zero
+            p = p * keep[:, None]
+        return p, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p

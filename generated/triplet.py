@@ -129,7 +129,10 @@ class Triplet(nn.Module):
     def distributions(self, z: Tensor, *, index: Tensor) -> tuple[Tensor, Tensor]:
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, index=index)
-        return self._dense_p(p, log_q) * keep[:, None], log_q.exp()
+        p = self._dense_p(p, log_q)
+        if keep is not None:  # rows of p that are empty are zero
+            p = p * keep[:, None]
+        return p, log_q.exp()
 
     def _dense_p(self, p: Tensor, log_q: Tensor) -> Tensor:
         return p.to(log_q.dtype) / p.sum(1, keepdim=True).clamp_min(1)
