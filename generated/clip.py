@@ -165,7 +165,7 @@ class CLIP(nn.Module):
         """Dense p and q (N x M); rows of p that are empty are zero."""
         p, log_q, keep, _ = self._terms(z, index=index, modality=modality)
         p = self._dense_p(p, log_q)
-        if keep is not None:  # rows of p that are empty are zero
+        if keep is not None:
             p = p * keep[:, None]
         return p, log_q.exp()
 

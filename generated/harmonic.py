@@ -162,29 +162,6 @@ def _world(enabled: bool, n: int) -> tuple[int, int]:
     return 1, 0
 
 
-class _AllGather(torch.autograd.Function):
-    """Every process's rows in rank order; each process's rows get the gradient summed over
-    all processes (every process's loss reads them as columns)."""
-
-    @staticmethod
-    def forward(ctx, t):  # type: ignore[no-untyped-def]
-        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, t.contiguous())
-        ctx.first, ctx.n = dist.get_rank() * t.shape[0], t.shape[0]
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.first : ctx.first + ctx.n]
-
-
-def _gather(t: Tensor, world: int) -> Tensor:
-    """Every process's rows in rank order (with gradients, when t has them)."""
-    return t if world == 1 else _AllGather.apply(t)
-
-
 def _at_least_float32(t: Tensor) -> Tensor:
     """Half precision is computed in float32: exp, log and sums over the batch need its range."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t

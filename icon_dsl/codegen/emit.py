@@ -51,6 +51,8 @@ def _env() -> jinja2.Environment:
 
 #: The comment above the helpers: the module's own code (the public class) ends there.
 BANNER = "# Helpers used above"
+#: Helpers written only where the public class calls them.
+_OPTIONAL = frozenset({"_diagonal", "_gather"})
 
 
 def render(p: Plan) -> str:
@@ -88,8 +90,9 @@ def render(p: Plan) -> str:
     }
     template = _env().get_template("module.py.j2")
     # helpers only where the class calls them: a draft with all of them tells which
-    draft = template.render(imports="", uses_diagonal=True, **context)
-    context["uses_diagonal"] = "_diagonal(" in draft[: draft.index(BANNER)]
+    draft = template.render(imports="", uses=_OPTIONAL, **context)
+    own = draft[: draft.index(BANNER)]
+    context["uses"] = {name for name in _OPTIONAL if f"{name}(" in own}
     draft = template.render(imports="", **context)
     return template.render(imports=_imports(draft), **context).rstrip() + "\n"
 
