@@ -3,6 +3,7 @@ has teeth: an import against the layers, a cycle, or a module placed in no layer
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -63,8 +64,6 @@ def test_a_broken_layering_is_reported(copy: Path, path: str, line: str, broken:
 def deferred_imports_without_reason(root: Path) -> list[str]:
     """Imports of the package's own modules inside a function with no comment saying why: on
     the import's line, or on the line above its run of import lines."""
-    import ast
-
     found = []
     for path in sorted((root / "icon_dsl").rglob("*.py")):
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -72,9 +71,9 @@ def deferred_imports_without_reason(root: Path) -> list[str]:
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for inner in ast.walk(node):
-                own = isinstance(inner, ast.ImportFrom) and (
-                    inner.level > 0 or (inner.module or "").startswith("icon_dsl")
-                )
+                if not isinstance(inner, ast.ImportFrom):
+                    continue
+                own = inner.level > 0 or (inner.module or "").startswith("icon_dsl")
                 if own and not _has_reason(lines, inner.lineno - 1):
                     found.append(f"{path.relative_to(root)}:{inner.lineno}")
     return sorted(set(found))
