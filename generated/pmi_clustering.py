@@ -7,6 +7,11 @@ Objective (mean over anchors i with a non-empty row of p):
     q: q(j|i) = sum_c v_ic v_jc / sum_k v_kc (support: N x N, j = i included)
     loss: L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))
 
+Large data: `icon-dsl train` on more than 4,096 rows computes this loss on every row
+each epoch through q's low rank (nothing N x N): its sums over all pairs are exact row
+blocks or, above 8,192 rows, sampled from 32 columns per row (unbiased). This module
+computes the dense form of its batch.
+
 Spec (specs/pmi_clustering.icon):
 
     # PMI / TEMI clustering: kNN pairs in a frozen feature space against a clustering head.

@@ -7,6 +7,12 @@ Objective (mean over anchors i with a non-empty row of p):
     q: w(i,j) = (1 + d2(i,j) / (dof scale^2))^(-(dof+1)/2) (support: N x N, j != i)
     loss: L = (1/N) sum_i sum_j p(j|i) log(p(j|i) / q(j|i))
 
+Large data: `icon-dsl train` on more than 4,096 rows does not call this module on all
+rows. It builds p once on each row's nearest neighbours (3 x perplexity for a perplexity
+p, k for knn; the mass beyond them is dropped) and normalises q in row blocks (exact)
+or, above 8,192 rows, from 64 uniform negatives per row (sampled: an estimate, biased
+low by Jensen's inequality). This module computes the dense form of its batch.
+
 Spec (specs/tsne.icon):
 
     # t-SNE in the I-Con paper's conditional form: a per-row KL with row-normalised Student-t q.

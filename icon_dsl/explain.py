@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import large_data
 from . import registry as reg
 from .codegen.strategies import has_fast_path, has_neighbour_path
 from .describe import formulas
 from .ir import IR
 from .known import recognise
+from .large_data import EXACT_LIMIT, FULL_BATCH_LIMIT
 from .memory import BLOCK_SIZE_DEFAULT, memory_estimate, physical_memory
 from .pipeline import check
 from .source import Source
@@ -85,13 +87,12 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     # imported only here: the prediction times torch on this machine, which other specs'
     # `explain` (and check, compile) must not load
     from .train import sparse, sparse_p
-    from .train.plan import FULL_BATCH_LIMIT
 
-    reason = sparse_p.unsupported_reason(ir)
+    reason = large_data.sparse_p_reason(ir)
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
     k = min(n - 1, sparse_p.neighbours_per_row(ir))
-    chosen = sparse.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
+    chosen = large_data.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
     lines = [
         "",
         f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
@@ -110,8 +111,8 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         )
     picked = {
         "dense": f"dense (the generated forward on all rows: N <= {FULL_BATCH_LIMIT})",
-        "exact": f"exact (N <= {sparse.EXACT_LIMIT})",
-        "sampled": f"sampled (N > {sparse.EXACT_LIMIT})",
+        "exact": f"exact (N <= {EXACT_LIMIT})",
+        "sampled": f"sampled (N > {EXACT_LIMIT})",
     }[chosen]
     lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
     return lines

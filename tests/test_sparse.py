@@ -129,7 +129,8 @@ def test_sampled_gradient_direction_approaches_the_exact_one() -> None:
     module = compile_spec(SPECS / "tsne.icon")
     loss = module.load()()
     p = sparse_p.build_p(module.ir, {}, x)
-    z = torch.randn(500, 2, dtype=torch.float64, requires_grad=True)
+    start = torch.Generator().manual_seed(0)  # z must not depend on the tests run before
+    z = torch.randn(500, 2, dtype=torch.float64, generator=start, requires_grad=True)
 
     def gradient(normaliser: str, negatives: int, seed: int) -> torch.Tensor:
         objective = sparse.NeighbourObjective(p, loss._q_kernel, False, normaliser, negatives)
@@ -140,10 +141,12 @@ def test_sampled_gradient_direction_approaches_the_exact_one() -> None:
     exact = gradient("exact", 0, 0)
     cosines = [
         float(np.mean([_cosine(gradient("sampled", m, seed), exact) for seed in range(2)]))
-        for m in (2, 16, 128, 499)
+        for m in (2, 16, 128, 1024)
     ]
     assert cosines == sorted(cosines), cosines
-    assert cosines[0] < 0.9 and cosines[-1] > 0.99, cosines
+    # 1 - cos shrinks about as 1/m (0.59, 0.22, 0.035, 0.005 over five starting z)
+    assert cosines[0] < 0.9 and cosines[-1] > 0.993, cosines
+    assert 1 - cosines[-1] < (1 - cosines[-2]) / 4, cosines
 
 
 def test_plan_picks_the_sparse_path_and_its_normaliser() -> None:

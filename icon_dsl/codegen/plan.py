@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import large_data
 from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
@@ -43,6 +44,7 @@ class Plan:
     source_text: str
     known_as: str | None
     objective: list[str]  # the docstring's formulas of p, q and the loss
+    large_data: list[str]  # the docstring's note on what `icon-dsl train` does at scale
     hypers: list[dict[str, str]]
     constraints: list[dict[str, str]]
     prototypes: dict[str, Any] | None
@@ -109,6 +111,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         source_text=ir.source.text,
         known_as=known_as,
         objective=_objective(ir),
+        large_data=large_data.docstring_note(ir, o.neighbour is not None),
         hypers=_hyper_plan(ir, e),
         constraints=_constraint_plan(ir, e),
         prototypes=protos,

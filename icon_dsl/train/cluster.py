@@ -32,64 +32,16 @@ import sympy as sp
 import torch
 
 from icon_dsl.ir import IR
+from icon_dsl.large_data import CLUSTER_NEGATIVES
 from icon_dsl.train import cluster_pairs as pairs
 from icon_dsl.train import sparse_p
 
 NORMALISERS = ("exact", "sampled")
 #: Columns per row and epoch of the sampled estimate. For kmeans.icon at its sigma the entropy
 #: term is a few per cent of the gradient (docs/performance.md).
-NEGATIVES = 32
-#: ``auto`` samples above this many rows: the exact row blocks cost O(N^2 C) an epoch.
-EXACT_LIMIT = 8192
+NEGATIVES = CLUSTER_NEGATIVES
 LOG_Z_BLOCK = 1024
 SCORE_SEED = 0x5C0E  # the draws of the sampled score that picks the kept start (all starts alike)
-
-
-def choose_normaliser(n: int) -> str:
-    """What ``auto`` picks for the whole-data clustering path on n rows."""
-    return "exact" if n <= EXACT_LIMIT else "sampled"
-
-
-# -- which specs ------------------------------------------------------------------------------
-def unsupported_reason(ir: IR) -> str | None:
-    """Why the spec has no whole-data clustering path (None when it has one)."""
-    mapper = ir.roots["mapper"]
-    if ir.op(mapper) == "table" or not ir.args(mapper).get("softmax", False):
-        return "its mapper is not a softmax (clustering) head"
-    q = ir.roots["q"]
-    if ir.op(q) == "debias":
-        q = ir.children(q)[0]
-    if ir.op(q) != "cluster" or ir.op(ir.children(q)[0]) != "f":
-        return "its q is not cluster(f(x)) (or its debias)"
-    divergence, p = ir.op(ir.roots["loss"]), ir.roots["p"]
-    if divergence == "reverse_kl":
-        return _gaussian_reason(ir, p)
-    if divergence != "kl":
-        return f"its divergence is {divergence} (kl or reverse_kl have a whole-data path)"
-    inner = ir.children(p)[0] if ir.op(p) == "debias" else p
-    return _sparse_reason(ir, inner)
-
-
-def _gaussian_reason(ir: IR, p: int) -> str | None:
-    args, kids = ir.args(p), ir.children(p)
-    if ir.op(p) != "gaussian" or "perplexity" in args:
-        return "reverse_kl needs p = gaussian(x, sigma, diagonal=true)"
-    if not args.get("diagonal") or args.get("metric", "euclidean") != "euclidean":
-        return "reverse_kl needs a euclidean gaussian p with diagonal=true"
-    if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
-        return "its gaussian p is not of x"
-    return None
-
-
-def _sparse_reason(ir: IR, node: int) -> str | None:
-    op, kids = ir.op(node), ir.children(node)
-    if op in ("union", "walk"):
-        return next((r for r in (_sparse_reason(ir, k) for k in kids) if r), None)
-    if op == "augmentation":
-        return None
-    if op == "joint":
-        return "a joint p (one sum over the matrix)"
-    return sparse_p._node_reason(ir, node)
 
 
 # -- the objective ----------------------------------------------------------------------------

@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from icon_dsl import large_data
 from icon_dsl.api import CompiledModule
 from icon_dsl.codegen.emit import has_neighbour_path
+from icon_dsl.large_data import FULL_BATCH_LIMIT
 from icon_dsl.memory import memory_estimate, physical_memory
-from icon_dsl.train import cluster, sparse, sparse_p
+from icon_dsl.train import cluster, sparse
 from icon_dsl.train.data import Dataset, require_adjacency, require_labels, require_side
 from icon_dsl.train.errors import TrainError
 
@@ -27,7 +29,6 @@ from icon_dsl.train.errors import TrainError
 #: this many rows train full-batch: p over the whole data set, one step per epoch (t-SNE on
 #: digits is one batch of 1797). Above it, and for parametric mappers (which generalise from
 #: batches), they use mini-batches of ``LARGE_BATCH`` (tables) or ``CLUSTER_BATCH`` (networks).
-FULL_BATCH_LIMIT = 4096
 LARGE_BATCH = 1024
 #: Mini-batch sizes (samples, before views) for label-based and view-based specs.
 CLUSTER_BATCH = 256
@@ -250,15 +251,15 @@ def large_data_plan(
     reason = None if whole_table else "its mapper is not a table of the whole data set"
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
-    reason = reason or sparse_p.unsupported_reason(ir)
+    reason = reason or large_data.sparse_p_reason(ir)
     if reason is None:
         if choice == "auto":
-            return None if n <= FULL_BATCH_LIMIT else ("sparse", sparse.choose_normaliser(n))
+            return None if n <= FULL_BATCH_LIMIT else ("sparse", large_data.choose_normaliser(n))
         return "sparse", choice
-    clustering = cluster.unsupported_reason(ir)
+    clustering = large_data.cluster_reason(ir)
     if clustering is None:
         if choice == "auto":
-            return None if n <= FULL_BATCH_LIMIT else ("cluster", cluster.choose_normaliser(n))
+            return None if n <= FULL_BATCH_LIMIT else ("cluster", large_data.choose_normaliser(n))
         return "cluster", choice
     if choice == "auto":
         return None

@@ -34,16 +34,14 @@ from typing import Any
 
 import torch
 
+from icon_dsl.large_data import NEIGHBOUR_NEGATIVES
 from icon_dsl.train.sparse_p import SparseP
 
 Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
 
 NORMALISER_BLOCK = 1024
-NEGATIVES = 64
+NEGATIVES = NEIGHBOUR_NEGATIVES
 NORMALISERS = ("exact", "sampled")
-#: Above this many rows ``auto`` estimates the normaliser from negatives: the exact row blocks
-#: cost O(N^2) per epoch (docs/performance.md has the measurements).
-EXACT_LIMIT = 8192
 
 #: The optimisation of t-SNE implementations (openTSNE's defaults): 750 epochs of gradient
 #: descent with momentum 0.8 and gains, the first third with the attraction exaggerated 12x
@@ -58,11 +56,6 @@ MOMENTUM = 0.8
 def learning_rate(n: int) -> float:
     """The step during early exaggeration; it grows EARLY_EXAGGERATION times after."""
     return max(n / EARLY_EXAGGERATION, 200.0) / 4
-
-
-def choose_normaliser(n: int) -> str:
-    """What ``auto`` picks for a sparse-p run on n rows."""
-    return "exact" if n <= EXACT_LIMIT else "sampled"
 
 
 # -- the normaliser of q ----------------------------------------------------------------------

@@ -18,10 +18,8 @@ import sympy as sp
 import torch
 
 from icon_dsl.ir import IR
+from icon_dsl.large_data import PERPLEXITY_NEIGHBOURS
 from icon_dsl.train.neighbours import nearest_neighbours
-
-#: Neighbours kept per perplexity row: 3 x perplexity (openTSNE, scikit-learn's Barnes-Hut).
-PERPLEXITY_NEIGHBOURS = 3.0
 
 
 @dataclass
@@ -43,32 +41,6 @@ class SparseP:
         out = torch.zeros(self.n, self.n, dtype=self.values.dtype)
         out[self.rows, self.cols] = self.values
         return out
-
-
-# -- which specs ------------------------------------------------------------------------------
-def unsupported_reason(ir: IR) -> str | None:
-    """Why p cannot be built sparse (None when it can)."""
-    return _node_reason(ir, ir.roots["p"])
-
-
-def _node_reason(ir: IR, node: int) -> str | None:
-    op, args, kids = ir.op(node), ir.args(node), ir.children(node)
-    if op == "joint":
-        inner = ir.op(kids[0])
-        if inner in ("gaussian", "student_t") and "perplexity" not in ir.args(kids[0]):
-            return "joint(kernel) of a fixed width is dense"
-        return _node_reason(ir, kids[0])
-    if op == "walk":
-        return _node_reason(ir, kids[0])
-    if op in ("gaussian", "knn"):
-        if op == "gaussian" and "perplexity" not in args:
-            return "a fixed-width gaussian p has no k nearest neighbours cut"
-        if args.get("metric", "euclidean") != "euclidean" or args.get("diagonal"):
-            return f"{op} with a non-euclidean metric or the diagonal"
-        if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
-            return f"{op} of something other than x"
-        return None
-    return f"p uses {op}"
 
 
 # -- building p -------------------------------------------------------------------------------
@@ -158,7 +130,7 @@ class _Builder:
             total = sum((self.matrix(kid) for kid in kids[1:]), self.matrix(kids[0])).coalesce()
             ones = torch.ones_like(total.values())
             return _row_normalised(_coo(total.indices(), ones, self.n))
-        raise ValueError(f"no sparse p for {op}")  # unsupported_reason rules this out
+        raise ValueError(f"no sparse p for {op}")  # large_data.sparse_p_reason rules this out
 
     def _same_sample(self) -> torch.Tensor:
         """augmentation(index): uniform over the other rows of the same sample (rows without

@@ -1,0 +1,131 @@
+"""Which specs `icon-dsl train` fits on the whole of a large data set, and how (IR rules only).
+
+Takes a checked IR. Guarantees: the answers `train` acts on (train/plan.py), `explain` reports
+and the generated modules' docstrings state come from these functions and constants alone, so the
+three never disagree. Two whole-data paths exist (docs/performance.md, "Large data"):
+
+- neighbour embeddings: a table mapper, the closed-form neighbour loss, and a p built from
+  perplexity ``gaussian``, ``knn``, ``walk`` and ``joint`` over them: p on each row's nearest
+  neighbours, computed once (train/sparse_p.py, train/sparse.py);
+- clustering heads: a softmax head against ``cluster(f(x))`` (or its ``debias``), with
+  ``reverse_kl`` against a fixed-width gaussian p or ``kl`` against a sparse p
+  (train/cluster.py).
+
+No torch here: codegen and explain import this module.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from .ir import IR
+
+#: Up to this many rows a table neighbour spec trains full-batch on the generated forward.
+FULL_BATCH_LIMIT = 4096
+#: Neighbours kept per perplexity row: 3 x perplexity (openTSNE, scikit-learn's Barnes-Hut).
+PERPLEXITY_NEIGHBOURS = 3.0
+#: Negative samples per row of the sampled normaliser of a neighbour embedding.
+NEIGHBOUR_NEGATIVES = 64
+#: Columns per row and epoch of the sampled sums over pairs of a clustering head.
+CLUSTER_NEGATIVES = 32
+#: Above this many rows `auto` samples (both paths): the exact row blocks cost O(N^2) an epoch.
+EXACT_LIMIT = 8192
+
+
+def choose_normaliser(n: int) -> str:
+    """What `auto` picks for a whole-data run on n rows."""
+    return "exact" if n <= EXACT_LIMIT else "sampled"
+
+
+# -- neighbour embeddings ---------------------------------------------------------------------
+def sparse_p_reason(ir: IR) -> str | None:
+    """Why p cannot be built on nearest neighbours (None when it can)."""
+    return p_node_reason(ir, ir.roots["p"])
+
+
+def p_node_reason(ir: IR, node: int) -> str | None:
+    op, args, kids = ir.op(node), ir.args(node), ir.children(node)
+    if op == "joint":
+        inner = ir.op(kids[0])
+        if inner in ("gaussian", "student_t") and "perplexity" not in ir.args(kids[0]):
+            return "joint(kernel) of a fixed width is dense"
+        return p_node_reason(ir, kids[0])
+    if op == "walk":
+        return p_node_reason(ir, kids[0])
+    if op in ("gaussian", "knn"):
+        if op == "gaussian" and "perplexity" not in args:
+            return "a fixed-width gaussian p has no k nearest neighbours cut"
+        if args.get("metric", "euclidean") != "euclidean" or args.get("diagonal"):
+            return f"{op} with a non-euclidean metric or the diagonal"
+        if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
+            return f"{op} of something other than x"
+        return None
+    return f"p uses {op}"
+
+
+# -- clustering heads -------------------------------------------------------------------------
+def cluster_reason(ir: IR) -> str | None:
+    """Why the spec has no whole-data clustering path (None when it has one)."""
+    mapper = ir.roots["mapper"]
+    if ir.op(mapper) == "table" or not ir.args(mapper).get("softmax", False):
+        return "its mapper is not a softmax (clustering) head"
+    q = ir.roots["q"]
+    if ir.op(q) == "debias":
+        q = ir.children(q)[0]
+    if ir.op(q) != "cluster" or ir.op(ir.children(q)[0]) != "f":
+        return "its q is not cluster(f(x)) (or its debias)"
+    divergence, p = ir.op(ir.roots["loss"]), ir.roots["p"]
+    if divergence == "reverse_kl":
+        return _gaussian_reason(ir, p)
+    if divergence != "kl":
+        return f"its divergence is {divergence} (kl or reverse_kl have a whole-data path)"
+    inner = ir.children(p)[0] if ir.op(p) == "debias" else p
+    return _cluster_p_reason(ir, inner)
+
+
+def _gaussian_reason(ir: IR, p: int) -> str | None:
+    args, kids = ir.args(p), ir.children(p)
+    if ir.op(p) != "gaussian" or "perplexity" in args:
+        return "reverse_kl needs p = gaussian(x, sigma, diagonal=true)"
+    if not args.get("diagonal") or args.get("metric", "euclidean") != "euclidean":
+        return "reverse_kl needs a euclidean gaussian p with diagonal=true"
+    if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
+        return "its gaussian p is not of x"
+    return None
+
+
+def _cluster_p_reason(ir: IR, node: int) -> str | None:
+    op, kids = ir.op(node), ir.children(node)
+    if op in ("union", "walk"):
+        return next((r for r in (_cluster_p_reason(ir, k) for k in kids) if r), None)
+    if op == "augmentation":
+        return None
+    if op == "joint":
+        return "a joint p (one sum over the matrix)"
+    return p_node_reason(ir, node)
+
+
+# -- what the generated module says -----------------------------------------------------------
+def docstring_note(ir: IR, neighbour_path: bool, width: int = 88) -> list[str]:
+    """Lines for a generated module's docstring: what `icon-dsl train` does instead of calling
+    the module on all rows of a large data set (empty when it always calls it)."""
+    table = ir.op(ir.roots["mapper"]) == "table"
+    if neighbour_path and table and sparse_p_reason(ir) is None:
+        text = (
+            f"Large data: `icon-dsl train` on more than {FULL_BATCH_LIMIT:,} rows does not call "
+            "this module on all rows. It builds p once on each row's nearest neighbours "
+            f"({PERPLEXITY_NEIGHBOURS:g} x perplexity for a perplexity p, k for knn; the mass "
+            "beyond them is dropped) and normalises q in row blocks (exact) or, above "
+            f"{EXACT_LIMIT:,} rows, from {NEIGHBOUR_NEGATIVES} uniform negatives per row "
+            "(sampled: an estimate, biased low by Jensen's inequality)."
+        )
+    elif cluster_reason(ir) is None:
+        text = (
+            f"Large data: `icon-dsl train` on more than {FULL_BATCH_LIMIT:,} rows computes this "
+            "loss on every row each epoch through q's low rank (nothing N x N): its sums over "
+            f"all pairs are exact row blocks or, above {EXACT_LIMIT:,} rows, sampled from "
+            f"{CLUSTER_NEGATIVES} columns per row (unbiased)."
+        )
+    else:
+        return []
+    return textwrap.wrap(f"{text} This module computes the dense form of its batch.", width)

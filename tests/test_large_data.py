@@ -1,0 +1,74 @@
+"""The whole-data paths: what a generated module's docstring says `icon-dsl train` does at scale
+is what the training plan does, for every bundled spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SPECS
+
+from icon_dsl import large_data
+from icon_dsl.api import compile as compile_spec
+from icon_dsl.train.data import Dataset
+from icon_dsl.train.errors import DataError, TrainError
+from icon_dsl.train.plan import make_plan
+
+ROWS = 10_000  # above FULL_BATCH_LIMIT and EXACT_LIMIT: the sampled estimates
+
+
+def _large_plan(spec: Path):  # type: ignore[no-untyped-def]
+    """The plan on ROWS rows of random data with every input a spec may read, or None when the
+    spec needs inputs these data do not have (labels with a number of classes, a graph)."""
+    module = compile_spec(spec)
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        name="random",
+        x=rng.random((ROWS, 8), dtype=np.float32),
+        y=rng.integers(0, 10, ROWS),
+        side=rng.random((ROWS, 4), dtype=np.float32),
+    )
+    try:
+        return module, make_plan(module, module.load(), data)
+    except (DataError, TrainError):
+        return module, None
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_the_docstring_says_what_train_does(spec: Path) -> None:
+    module, plan = _large_plan(spec)
+    note = large_data.docstring_note(module.ir, "_NeighbourCrossEntropy" in module.source)
+    in_module = "Large data:" in module.source
+    assert in_module == bool(note)
+    if plan is None:
+        assert not note
+        return
+    if plan.sparse:
+        assert "nearest neighbours" in " ".join(note) and plan.normaliser == "sampled"
+        assert plan.negatives == large_data.NEIGHBOUR_NEGATIVES
+    elif plan.cluster:
+        assert "low rank" in " ".join(note) and plan.normaliser == "sampled"
+        assert plan.negatives == large_data.CLUSTER_NEGATIVES
+    else:
+        assert not note, f"{spec.stem}: the docstring promises a whole-data path train lacks"
+
+
+def test_the_bundled_large_data_specs() -> None:
+    """The specs the issue names take the whole-data paths (and one that cannot, does not)."""
+    paths = {}
+    for stem in ("tsne", "tsne_joint", "sne", "kmeans", "debiased_infonce_clustering", "simclr"):
+        _, plan = _large_plan(SPECS[0].parent / f"{stem}.icon")
+        paths[stem] = (
+            None
+            if plan is None
+            else ("sparse" if plan.sparse else "cluster" if plan.cluster else "dense")
+        )
+    assert paths == {
+        "tsne": "sparse",
+        "tsne_joint": "sparse",
+        "sne": "sparse",
+        "kmeans": "cluster",
+        "debiased_infonce_clustering": "cluster",
+        "simclr": "dense",
+    }
