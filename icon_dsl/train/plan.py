@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from icon_dsl.large_data import FULL_BATCH_LIMIT
 from icon_dsl.memory import memory_estimate, physical_memory
 from icon_dsl.train import cluster, sparse
 from icon_dsl.train.data import Dataset, require_adjacency, require_labels, require_side
-from icon_dsl.train.errors import TrainError
+from icon_dsl.train.errors import TrainError, TrainNote
 
 #: Table-mapper specs whose p is a fixed function of x (no views, no labels) on data of at most
 #: this many rows train full-batch: p over the whole data set, one step per epoch (t-SNE on
@@ -274,6 +275,17 @@ def _check_negatives(negatives: int | None, n: int) -> None:
         raise TrainError(f"negatives must be between 1 and N - 1 = {n - 1}, got {negatives}")
 
 
+#: The sampled normaliser of a joint q weighs each sampled pair by one global sum, so a point
+#: whose few negatives all lie far away is barely pushed from its near neighbours; per-row
+#: normalisers renormalise each row's sample. Measured in docs/performance.md ("Large data").
+JOINT_SAMPLED_NOTE = (
+    "q is normalised over the whole matrix (joint) and its normaliser is estimated from sampled "
+    "negatives: such embeddings came out markedly worse than with the exact normaliser "
+    "(docs/performance.md, 'Large data'); the per-row (conditional) form of the spec samples "
+    "well, or pass --normaliser exact where N^2 work per epoch is affordable"
+)
+
+
 def _sparse_plan(
     module: CompiledModule,
     inputs: tuple[str, ...],
@@ -287,6 +299,8 @@ def _sparse_plan(
     if epochs is not None and epochs < 1:
         raise TrainError(f"epochs must be at least 1, got {epochs}")
     _check_negatives(negatives, n)
+    if normaliser == "sampled" and module.ir.op(module.ir.roots["q"]) == "joint":
+        warnings.warn(JOINT_SAMPLED_NOTE, TrainNote, stacklevel=3)
     total = epochs if epochs is not None else sparse.EPOCHS
     return Plan(
         name=module.stem,
