@@ -178,7 +178,8 @@ def on_pairs(
 
 
 class WithGradient(torch.autograd.Function):
-    """A value whose gradient in v was computed beside it, in closed form."""
+    """A value whose gradient in its input was computed beside it, in closed form (the
+    clustering sums here and the neighbour embedding's terms in sparse.py)."""
 
     @staticmethod
     def forward(ctx, v, value, gradient):  # type: ignore[no-untyped-def]

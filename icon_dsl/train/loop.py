@@ -196,13 +196,7 @@ class Run(RunState):
         if not math.isfinite(value):
             raise self._stopped(epoch, 0, f"the loss was {value}")
         (attraction * boost + normaliser).backward()
-        try:
-            check_gradients(value, self._named_parameters())
-        except NonFinite as found:
-            raise self._stopped(epoch, 0, str(found)) from None
-        self.optimizer.step()
-        self.scheduler.step()
-        return value
+        return self._whole_data_step(epoch, value)
 
     def _cluster_epoch(self, epoch: int, generator: torch.Generator) -> float:
         """One Adam step on the whole-data clustering loss of every row (``cluster.py``)."""
@@ -213,7 +207,14 @@ class Run(RunState):
         value = float(loss.detach())
         try:
             check_loss(value, z)
-            loss.backward()
+        except NonFinite as found:
+            raise self._stopped(epoch, 0, str(found)) from None
+        loss.backward()
+        return self._whole_data_step(epoch, value)
+
+    def _whole_data_step(self, epoch: int, value: float) -> float:
+        """After the backward pass of a whole-data epoch: gradients checked, one step."""
+        try:
             check_gradients(value, self._named_parameters())
         except NonFinite as found:
             raise self._stopped(epoch, 0, str(found)) from None

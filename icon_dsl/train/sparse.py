@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from icon_dsl.large_data import NEIGHBOUR_NEGATIVES
+from icon_dsl.train.cluster_pairs import WithGradient
 from icon_dsl.train.sparse_p import SparseP
 
 Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
@@ -133,20 +134,6 @@ def _draws(
     return draws + (draws >= torch.arange(n, device=device)[:, None]).long()
 
 
-class _WithGradient(torch.autograd.Function):
-    """A value whose gradient in z was computed beside it, in closed form."""
-
-    @staticmethod
-    def forward(ctx, z, value, gradient):  # type: ignore[no-untyped-def]
-        ctx.save_for_backward(gradient)
-        return value
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        (gradient,) = ctx.saved_tensors
-        return grad * gradient, None, None
-
-
 # z is handled coordinate-major (d x N) below: on CPU, gathering and scatter-adding columns of a
 # d x N matrix was 5-10x faster than index_add_ on the rows of an N x d one (1.8M edges, d = 2).
 @torch.no_grad()
@@ -217,7 +204,7 @@ class NeighbourObjective:
         mass = self.mass.to(z.device, z.dtype)
         scale = 1.0 if self.joint else 1.0 / max(self.kept, 1)
         value, gradient = _attraction(z, rows, cols, values * scale, self.kernel)
-        attraction = _WithGradient.apply(z, value, gradient)
+        attraction = WithGradient.apply(z, value, gradient)
         if self.normaliser == "exact":
             lse = exact_log_normaliser(z, self.kernel, self.joint, self.block)
             return attraction, (lse * mass.sum() if self.joint else (mass * lse).sum() * scale)
@@ -225,7 +212,7 @@ class NeighbourObjective:
             raise ValueError("the sampled normaliser needs a generator")
         draws = _draws(len(z), self.negatives, generator, z.device)
         value, gradient = _sampled(z, mass * scale, self.kernel, self.joint, draws)
-        return attraction, _WithGradient.apply(z, value, gradient)
+        return attraction, WithGradient.apply(z, value, gradient)
 
 
 # -- the optimiser ----------------------------------------------------------------------------
