@@ -79,9 +79,11 @@ def memory_report(ir: IR, batch: int) -> list[str]:
 
 
 def large_data_report(ir: IR, n: int) -> list[str]:
-    """For a table neighbour spec: how `icon-dsl train` would run on n rows, and each way of
-    normalising q (sparse.predict: timed on this machine, scaled to n)."""
+    """How `icon-dsl train` would run a table neighbour spec or a clustering head on n rows, and
+    each way of normalising q (timed on this machine, scaled to n)."""
     mapper = ir.roots["mapper"]
+    if large_data.cluster_reason(ir) is None:
+        return _cluster_report(ir, n)
     if reg.BLOCKS[ir.op(mapper)].parametric or not has_neighbour_path(ir):
         return []
     # imported only here: the prediction times torch on this machine, which other specs'
@@ -111,6 +113,43 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         )
     picked = {
         "dense": f"dense (the generated forward on all rows: N <= {FULL_BATCH_LIMIT})",
+        "exact": f"exact (N <= {EXACT_LIMIT})",
+        "sampled": f"sampled (N > {EXACT_LIMIT})",
+    }[chosen]
+    lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
+    return lines
+
+
+def _cluster_report(ir: IR, n: int) -> list[str]:
+    """The clustering head's whole-data path on n rows (cluster.predict)."""
+    # imported only here, as in large_data_report: the prediction times torch
+    from .api import compile as compile_spec
+    from .train import cluster
+    from .train.plan import CLUSTER_RESTARTS, CLUSTER_WHOLE_DATA
+
+    chosen = large_data.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
+    epochs = CLUSTER_WHOLE_DATA[0]
+    lines = [
+        "",
+        f"icon-dsl train on {n} rows (clustering head; predicted on this machine, float32, "
+        "the spec's mapper on random 16-feature rows):",
+        "    the whole data every epoch through q's low rank (nothing N x N)",
+    ]
+    gib = 2.0**30
+    mapper = compile_spec(ir.source).load().build_mapper(16)
+    for name, (seconds, memory) in cluster.predict(ir, n, mapper).items():
+        detail = (
+            "row blocks, the dense numbers"
+            if name == "exact"
+            else f"{large_data.CLUSTER_NEGATIVES} columns per row, unbiased"
+        )
+        total = seconds * epochs * CLUSTER_RESTARTS / 60
+        lines.append(
+            f"    {name} ({detail}): {seconds:.3g} s per epoch and start, {memory / gib:.2f} GiB; "
+            f"{epochs} epochs x {CLUSTER_RESTARTS} starts: {total:.1f} min"
+        )
+    picked = {
+        "dense": f"dense (mini-batches of the generated forward: N <= {FULL_BATCH_LIMIT})",
         "exact": f"exact (N <= {EXACT_LIMIT})",
         "sampled": f"sampled (N > {EXACT_LIMIT})",
     }[chosen]

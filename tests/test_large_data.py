@@ -85,3 +85,20 @@ def test_a_joint_q_with_a_sampled_normaliser_gets_a_note() -> None:
         warnings.simplefilter("error", TrainNote)
         _, plan = _large_plan(SPECS[0].parent / "tsne.icon")
     assert plan is not None and plan.normaliser == "sampled"
+
+
+def test_explain_reports_the_clustering_path_and_its_choice() -> None:
+    from icon_dsl.explain import explain
+
+    large = explain(SPECS[0].parent / "kmeans.icon", batch=70_000)
+    assert "icon-dsl train on 70000 rows (clustering head" in large
+    assert "sampled (32 columns per row, unbiased)" in large
+    assert "train picks: sampled (N > 8192)" in large
+    seconds = {
+        line.split("(")[0].strip(): float(line.split(": ")[1].split(" s per epoch")[0])
+        for line in large.splitlines()
+        if " s per epoch and start" in line
+    }
+    assert seconds["exact"] > 10 * seconds["sampled"] > 0  # N^2 pairs against N m
+    medium = explain(SPECS[0].parent / "kmeans.icon", batch=5_000)
+    assert "train picks: exact (N <= 8192)" in medium

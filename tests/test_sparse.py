@@ -225,7 +225,8 @@ def test_explain_predicts_each_normaliser_and_names_the_one_train_picks() -> Non
     assert "exact (row blocks, the dense numbers):" in text and "s per epoch" in text
     assert "train picks: sampled (N > 8192)" in text
     assert "train picks: exact" in explain(SPECS / "tsne.icon", batch=6000)
-    assert "icon-dsl train on" not in explain(SPECS / "kmeans.icon", batch=20_000)
+    # neither whole-data path (kmeans.icon's, a clustering head, is in test_large_data.py)
+    assert "icon-dsl train on" not in explain(SPECS / "simclr.icon", batch=20_000)
     predicted = sparse.predict(20_000, 90)
     # the exact blocks grow as N^2, the sampled normaliser as N (k + m): exact costs more here
     assert predicted["exact"][0] > predicted["sampled"][0] > 0

@@ -25,6 +25,7 @@ q's ``debias(., beta)`` is q~ = (1 - beta) q + beta / N (j = i is in cluster's s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -226,3 +227,59 @@ def check_assignments(v: torch.Tensor) -> None:
             "cluster() needs soft assignments: rows of f(x) nonnegative and summing to 1 "
             "(a mapper with softmax=true)"
         )
+
+
+# -- predictions for `icon-dsl explain --batch N` ---------------------------------------------
+CALIBRATION_ROWS = {"exact": (512, 2048), "sampled": (2048, 8192)}
+
+
+def predict(
+    ir: IR, n: int, mapper: torch.nn.Module | None = None, negatives: int = NEGATIVES
+) -> dict[str, tuple[float, float]]:
+    """Predicted (seconds per epoch and start, peak bytes of the loss) on n rows for each way of
+    summing over pairs. Timed on CALIBRATION_ROWS random rows on this machine (the best of two
+    after a warm-up) and scaled to n: the loss as a fixed cost plus a cost per pair (N^2 pairs
+    for the exact row blocks, N m for the sampled sums); a p rebuilt on each epoch's views
+    (an exact kNN search) as N^2. With ``mapper`` (the spec's, on 16 features) its forward and
+    backward pass are timed with the loss. Memory counts float32 temporaries: about 4 blocks of
+    BLOCK x N, or 6 N m."""
+    out = {}
+    for normaliser, sizes in CALIBRATION_ROWS.items():
+        timed = (_time_epoch(ir, r, normaliser, negatives, mapper) for r in sizes)
+        (w1, _, t1), (w2, b2, t2) = timed
+        per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
+        fixed = max(t1 - per_pair * w1, 0.0)
+        rebuild = b2 * (n / sizes[1]) ** 2
+        if normaliser == "exact":
+            count, memory = float(n) * n, 4.0 * 4 * min(n, pairs.BLOCK) * n
+        else:
+            count, memory = float(n) * negatives, 6.0 * 4 * n * negatives
+        out[normaliser] = (rebuild + fixed + per_pair * count, memory)
+    return out
+
+
+def _time_epoch(
+    ir: IR, n: int, normaliser: str, negatives: int, mapper: torch.nn.Module | None
+) -> tuple[float, float, float]:
+    """(pairs, seconds rebuilding p, seconds of the loss and backward) of an epoch on n random
+    rows (p is rebuilt only for a spec whose p reads views)."""
+    generator = torch.Generator().manual_seed(0)
+    clusters = int(float(ir.args(ir.roots["mapper"]).get("dim", 10)))
+    inputs = {"x": torch.rand(n, 16, generator=generator)}
+    rebuilt = "index" in _inputs_of(ir, ir.roots["p"])
+    if rebuilt:
+        inputs["index"] = torch.arange(n) // 2  # two views of each sample
+    logits = torch.randn(n, clusters, generator=generator, dtype=torch.float32)
+    fixed_v = torch.softmax(logits, 1).requires_grad_()
+    objective = ClusterObjective(ir, {}, normaliser, min(negatives, n - 1))
+    builds, losses = [], []
+    for attempt in range(3):  # the first is a warm-up
+        started = time.perf_counter()
+        objective.prepare(inputs, key=attempt)  # a p of views is rebuilt each epoch
+        built = time.perf_counter()
+        v = fixed_v if mapper is None else mapper(inputs["x"])
+        objective.loss(v, generator).backward()
+        builds.append(built - started)
+        losses.append(time.perf_counter() - built)
+    count = float(n) * n if normaliser == "exact" else float(n) * negatives
+    return count, (min(builds[1:]) if rebuilt else 0.0), min(losses[1:])
