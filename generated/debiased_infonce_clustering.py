@@ -237,7 +237,9 @@ class _Mapper(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Features (N, D) -> embeddings (N, 10)."""
-        return torch.softmax(self.net(inputs), dim=1)
+        # each row's softmax, taken over dim 0 of the transpose: for a few columns torch's CPU
+        # kernel is several times faster that way round
+        return torch.softmax(self.net(inputs).T.contiguous(), dim=0).T.contiguous()
 
 
 _Terms = tuple[Tensor, Tensor, "Tensor | None", int]
