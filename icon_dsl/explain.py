@@ -100,24 +100,10 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
         f"    p: sparse, {k} nearest neighbours per row ({n * k:,} entries), computed once",
     ]
-    gib = 2.0**30
-    for name, (seconds, memory) in sparse.predict(n, k).items():
-        detail = (
-            "row blocks, the dense numbers"
-            if name == "exact"
-            else (f"{sparse.NEGATIVES} negatives per row, an estimate")
-        )
-        lines.append(
-            f"    {name} ({detail}): {seconds:.3g} s per epoch, {memory / gib:.2f} GiB; "
-            f"{sparse.EPOCHS} epochs: {seconds * sparse.EPOCHS / 60:.1f} min"
-        )
-    picked = {
-        "dense": f"dense (the generated forward on all rows: N <= {FULL_BATCH_LIMIT})",
-        "exact": f"exact (N <= {EXACT_LIMIT})",
-        "sampled": f"sampled (N > {EXACT_LIMIT})",
-    }[chosen]
-    lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
-    return lines
+    sampled = f"{sparse.NEGATIVES} negatives per row, an estimate"
+    dense = "the generated forward on all rows"
+    run = (f"{sparse.EPOCHS} epochs", sparse.EPOCHS)
+    return lines + _normaliser_lines(sparse.predict(n, k), sampled, dense, chosen, "", run)
 
 
 def _cluster_report(ir: IR, n: int) -> list[str]:
@@ -135,26 +121,38 @@ def _cluster_report(ir: IR, n: int) -> list[str]:
         "the spec's mapper on random 16-feature rows):",
         "    the whole data every epoch through q's low rank (nothing N x N)",
     ]
-    gib = 2.0**30
     mapper = compile_spec(ir.source).load().build_mapper(16)
-    for name, (seconds, memory) in cluster.predict(ir, n, mapper).items():
-        detail = (
-            "row blocks, the dense numbers"
-            if name == "exact"
-            else f"{large_data.CLUSTER_NEGATIVES} columns per row, unbiased"
-        )
-        total = seconds * epochs * CLUSTER_RESTARTS / 60
+    sampled = f"{large_data.CLUSTER_NEGATIVES} columns per row, unbiased"
+    dense = "mini-batches of the generated forward"
+    run = (f"{epochs} epochs x {CLUSTER_RESTARTS} starts", epochs * CLUSTER_RESTARTS)
+    predicted = cluster.predict(ir, n, mapper)
+    return lines + _normaliser_lines(predicted, sampled, dense, chosen, " and start", run)
+
+
+def _normaliser_lines(
+    predicted: dict[str, tuple[float, float]],
+    sampled: str,
+    dense: str,
+    chosen: str,
+    per: str,
+    run: tuple[str, int],
+) -> list[str]:
+    """Each normaliser's predicted seconds per epoch (`per`: "" or " and start"), memory and
+    total for a run (its label, and the epochs it counts), and which one train picks."""
+    label, count = run
+    lines = []
+    for name, (seconds, memory) in predicted.items():
+        detail = "row blocks, the dense numbers" if name == "exact" else sampled
         lines.append(
-            f"    {name} ({detail}): {seconds:.3g} s per epoch and start, {memory / gib:.2f} GiB; "
-            f"{epochs} epochs x {CLUSTER_RESTARTS} starts: {total:.1f} min"
+            f"    {name} ({detail}): {seconds:.3g} s per epoch{per}, {memory / 2.0**30:.2f} GiB; "
+            f"{label}: {seconds * count / 60:.1f} min"
         )
     picked = {
-        "dense": f"dense (mini-batches of the generated forward: N <= {FULL_BATCH_LIMIT})",
+        "dense": f"dense ({dense}: N <= {FULL_BATCH_LIMIT})",
         "exact": f"exact (N <= {EXACT_LIMIT})",
         "sampled": f"sampled (N > {EXACT_LIMIT})",
     }[chosen]
-    lines.append(f"    train picks: {picked}; --normaliser exact|sampled|dense overrides")
-    return lines
+    return [*lines, f"    train picks: {picked}; --normaliser exact|sampled|dense overrides"]
 
 
 def lowering(ir: IR) -> str:

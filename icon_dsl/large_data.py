@@ -57,10 +57,15 @@ def p_node_reason(ir: IR, node: int) -> str | None:
             return "a fixed-width gaussian p has no k nearest neighbours cut"
         if args.get("metric", "euclidean") != "euclidean" or args.get("diagonal"):
             return f"{op} with a non-euclidean metric or the diagonal"
-        if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
+        if not _of_x(ir, kids):
             return f"{op} of something other than x"
         return None
     return f"p uses {op}"
+
+
+def _of_x(ir: IR, kids: list[int]) -> bool:
+    """Is a call's one argument the input x?"""
+    return len(kids) == 1 and ir.op(kids[0]) == "input" and ir.args(kids[0])["name"] == "x"
 
 
 # -- clustering heads -------------------------------------------------------------------------
@@ -89,7 +94,7 @@ def _gaussian_reason(ir: IR, p: int) -> str | None:
         return "reverse_kl needs p = gaussian(x, sigma, diagonal=true)"
     if not args.get("diagonal") or args.get("metric", "euclidean") != "euclidean":
         return "reverse_kl needs a euclidean gaussian p with diagonal=true"
-    if len(kids) != 1 or ir.op(kids[0]) != "input" or ir.args(kids[0])["name"] != "x":
+    if not _of_x(ir, kids):
         return "its gaussian p is not of x"
     return None
 

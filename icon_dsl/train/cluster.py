@@ -36,6 +36,7 @@ from icon_dsl.ir import IR
 from icon_dsl.large_data import CLUSTER_NEGATIVES
 from icon_dsl.train import cluster_pairs as pairs
 from icon_dsl.train import sparse_p
+from icon_dsl.train.sparse import scaled_time
 
 NORMALISERS = ("exact", "sampled")
 #: Columns per row and epoch of the sampled estimate. For kmeans.icon at its sigma the entropy
@@ -199,12 +200,7 @@ class ClusterObjective:
 
 def _inputs_of(ir: IR, node: int) -> set[str]:
     """The input names p reads."""
-    if ir.op(node) == "input":
-        return {ir.args(node)["name"]}
-    found: set[str] = set()
-    for kid in ir.children(node):
-        found |= _inputs_of(ir, kid)
-    return found
+    return {ir.args(n)["name"] for n in ir.subtree(node) if ir.op(n) == "input"}
 
 
 @torch.no_grad()
@@ -245,16 +241,14 @@ def predict(
     BLOCK x N, or 6 N m."""
     out = {}
     for normaliser, sizes in CALIBRATION_ROWS.items():
-        timed = (_time_epoch(ir, r, normaliser, negatives, mapper) for r in sizes)
-        (w1, _, t1), (w2, b2, t2) = timed
-        per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
-        fixed = max(t1 - per_pair * w1, 0.0)
-        rebuild = b2 * (n / sizes[1]) ** 2
+        timed = [_time_epoch(ir, r, normaliser, negatives, mapper) for r in sizes]
+        rebuild = timed[1][1] * (n / sizes[1]) ** 2
         if normaliser == "exact":
             count, memory = float(n) * n, 4.0 * 4 * min(n, pairs.BLOCK) * n
         else:
             count, memory = float(n) * negatives, 6.0 * 4 * n * negatives
-        out[normaliser] = (rebuild + fixed + per_pair * count, memory)
+        loss = scaled_time([(pairs_, seconds) for pairs_, _, seconds in timed], count)
+        out[normaliser] = (rebuild + loss, memory)
     return out
 
 

@@ -273,17 +273,22 @@ def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tu
     for normaliser in NORMALISERS:
         sizes = CALIBRATION_ROWS if normaliser == "sampled" else (512, 2048)
         timed = [_time_epoch(rows, neighbours, negatives, normaliser) for rows in sizes]
-        (w1, t1), (w2, t2) = timed
-        per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
-        fixed = max(t1 - per_pair * w1, 0.0)
         pairs = n * n + n * neighbours if normaliser == "exact" else n * (neighbours + negatives)
         edges = 8.0 * 4 * n * neighbours
         if normaliser == "exact":
             memory = 4.0 * 4 * min(n, NORMALISER_BLOCK) * n + edges
         else:
             memory = 6.0 * 4 * n * negatives + edges
-        out[normaliser] = (fixed + per_pair * pairs, memory)
+        out[normaliser] = (scaled_time(timed, pairs), memory)
     return out
+
+
+def scaled_time(timed: list[tuple[float, float]], pairs: float) -> float:
+    """Seconds for ``pairs`` pairs from two timed (pairs, seconds) epochs: a fixed cost plus a
+    cost per pair, fitted through them (the larger one's average when the two do not rise)."""
+    (w1, t1), (w2, t2) = timed
+    per_pair = max((t2 - t1) / (w2 - w1), 0.0) or t2 / w2
+    return max(t1 - per_pair * w1, 0.0) + per_pair * pairs
 
 
 def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tuple[float, float]:
