@@ -124,7 +124,8 @@ def _cluster_report(ir: IR, n: int) -> list[str]:
     mapper = compile_spec(ir.source).load().build_mapper(16)
     sampled = f"{large_data.CLUSTER_NEGATIVES} columns per row, unbiased"
     dense = "mini-batches of the generated forward"
-    run = (f"{epochs} epochs x {CLUSTER_RESTARTS} starts", epochs * CLUSTER_RESTARTS)
+    halved = large_data.start_epochs(CLUSTER_RESTARTS, epochs, large_data.halving_epochs(epochs))
+    run = (f"{epochs} epochs x {CLUSTER_RESTARTS} starts, halved", halved)
     predicted = cluster.predict(ir, n, mapper)
     return lines + _normaliser_lines(predicted, sampled, dense, chosen, " and start", run)
 

@@ -30,6 +30,24 @@ NEIGHBOUR_NEGATIVES = 64
 CLUSTER_NEGATIVES = 32
 #: Above this many rows `auto` samples (both paths): the exact row blocks cost O(N^2) an epoch.
 EXACT_LIMIT = 8192
+#: Fractions of the epochs after which the weaker half of the starts side by side stops, on
+#: the whole-data clustering path (successive halving; train/side_by_side.py).
+HALVING_AT = (0.1, 0.3)
+
+
+def halving_epochs(epochs: int) -> set[int]:
+    """The epochs after which the weaker half of the running starts stops (``HALVING_AT``)."""
+    return {e for f in HALVING_AT if 1 <= (e := round(f * epochs)) < epochs}
+
+
+def start_epochs(starts: int, until: int, halving: set[int]) -> int:
+    """The epochs of all starts together in epochs 0..until when the running starts halve
+    (rounded up) after each epoch of ``halving``."""
+    total, running, last = 0, starts, 0
+    for epoch in sorted(e for e in halving if e < until):
+        total += running * (epoch - last)
+        running, last = -(-running // 2), epoch
+    return total + running * (until - last)
 
 
 def choose_normaliser(n: int) -> str:

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from cli_run import run_cli
 
+from icon_dsl import large_data
 from icon_dsl.api import compile as compile_spec
 from icon_dsl.interpret import interpret
 from icon_dsl.train import cluster, cluster_pairs, sparse_p
@@ -163,6 +165,84 @@ def test_pair_sums_on_a_list_equal_autograd_of_the_dense_sum() -> None:
     assert torch.allclose(gradient, expected, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize(
+    ("fn", "f", "a", "b", "diagonal"),
+    [
+        (cluster_pairs.entropy_terms, lambda s: s * torch.log(s), 1.0, 0.0, True),
+        (cluster_pairs.log_terms, torch.log, 0.9, 0.01, False),
+    ],
+)
+def test_sampled_sums_equal_autograd_of_their_draws(
+    monkeypatch: pytest.MonkeyPatch,
+    fn: cluster_pairs.Fn,
+    f: Callable[[torch.Tensor], torch.Tensor],
+    a: float,
+    b: float,
+    diagonal: bool,
+) -> None:
+    """The value and the documented gradient estimate for the drawn columns, against autograd
+    of the same sums written densely: 38 groups of 8 rows in passes of 5 groups (a part pass)."""
+    monkeypatch.setattr(cluster_pairs, "CHUNK_GROUPS", 5)
+    n, m, group = 300, 6, 8
+    v = assignments(n, sharp=2.0)
+    weight = torch.rand(n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    value = cluster_pairs.sampled(
+        v, weight, fn, m, torch.Generator().manual_seed(3), a, b, diagonal, group
+    )
+    (estimate,) = torch.autograd.grad(value, v)
+    groups = -(-n // group)
+    cols = torch.randint(0, n, (groups, m), generator=torch.Generator().manual_seed(3))
+    cols = cols.repeat_interleave(group, 0)[:n]  # row i's m columns
+    rows = torch.arange(n)[:, None].expand(n, m)
+    u = v.detach().clone().requires_grad_()
+    fixed = v.detach()
+
+    def terms(left: torch.Tensor, right: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+        q = (left[rows] * right[cols] / mass).sum(2)
+        out = f(a * q + b)
+        return out if diagonal else torch.where(rows == cols, 0.0, out)
+
+    scale = n / m
+    as_row = scale * (weight[:, None] * terms(u, fixed, u.sum(0))).sum()  # v_i and the masses
+    as_col = scale * (weight[cols] * terms(u, fixed, fixed.sum(0))).sum()  # v_j, by symmetry
+    (expected,) = torch.autograd.grad(as_row + as_col, u)
+    assert torch.allclose(value.detach(), as_row.detach(), rtol=1e-12)
+    assert torch.allclose(estimate, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_assignments_that_underflow_keep_the_loss_and_its_gradient() -> None:
+    """Sharp float32 assignments (exact zeros and subnormal entries, which
+    ``without_underflow`` sets to 0) give the float64 loss and the float64 gradient of the
+    head's logits (exact pair sums)."""
+    module, _, inputs, hypers = kmeans_case()
+    logits = torch.randn(300, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    logits = (logits * 40).requires_grad_()
+    results = []
+    for dtype in (torch.float32, torch.float64):
+        v = torch.softmax(logits.to(dtype), 1)
+        if dtype == torch.float32:
+            tiny = torch.finfo(dtype).tiny
+            assert bool((v == 0).any()) and bool(((v > 0) & (v < tiny**0.4)).any())
+        objective = cluster.ClusterObjective(module.ir, hypers, "exact")
+        objective.prepare({"x": inputs["x"].to(dtype)})
+        value = objective.loss(v)
+        (grad,) = torch.autograd.grad(value, logits)
+        results.append((float(value), grad))
+    (value32, grad32), (value64, grad64) = results
+    assert value32 == pytest.approx(value64, rel=1e-5)
+    assert torch.allclose(grad32, grad64, rtol=1e-3, atol=1e-5 * float(grad64.abs().max()))
+
+
+def test_entropy_terms_at_zero() -> None:
+    s = torch.tensor([0.0, 1e-30, 0.5, 1.0], dtype=torch.float32)
+    value, slope = cluster_pairs.entropy_terms(s)
+    tiny = torch.finfo(torch.float32).tiny
+    expected = [0.0, 1e-30 * np.log(1e-30), 0.5 * np.log(0.5), 0.0]
+    assert np.allclose(value.numpy(), expected, rtol=1e-6, atol=0)
+    slopes = [np.log(tiny) + 1, np.log(1e-30) + 1, np.log(0.5) + 1, 1.0]
+    assert np.allclose(slope.numpy(), slopes, rtol=1e-6)
+
+
 def test_plan_picks_the_whole_data_path_and_its_normaliser() -> None:
     module = compile_spec(SPECS / "kmeans.icon")
     cls = module.load()
@@ -219,6 +299,7 @@ def test_whole_data_starts_side_by_side_equal_one_after_another() -> None:
             progress=False,
             evaluate=False,
             side_by_side=side,
+            halving=False,  # every start to the end, as one after another
         )
         for side in (True, False)
     ]
@@ -239,3 +320,45 @@ def test_debiased_clustering_trains_on_views_of_the_whole_data() -> None:
     )
     assert result.model is not None and result.model.plan.cluster and result.model.plan.views
     assert all(np.isfinite(result.losses)) and result.losses[-1] < result.losses[0]
+
+
+def test_halving_stops_the_weaker_starts_and_keeps_a_running_one(tmp_path: Path) -> None:
+    """4 starts, 20 epochs: 2 stop after epoch 2 and 1 after epoch 6 (10% and 30%). The kept
+    start trains as it does without halving (the same final score) and is the best of the
+    starts still running."""
+    x, y = blobs(160, dim=4)
+    common: dict[str, Any] = {
+        "data": (x.astype(np.float32), y),
+        "normaliser": "sampled",
+        "hyperparameters": {"sigma": 3.0},
+        "epochs": 20,
+        "restarts": 4,
+        "progress": False,
+        "evaluate": False,
+    }
+    train(SPECS / "kmeans.icon", out=tmp_path / "halved", **common)
+    np.savez(tmp_path / "blobs.npz", x=x.astype(np.float32), y=y)
+    options = ["--normaliser", "sampled", "--param", "sigma=3.0", "--epochs", "20"]
+    run_cli(
+        "train", SPECS / "kmeans.icon", "--data", tmp_path / "blobs.npz", *options,
+        "--restarts", "4", "--all-starts", "--quiet", "--out", tmp_path / "all", expect=0,
+    )  # fmt: skip
+    halved, whole = (
+        json.loads((tmp_path / name / "run.json").read_text())["starts"]
+        for name in ("halved", "all")
+    )
+    assert sorted(halved["stopped_early"].values()) == [2, 2, 6] and whole["stopped_early"] == {}
+    kept = halved["kept"]
+    assert str(kept) not in halved["stopped_early"]
+    assert halved["final_divergence"][kept - 1] == pytest.approx(
+        whole["final_divergence"][kept - 1], rel=1e-6
+    )
+    running = [s for s in range(1, 5) if str(s) not in halved["stopped_early"]]
+    assert kept == min(running, key=lambda s: halved["final_divergence"][s - 1])
+
+
+def test_halving_counts_the_epochs_of_the_running_starts() -> None:
+    assert large_data.halving_epochs(100) == {10, 30} and large_data.halving_epochs(3) == {1}
+    assert large_data.start_epochs(10, 100, {10, 30}) == 10 * 10 + 5 * 20 + 3 * 70
+    assert large_data.start_epochs(10, 20, {10, 30}) == 10 * 10 + 5 * 10
+    assert large_data.start_epochs(3, 8, set()) == 24

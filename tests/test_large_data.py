@@ -100,5 +100,9 @@ def test_explain_reports_the_clustering_path_and_its_choice() -> None:
         if " s per epoch and start" in line
     }
     assert seconds["exact"] > 10 * seconds["sampled"] > 0  # N^2 pairs against N m
+    # the total counts the starts as halving runs them: 10 x 10 + 5 x 20 + 3 x 70 epochs
+    total = next(line for line in large.splitlines() if line.strip().startswith("sampled ("))
+    minutes = float(total.split("100 epochs x 10 starts, halved: ")[1].split(" min")[0])
+    assert minutes == pytest.approx(seconds["sampled"] * 410 / 60, abs=0.051)
     medium = explain(SPECS[0].parent / "kmeans.icon", batch=5_000)
     assert "train picks: exact (N <= 8192)" in medium

@@ -176,3 +176,26 @@ def test_where_the_starts_train_one_after_another(data: Dataset) -> None:
     assert "of your own" in str(side_by_side.reason(plan, 1, False, True))
     big = dataclasses.replace(plan, restarts=10, batch_size=1024)
     assert "memory" in str(side_by_side.reason(big, 1, False, False))
+
+
+@pytest.mark.usefixtures("no_pictures")
+def test_a_killed_run_with_halved_starts_resumes_to_the_uninterrupted_result(
+    data: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-data clustering path, 4 starts over 12 epochs: 2 stop after epoch 1 and 1
+    after epoch 4; killed after epoch 6 (both halvings in the checkpoint), resumed."""
+    options: dict[str, object] = {
+        "epochs": 12,
+        "restarts": 4,
+        "normaliser": "sampled",
+        "hyperparameters": {"sigma": 1.0},
+    }
+    whole = quick("kmeans", data, out=tmp_path / "whole", **options)
+    resumed = _killed_and_resumed(monkeypatch, 6, "kmeans", data, out=tmp_path / "cut", **options)
+    assert resumed.losses == whole.losses
+    assert np.array_equal(resumed.embedding, whole.embedding)
+    starts = [
+        json.loads((tmp_path / d / "run.json").read_text())["starts"] for d in ("whole", "cut")
+    ]
+    assert sorted(starts[0]["stopped_early"].values()) == [1, 1, 4]
+    assert starts[0] == starts[1]

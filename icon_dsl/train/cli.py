@@ -62,6 +62,12 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         help="train R starts, keep the lowest final divergence (default: 10 for clustering "
         "heads, else 1)",
     )
+    p.add_argument(
+        "--all-starts",
+        action="store_true",
+        help="large data, clustering heads: train every start to the end (default: the weaker "
+        "half of the starts stops at 10%% and again at 30%% of the epochs)",
+    )
     p.add_argument("--device", default="cpu", metavar="D", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--compile", action="store_true", help="wrap mapper and loss in torch.compile")
     p.add_argument("--out", default=None, metavar="DIR", help="default: runs/<spec>-<timestamp>")
@@ -152,6 +158,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             standardize=args.standardize,
             normaliser=args.normaliser,
             negatives=args.negatives,
+            halving=not args.all_starts,
         )
     except SpecError as error:
         print(error, file=sys.stderr)

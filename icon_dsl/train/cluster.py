@@ -94,6 +94,7 @@ class ClusterObjective:
         reverse_kl without the constant mean_i log Z_i)."""
         if self.normaliser == "sampled" and generator is None:
             raise ValueError("the sampled estimate needs a generator")
+        v = pairs.without_underflow(v)
         if self.reverse:
             return self._reverse_kl(v, generator)
         return self._cross_entropy(v, generator)

@@ -45,13 +45,14 @@ class Run(RunState):
     side: SideBySide | None = None  # every start at once; None: one after another
     sequential_reason: str | None = None  # why the starts train one after another
 
-    def arrange(self, side_by_side: bool = True) -> None:
-        """Train the starts side by side where that is possible and asked for."""
+    def arrange(self, side_by_side: bool = True, halving: bool = True) -> None:
+        """Train the starts side by side where that is possible and asked for (halving them on
+        the whole-data clustering path, ``side_by_side.py``)."""
         why = reason(self.plan, self.world, self.use_compile, self.own.mapper is not None)
         if not side_by_side and why is None:
             why = "asked for (side_by_side=False)"
         self.sequential_reason = why
-        self.side = SideBySide(self) if why is None else None
+        self.side = SideBySide(self, halving) if why is None else None
 
     def begin(self) -> None:
         """A fresh run: record the initial state (the p/q snapshot at epoch 0)."""
@@ -89,8 +90,8 @@ class Run(RunState):
         plan, side = self.plan, self.side
         done = self.start * plan.epochs + self.start_epoch
         bar = tqdm(
-            total=plan.restarts * plan.epochs,
-            initial=self.start_epoch * plan.restarts if side is not None else done,
+            total=plan.restarts * plan.epochs if side is None else side.start_epochs(plan.epochs),
+            initial=done if side is None else side.start_epochs(self.start_epoch),
             desc=plan.name,
             unit="epoch",
             disable=not progress,

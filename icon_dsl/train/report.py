@@ -84,6 +84,13 @@ def write_outputs(
             "final_divergence": list(run.start_kls),
             "kept": run.kept_start + 1,
             "side_by_side": run.side is not None,
+            # successive halving: start -> the epoch it stopped at (its final_divergence is
+            # its score then)
+            "stopped_early": {
+                start + 1: epoch for start, (epoch, _) in sorted(run.side.stopped.items())
+            }
+            if run.side is not None
+            else {},
             "chosen_by": (
                 "the whole-data loss (fixed draws and views)"
                 if run.plan.cluster

@@ -136,6 +136,7 @@ def train(
     negatives: int | None = None,
     lr_factor: float = 1.0,
     side_by_side: bool = True,
+    halving: bool = True,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -154,7 +155,9 @@ def train(
     default). ``restarts``: independent starts (other seeds); the run keeps the start with the
     lowest final KL on its fixed evaluation batch (None: 10 for clustering heads, 1 otherwise).
     ``side_by_side``: train the starts side by side, one optimiser step for all, where possible
-    (``side_by_side.py`` says where not); False trains them one after another. ``normaliser``: how a table neighbour spec (t-SNE, SNE)
+    (``side_by_side.py`` says where not); False trains them one after another. ``halving``: on
+    the whole-data clustering path, stop the weaker half of the starts side by side at 10% and
+    30% of the epochs (``side_by_side.py``); False runs every start to the end. ``normaliser``: how a table neighbour spec (t-SNE, SNE)
     normalises q on large data (``sparse.py``): "auto" / None (sparse p above 4,096 rows,
     exact row blocks up to 8,192, sampled above), "exact", "sampled" (``negatives`` per row and
     epoch) or "dense" (the generated forward, mini-batches above 4,096 rows); a clustering head
@@ -184,7 +187,7 @@ def train(
     )
     own = OwnParts(mapper, views)
     run, out_dir, progress, skipped = _start(
-        inputs, plan, seed, torch_device, compile, own, out, resume, progress, side_by_side
+        inputs, plan, seed, torch_device, compile, own, out, resume, progress, side_by_side, halving
     )
     run.fit(out_dir, inputs.started, run.elapsed_before, progress)
     return _finish(run, inputs, out_dir, skipped, evaluate, progress)
@@ -226,6 +229,7 @@ def _start(
     resume: bool,
     progress: bool,
     side_by_side: bool = True,
+    halving: bool = True,
 ) -> tuple[Run, Path | None, bool, set[str]]:
     """The run, fresh or restored from its checkpoint, its output folder, whether it shows
     progress, and the metrics the data is too small for."""
@@ -249,7 +253,7 @@ def _start(
     out_dir = _output_folder(out, plan.name, resume)
     if out_dir is not None:
         preflight.output_folder(out_dir, resume)
-    run.arrange(side_by_side)
+    run.arrange(side_by_side, halving)
     state = _resume_state(out_dir, run) if resume else None
     if state is not None:
         run.restore(state)

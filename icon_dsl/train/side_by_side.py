@@ -12,6 +12,11 @@ the checkpoint after each epoch holds every start.
 On the whole-data clustering path (``cluster.py``) each epoch is one step on every row: the
 epoch's rows (its views and p with them) are shared by the starts, each start computes its loss
 and its backward in turn (so only one start's temporaries are alive), and one Adam step follows.
+There the starts are also halved (successive halving): at each fraction ``HALVING_AT`` (in
+``large_data.py``) of the epochs every running start is scored as the kept one is chosen (the whole-data loss, fixed draws)
+and the weaker half stops, so 10 starts cost 10 x 10% + 5 x 20% + 3 x 70% = 4.1 starts' epochs
+instead of 10. A start stopped early might have overtaken the others later; ``halving=False``
+runs every start to the end. The kept start follows its sequential run step for step either way.
 
 Not batched further: the generated loss is called once per start because torch.func.vmap cannot
 run it (its mean over kept rows reads a count with ``int()``); on CPU a vmap of the loss with that
@@ -35,6 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from icon_dsl.large_data import halving_epochs, start_epochs
 from icon_dsl.train import checkpoint
 from icon_dsl.train.batches import Batch
 from icon_dsl.train.errors import TrainError, TrainingFailed
@@ -80,7 +86,7 @@ def reason(plan: Plan, world: int, use_compile: bool, own_mapper: bool) -> str |
 class SideBySide:
     """Every start of ``run``: their mappers, losses, one optimiser and their histories."""
 
-    def __init__(self, run: RunState) -> None:
+    def __init__(self, run: RunState, halving: bool = True) -> None:
         self.run = run
         count = run.plan.restarts
         models = [(run.mapper, run.loss)]
@@ -102,10 +108,18 @@ class SideBySide:
         # (epoch, mapper state, loss state) of every start at each snapshot epoch
         self.remembered: list[list[tuple[int, dict, dict]]] = [[] for _ in range(count)]
         self.validated = False
+        self.running = list(range(count))  # the starts still training
+        self.stopped: dict[int, tuple[int, float]] = {}  # start -> (epoch, score) when stopped
+        self.halving = halving_epochs(run.plan.epochs) if halving and run.clustering else set()
+
+    def start_epochs(self, until: int) -> int:
+        """The epochs of all starts together in epochs 0..until (the progress bar's count)."""
+        return start_epochs(len(self.mappers), until, self.halving)
 
     def remember(self, epoch: int) -> None:
         """Keep every start's parameters at ``epoch`` (the kept start's snapshots, later)."""
-        for start, (mapper, loss) in enumerate(zip(self.mappers, self.losses, strict=True)):
+        for start in self.running:
+            mapper, loss = self.mappers[start], self.losses[start]
             self.remembered[start].append((epoch, copy_state(mapper), copy_state(loss)))
 
     def fit(
@@ -117,14 +131,17 @@ class SideBySide:
         save: Saver,
     ) -> None:
         """Train every start from epoch ``run.start_epoch`` to the end, then keep the best."""
-        run, count = self.run, len(self.mappers)
+        run = self.run
         started, elapsed = clock
         for epoch in range(run.start_epoch, run.plan.epochs):
+            count = len(self.running)
             values = self.epoch(epoch)
-            for history, value in zip(self.histories, values, strict=True):
-                history.append(value)
+            for start, value in zip(self.running, values, strict=True):
+                self.histories[start].append(value)
             bar.set_postfix({"loss": f"{min(values):.4f}", "starts": f"{count} side by side"})
             bar.update(count)
+            if epoch + 1 in self.halving:
+                self._halve(epoch + 1)
             if epoch + 1 in wanted:
                 self.remember(epoch + 1)
             if out_dir is not None:
@@ -132,21 +149,36 @@ class SideBySide:
         run.start_epoch = run.plan.epochs
         self._keep_best()
 
+    def _halve(self, epoch: int) -> None:
+        """Stop the weaker half of the running starts (the lower score first, then the lower
+        start; a score that is not finite counts as the worst)."""
+        run = self.run
+        scores = {s: run.start_score_of(self.mappers[s], self.losses[s]) for s in self.running}
+        finite = {s: math.isfinite(score) for s, score in scores.items()}
+        order = sorted(
+            self.running, key=lambda s: (not finite[s], scores[s] if finite[s] else 0, s)
+        )
+        keep = sorted(order[: math.ceil(len(order) / 2)])
+        for start in order[len(keep) :]:
+            self.stopped[start] = (epoch, scores[start])
+        self.running = keep  # the others get no gradient from now on, and Adam skips them
+
     def epoch(self, epoch: int) -> list[float]:
-        """One epoch of every start (each on its own batches); the mean loss of each."""
+        """One epoch of every running start (each on its own batches); the mean loss of each."""
         run = self.run
         for mapper in self.mappers:
             mapper.train()
-        generators = [
-            torch.Generator().manual_seed(derive_seed(run._start_seed(start), epoch))
-            for start in range(len(self.mappers))
-        ]
+        generators = {
+            start: torch.Generator().manual_seed(derive_seed(run._start_seed(start), epoch))
+            for start in self.running
+        }
         if run.clustering is not None:
             return self._whole_data_step(epoch, generators)
-        iterators = [run.batcher.epoch_batches(g) for g in generators]
+        iterators = [run.batcher.epoch_batches(g) for g in generators.values()]
         totals, count = [0.0] * len(self.mappers), 0
         for ids in zip(*iterators, strict=True):
-            batches = [run.batcher.make_batch(i, g) for i, g in zip(ids, generators, strict=True)]
+            pairs = zip(ids, generators.values(), strict=True)
+            batches = [run.batcher.make_batch(i, g) for i, g in pairs]
             values = self.step(batches, epoch, count)
             totals = [total + value for total, value in zip(totals, values, strict=True)]
             count += 1
@@ -177,15 +209,15 @@ class SideBySide:
         self.validated = True
         return values
 
-    def _whole_data_step(self, epoch: int, generators: list[torch.Generator]) -> list[float]:
-        """One Adam step of every start on the whole-data clustering loss (``cluster.py``):
-        the epoch's rows (and p) are shared, each start draws its own columns."""
+    def _whole_data_step(self, epoch: int, generators: dict[int, torch.Generator]) -> list[float]:
+        """One Adam step of every running start on the whole-data clustering loss
+        (``cluster.py``): the epoch's rows (and p) are shared, each start draws its own columns."""
         run = self.run
         batch = run.whole_batch(epoch)
         self.optimizer.zero_grad(set_to_none=True)
         values = []
-        for start, mapper in enumerate(self.mappers):
-            z, loss = run.cluster_loss(mapper, batch, epoch, generators[start])
+        for start in self.running:
+            z, loss = run.cluster_loss(self.mappers[start], batch, epoch, generators[start])
             value = float(loss.detach())
             try:
                 check_loss(value, z)
@@ -193,7 +225,7 @@ class SideBySide:
                 raise self._stopped(epoch, start, 0, str(found)) from None
             loss.backward()  # this start's parameters only; the graph is freed at once
             values.append(value)
-        for start, value in enumerate(values):
+        for start, value in zip(self.running, values, strict=True):
             try:
                 check_gradients(value, named_parameters(self.mappers[start], self.losses[start]))
             except NonFinite as found:
@@ -216,14 +248,18 @@ class SideBySide:
         return stopped(name, epoch, f" of start {start + 1}", step, steps, why)
 
     def _keep_best(self) -> None:
-        """Every start's final divergence; the run's mapper and loss become the lowest's (the
-        first lowest, as the sequential path keeps it), with its losses and snapshots."""
+        """Every running start's final divergence (a stopped start's: its score when it
+        stopped); the run's mapper and loss become the lowest running start's (the first lowest,
+        as the sequential path keeps it), with its losses and snapshots."""
         run = self.run
         kls = [
-            run.start_score_of(m, loss) for m, loss in zip(self.mappers, self.losses, strict=True)
+            self.stopped[start][1]
+            if start in self.stopped
+            else run.start_score_of(self.mappers[start], self.losses[start])
+            for start in range(len(self.mappers))
         ]
-        finite = [(kl, start) for start, kl in enumerate(kls) if math.isfinite(kl)]
-        kept = min(finite)[1] if finite else len(kls) - 1
+        finite = [(kls[start], start) for start in self.running if math.isfinite(kls[start])]
+        kept = min(finite)[1] if finite else self.running[-1]
         final = (copy_state(self.mappers[kept]), copy_state(self.losses[kept]))
         run.snapshots = []
         for epoch, mapper_state, loss_state in self.remembered[kept]:
@@ -257,6 +293,10 @@ class SideBySide:
                 "losses": [loss.state_dict() for loss in self.losses],
                 "histories": [list(h) for h in self.histories],
                 "remembered": [list(r) for r in self.remembered],
+                "running": list(self.running),
+                "stopped": [
+                    [start, epoch, score] for start, (epoch, score) in self.stopped.items()
+                ],
             },
         }
 
@@ -264,8 +304,13 @@ class SideBySide:
         """TrainError unless the checkpoint holds every start's state for this run's model."""
         saved = state[KEY]
         parts = ("mappers", "losses", "histories", "remembered")
-        if not isinstance(saved, dict) or any(
-            not isinstance(saved.get(k), list) or len(saved[k]) != len(self.mappers) for k in parts
+        starts = range(len(self.mappers))
+        if (
+            not isinstance(saved, dict)
+            or any(
+                not isinstance(saved.get(k), list) or len(saved[k]) != len(starts) for k in parts
+            )
+            or not set(saved.get("running", starts)) <= set(starts)
         ):
             raise TrainError(
                 f"{path}: the checkpoint's {KEY!r} entry does not hold {len(self.mappers)} "
@@ -293,4 +338,6 @@ class SideBySide:
         self.remembered = [
             [(int(epoch), dict(m), dict(lo)) for epoch, m, lo in r] for r in saved["remembered"]
         ]
+        self.running = [int(s) for s in saved.get("running", range(len(self.mappers)))]
+        self.stopped = {int(s): (int(e), float(sc)) for s, e, sc in saved.get("stopped", [])}
         self.validated = True
