@@ -1,13 +1,13 @@
 """Results kept on disk between runs, valid only for the exact sources that computed them.
 
-Takes: a name and JSON data (or, for `folder`, a purpose). Guarantees: data is read back only
+Takes: a name and JSON data (or, for `private_folder`, a purpose). Guarantees: data is read back only
 under the same fingerprint (a hash of every source, grammar and template file of the `icon_dsl`
 package and the installed torch version), so any change to the compiler starts from nothing.
 Reads and writes never fail a command: a missing, unreadable, corrupt or unwritable cache is an
 empty one. Writes are atomic (a temporary file renamed). Nothing read from here is executed
-except by jinja2's bytecode cache, which lives in a folder only its owner can write
-(docs/security.md). `ICON_DSL_CACHE_DIR` chooses the folder (default `~/.cache/icon-dsl`);
-`off` turns every cache off.
+except jinja2's bytecode cache and the parser's pickled tables (parser.py), which live in folders
+only their owner can write (`private_folder`; docs/security.md). `ICON_DSL_CACHE_DIR` chooses
+the folder (default `~/.cache/icon-dsl`); `off` turns every cache off.
 """
 
 from __future__ import annotations

@@ -9,15 +9,21 @@ syntax_errors.py words the syntax errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from lark import Lark, Token, Tree, UnexpectedInput
+from lark import __version__ as lark_version
 
-from . import limits
+from . import disk_cache, limits
 from . import syntax as s
 from .diagnostics import Diagnostics
 from .source import Source, Span
@@ -46,13 +52,41 @@ class _ParenPostLex:
 
 @cache
 def _lark() -> Lark:
-    return Lark(
+    """The LALR parser. Building its tables costs every command about a tenth of a second, so
+    they are kept on disk. Lark saves a parser as a pickle, and unpickling can run code: the file
+    is read only from the owner-only folder of `disk_cache.private_folder` (docs/security.md,
+    "The disk cache"), under the fingerprint of the sources (this file and the grammar included)
+    and the versions of lark and Python. The pickle holds the postlex as a reference to
+    `_ParenPostLex`, so it still applies after loading. A missing, corrupt or truncated file
+    means building afresh and rewriting it (atomically: a temporary file renamed)."""
+    folder = disk_cache.private_folder("parser")
+    version = f"lark{lark_version}-py{sys.version_info[0]}.{sys.version_info[1]}"
+    path = None if folder is None else folder / f"lalr-{disk_cache.fingerprint()}-{version}.pickle"
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                loaded = Lark.load(fh)
+            if isinstance(loaded.options.postlex, _ParenPostLex):
+                return loaded
+        except Exception:  # unpickling damaged bytes can raise anything: build instead
+            pass
+    parser = Lark(
         grammar_text(),
         parser="lalr",
         propagate_positions=True,
         maybe_placeholders=True,
         postlex=_ParenPostLex(),
     )
+    if path is not None:
+        with contextlib.suppress(OSError):  # an unwritable cache is an empty one
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lalr-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    parser.save(fh)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+    return parser
 
 
 def grammar_text() -> str:
