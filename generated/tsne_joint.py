@@ -12,8 +12,9 @@ Objective (mean over anchors i with a non-empty row of p):
 Large data: `icon-dsl train` on more than 4,096 rows does not call this module on all
 rows. It builds p once on each row's nearest neighbours (3 x perplexity for a perplexity
 p, k for knn; the mass beyond them is dropped) and normalises q in row blocks (exact)
-or, above 8,192 rows, from 64 uniform negatives per row (sampled: an estimate, biased
-low by Jensen's inequality). This module computes the dense form of its batch.
+or, above 8,192 rows, by sums of its kernel on an interpolation grid of the embedding
+(interpolated: about 1e-5 of the normaliser, a few per cent of its gradient). This
+module computes the dense form of its batch.
 
 Spec (specs/tsne_joint.icon):
 

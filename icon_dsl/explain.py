@@ -94,7 +94,8 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
     k = min(n - 1, sparse_p.neighbours_per_row(ir))
-    chosen = large_data.choose_normaliser(n) if n > FULL_BATCH_LIMIT else "dense"
+    dim = int(float(ir.args(mapper).get("dim", 2)))
+    chosen = large_data.choose_normaliser(n, dim) if n > FULL_BATCH_LIMIT else "dense"
     lines = [
         "",
         f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
@@ -103,7 +104,10 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     sampled = f"{sparse.NEGATIVES} negatives per row, an estimate"
     dense = "the generated forward on all rows"
     run = (f"{sparse.EPOCHS} epochs", sparse.EPOCHS)
-    return lines + _normaliser_lines(sparse.predict(n, k), sampled, dense, chosen, "", run)
+    predicted = sparse.predict(n, k)
+    if dim not in (1, 2):
+        del predicted["interpolated"]
+    return lines + _normaliser_lines(predicted, sampled, dense, chosen, "", run)
 
 
 def _cluster_report(ir: IR, n: int) -> list[str]:
@@ -143,7 +147,11 @@ def _normaliser_lines(
     label, count = run
     lines = []
     for name, (seconds, memory) in predicted.items():
-        detail = "row blocks, the dense numbers" if name == "exact" else sampled
+        detail = {
+            "exact": "row blocks, the dense numbers",
+            "sampled": sampled,
+            "interpolated": "kernel sums on a grid, at an early epoch's spread",
+        }[name]
         lines.append(
             f"    {name} ({detail}): {seconds:.3g} s per epoch{per}, {memory / 2.0**30:.2f} GiB; "
             f"{label}: {seconds * count / 60:.1f} min"
@@ -152,8 +160,10 @@ def _normaliser_lines(
         "dense": f"dense ({dense}: N <= {FULL_BATCH_LIMIT})",
         "exact": f"exact (N <= {EXACT_LIMIT})",
         "sampled": f"sampled (N > {EXACT_LIMIT})",
+        "interpolated": f"interpolated (N > {EXACT_LIMIT}, a 1- or 2-D embedding)",
     }[chosen]
-    return [*lines, f"    train picks: {picked}; --normaliser exact|sampled|dense overrides"]
+    names = "|".join([*predicted, "dense"])
+    return [*lines, f"    train picks: {picked}; --normaliser {names} overrides"]
 
 
 def lowering(ir: IR) -> str:

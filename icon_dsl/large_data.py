@@ -50,9 +50,13 @@ def start_epochs(starts: int, until: int, halving: set[int]) -> int:
     return total + running * (until - last)
 
 
-def choose_normaliser(n: int) -> str:
-    """What `auto` picks for a whole-data run on n rows."""
-    return "exact" if n <= EXACT_LIMIT else "sampled"
+def choose_normaliser(n: int, embedding_dim: int | None = None) -> str:
+    """What `auto` picks for a whole-data run on n rows: exact row blocks up to EXACT_LIMIT;
+    above, a neighbour embedding in 1 or 2 dimensions (``embedding_dim``) sums its kernel on an
+    interpolation grid (train/interpolate.py), anything else samples."""
+    if n <= EXACT_LIMIT:
+        return "exact"
+    return "interpolated" if embedding_dim in (1, 2) else "sampled"
 
 
 # -- neighbour embeddings ---------------------------------------------------------------------
@@ -134,13 +138,20 @@ def docstring_note(ir: IR, neighbour_path: bool, width: int = 88) -> list[str]:
     the module on all rows of a large data set (empty when it always calls it)."""
     table = ir.op(ir.roots["mapper"]) == "table"
     if neighbour_path and table and sparse_p_reason(ir) is None:
+        dim = int(float(ir.args(ir.roots["mapper"]).get("dim", 2)))
+        above = (
+            "by sums of its kernel on an interpolation grid of the embedding (interpolated: "
+            "about 1e-5 of the normaliser, a few per cent of its gradient)"
+            if choose_normaliser(EXACT_LIMIT + 1, dim) == "interpolated"
+            else f"from {NEIGHBOUR_NEGATIVES} uniform negatives per row (sampled: an "
+            "estimate, biased low by Jensen's inequality)"
+        )
         text = (
             f"Large data: `icon-dsl train` on more than {FULL_BATCH_LIMIT:,} rows does not call "
             "this module on all rows. It builds p once on each row's nearest neighbours "
             f"({PERPLEXITY_NEIGHBOURS:g} x perplexity for a perplexity p, k for knn; the mass "
-            "beyond them is dropped) and normalises q in row blocks (exact) or, above "
-            f"{EXACT_LIMIT:,} rows, from {NEIGHBOUR_NEGATIVES} uniform negatives per row "
-            "(sampled: an estimate, biased low by Jensen's inequality)."
+            f"beyond them is dropped) and normalises q in row blocks (exact) or, above "
+            f"{EXACT_LIMIT:,} rows, {above}."
         )
     elif cluster_reason(ir) is None:
         text = (

@@ -46,8 +46,10 @@ def test_the_docstring_says_what_train_does(spec: Path) -> None:
         assert not note
         return
     if plan.sparse:
-        assert "nearest neighbours" in " ".join(note) and plan.normaliser == "sampled"
-        assert plan.negatives == large_data.NEIGHBOUR_NEGATIVES
+        text = " ".join(note)
+        assert "nearest neighbours" in text and f"({plan.normaliser}:" in text
+        if plan.normaliser == "sampled":
+            assert plan.negatives == large_data.NEIGHBOUR_NEGATIVES
     elif plan.cluster:
         assert "low rank" in " ".join(note) and plan.normaliser == "sampled"
         assert plan.negatives == large_data.CLUSTER_NEGATIVES
@@ -77,14 +79,20 @@ def test_the_bundled_large_data_specs() -> None:
 
 def test_a_joint_q_with_a_sampled_normaliser_gets_a_note() -> None:
     """Sampling the single normaliser of a joint q gave much worse embeddings (3,000 digits:
-    10-NN 0.839 against 0.946 exact), so train says so; the per-row form samples well."""
+    10-NN 0.839 against 0.946 exact), so train says so; the per-row form samples well, and
+    2-D embeddings interpolate by default."""
+    module = compile_spec(SPECS[0].parent / "tsne_joint.icon")
+    data = Dataset(name="random", x=np.zeros((ROWS, 8), dtype=np.float32), y=None)
     with pytest.warns(TrainNote, match="joint"):
-        _, plan = _large_plan(SPECS[0].parent / "tsne_joint.icon")
-    assert plan is not None and plan.normaliser == "sampled"
+        plan = make_plan(module, module.load(), data, normaliser="sampled")
+    assert plan.normaliser == "sampled"
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrainNote)
-        _, plan = _large_plan(SPECS[0].parent / "tsne.icon")
-    assert plan is not None and plan.normaliser == "sampled"
+        _, plan = _large_plan(SPECS[0].parent / "tsne_joint.icon")
+        assert plan is not None and plan.normaliser == "interpolated"
+        module = compile_spec(SPECS[0].parent / "tsne.icon")
+        plan = make_plan(module, module.load(), data, normaliser="sampled")
+    assert plan.normaliser == "sampled"
 
 
 def test_explain_reports_the_clustering_path_and_its_choice() -> None:

@@ -159,7 +159,8 @@ def test_plan_picks_the_sparse_path_and_its_normaliser() -> None:
 
     assert not plan(1000).sparse
     assert plan(5000).sparse and plan(5000).normaliser == "exact"
-    assert plan(9000).normaliser == "sampled" and plan(9000).negatives == sparse.NEGATIVES
+    assert plan(9000).normaliser == "interpolated" and plan(9000).negatives == 0
+    assert plan(9000, normaliser="sampled").negatives == sparse.NEGATIVES
     assert plan(1000, normaliser="sampled", negatives=8).negatives == 8
     assert not plan(5000, normaliser="dense").sparse
     simclr = compile_spec(SPECS / "simclr.icon")  # neither a sparse p nor a cluster kernel q
@@ -223,10 +224,13 @@ def test_explain_predicts_each_normaliser_and_names_the_one_train_picks() -> Non
     text = explain(SPECS / "tsne.icon", batch=20_000)
     assert "90 nearest neighbours per row (1,800,000 entries)" in text
     assert "exact (row blocks, the dense numbers):" in text and "s per epoch" in text
-    assert "train picks: sampled (N > 8192)" in text
+    assert "interpolated (kernel sums on a grid, at an early epoch's spread):" in text
+    assert "train picks: interpolated (N > 8192, a 1- or 2-D embedding)" in text
+    assert "--normaliser exact|sampled|interpolated|dense overrides" in text
     assert "train picks: exact" in explain(SPECS / "tsne.icon", batch=6000)
     # neither whole-data path (kmeans.icon's, a clustering head, is in test_large_data.py)
     assert "icon-dsl train on" not in explain(SPECS / "simclr.icon", batch=20_000)
     predicted = sparse.predict(20_000, 90)
     # the exact blocks grow as N^2, the sampled normaliser as N (k + m): exact costs more here
     assert predicted["exact"][0] > predicted["sampled"][0] > 0
+    assert predicted["exact"][0] > predicted["interpolated"][0] > 0

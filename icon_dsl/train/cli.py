@@ -86,7 +86,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--normaliser",
-        choices=("auto", "exact", "sampled", "dense"),
+        choices=("auto", "exact", "sampled", "interpolated", "dense"),
         default="auto",
         help="large data: q's normaliser for table neighbour specs (t-SNE, SNE) and the sums "
         "over pairs of clustering heads (kmeans): auto (default: above 4096 rows the whole data "

@@ -234,7 +234,8 @@ def large_data_plan(
 ) -> tuple[str, str] | None:
     """(path, normaliser) of a whole-data run, or None for the other paths. The paths:
     "sparse" (a table neighbour spec, ``sparse.py``) and "cluster" (a clustering head against
-    cluster(f(x)), ``cluster.py``); the normaliser: exact or sampled.
+    cluster(f(x)), ``cluster.py``); the normaliser: exact, sampled or (neighbour embeddings in 1 or 2 dimensions)
+    interpolated.
 
     "auto" (or None) takes them on more than FULL_BATCH_LIMIT rows; "exact" or "sampled" ask
     for them at any size (TrainError when the spec has neither); "dense" keeps the generated
@@ -253,11 +254,24 @@ def large_data_plan(
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
     reason = reason or large_data.sparse_p_reason(ir)
+    dim = int(float(ir.args(ir.roots["mapper"]).get("dim", 2)))
     if reason is None:
         if choice == "auto":
-            return None if n <= FULL_BATCH_LIMIT else ("sparse", large_data.choose_normaliser(n))
+            chosen = large_data.choose_normaliser(n, dim)
+            return None if n <= FULL_BATCH_LIMIT else ("sparse", chosen)
+        if choice == "interpolated" and dim not in (1, 2):
+            raise TrainError(
+                f"{module.stem}: normaliser interpolated sums the kernel on a grid of the "
+                f"embedding, for 1 or 2 dimensions; this mapper has dim={dim} (use exact or "
+                "sampled)"
+            )
         return "sparse", choice
     clustering = large_data.cluster_reason(ir)
+    if clustering is None and choice == "interpolated":
+        raise TrainError(
+            f"{module.stem}: normaliser interpolated is for neighbour embeddings (t-SNE, SNE); "
+            "a clustering head sums over pairs exactly or sampled (exact, sampled)"
+        )
     if clustering is None:
         if choice == "auto":
             return None if n <= FULL_BATCH_LIMIT else ("cluster", large_data.choose_normaliser(n))

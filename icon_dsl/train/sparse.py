@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from icon_dsl.large_data import NEIGHBOUR_NEGATIVES
+from icon_dsl.train import interpolate
 from icon_dsl.train.cluster_pairs import WithGradient
 from icon_dsl.train.sparse_p import SparseP
 
@@ -42,7 +43,7 @@ Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
 
 NORMALISER_BLOCK = 1024
 NEGATIVES = NEIGHBOUR_NEGATIVES
-NORMALISERS = ("exact", "sampled")
+NORMALISERS = ("exact", "sampled", "interpolated")
 
 #: The optimisation of t-SNE implementations (openTSNE's defaults): 750 epochs of gradient
 #: descent with momentum 0.8 and gains, the first third with the attraction exaggerated 12x
@@ -208,6 +209,9 @@ class NeighbourObjective:
         if self.normaliser == "exact":
             lse = exact_log_normaliser(z, self.kernel, self.joint, self.block)
             return attraction, (lse * mass.sum() if self.joint else (mass * lse).sum() * scale)
+        if self.normaliser == "interpolated":
+            value, gradient = interpolate.log_normaliser(z, mass * scale, self.kernel, self.joint)
+            return attraction, WithGradient.apply(z, value, gradient)
         if generator is None:
             raise ValueError("the sampled normaliser needs a generator")
         draws = _draws(len(z), self.negatives, generator, z.device)
@@ -266,19 +270,24 @@ def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tu
     Timed, not guessed: epochs of each on CALIBRATION_ROWS random rows (Student-t kernel, 2-D)
     on this machine, the best of two, fitted as a fixed cost plus a cost per pair, and scaled
     to the pairs of n rows: N^2 for the exact row blocks (plus the edges), N (k + m) for the
-    sampled one. Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
-    (about 4 live copies) or N m (about 6), and the edges (about 8 numbers each).
+    sampled one, N (k + 126) for the interpolated one (whose FFTs grow with the embedding's
+    spread, not with N: timed at the spread of random rows, a grid of 150 x 150 nodes, as in
+    early epochs). Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
+    (about 4 live copies), N m (about 6) or N x 7 x 9 (twice), and the edges (about 8 numbers
+    each).
     """
     out = {}
     for normaliser in NORMALISERS:
-        sizes = CALIBRATION_ROWS if normaliser == "sampled" else (512, 2048)
+        sizes = (512, 2048) if normaliser == "exact" else CALIBRATION_ROWS
         timed = [_time_epoch(rows, neighbours, negatives, normaliser) for rows in sizes]
-        pairs = n * n + n * neighbours if normaliser == "exact" else n * (neighbours + negatives)
+        pairs = _pairs(n, neighbours, negatives, normaliser)
         edges = 8.0 * 4 * n * neighbours
         if normaliser == "exact":
             memory = 4.0 * 4 * min(n, NORMALISER_BLOCK) * n + edges
-        else:
+        elif normaliser == "sampled":
             memory = 6.0 * 4 * n * negatives + edges
+        else:  # spread and read-back terms; the early grid is small
+            memory = 2.0 * 4 * n * 7 * 9 + edges
         out[normaliser] = (scaled_time(timed, pairs), memory)
     return out
 
@@ -306,8 +315,15 @@ def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tup
         attraction, normaliser_value = objective.terms(z, generator)
         (attraction + normaliser_value).backward()
         best = min(best, time.perf_counter() - started)
-    pairs = n * n + n * k if normaliser == "exact" else n * (k + m)
-    return float(pairs), best
+    return float(_pairs(n, k, m, normaliser)), best
+
+
+def _pairs(n: int, neighbours: int, negatives: int, normaliser: str) -> int:
+    """What an epoch's cost grows with: the pairs of the exact blocks (N^2), the sampled pairs
+    (N m) or the grid terms of the interpolation (N x 7 charges x 9 nodes, spread and read
+    back); with the edges of p (N k) for each."""
+    per_row = {"exact": n, "sampled": negatives, "interpolated": 2 * 7 * 9}[normaliser]
+    return n * (neighbours + per_row)
 
 
 def _student_t(d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
