@@ -90,8 +90,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="large data: q's normaliser for table neighbour specs (t-SNE, SNE) and the sums "
         "over pairs of clustering heads (kmeans): auto (default: above 4096 rows the whole data "
-        "every epoch, exact row blocks up to 8192 rows, sampled above), exact, sampled or dense "
-        "(the generated forward on mini-batches)",
+        "every epoch, exact row blocks up to 8192 rows; above, interpolated for 1-2 D "
+        "embeddings, else sampled), exact, sampled, interpolated (kernel sums on an FFT grid) "
+        "or dense (the generated forward on mini-batches)",
     )
     p.add_argument(
         "--negatives",

@@ -18,7 +18,8 @@ sets train on the whole data every epoch without an N x N matrix:
   (InfoNCE-style) estimate of contrastive neighbour embedding (Damrich et al., ICLR 2023), cost
   O(N m). By Jensen's inequality the sampled log-normaliser is biased low for finite m, and the
   gradient it gives is a ratio estimate whose bias shrinks as 1/m; tests check that its direction
-  approaches the exact gradient's as m grows.
+  approaches the exact gradient's as m grows; or, for 1- and 2-D embeddings, ``interpolated``:
+  the kernel's sums over all pairs on an FFT grid (``interpolate.py``), O(N) plus the grid.
 
 p is built in ``sparse_p.py``; this module normalises q and optimises. q's kernel (log w and its slope) is the generated module's own ``_q_kernel``, so the objective is
 the spec's; only p's support (kNN) and, with ``sampled``, the normaliser are approximations.
