@@ -147,8 +147,8 @@ def _attraction(
     diff = zt.index_select(1, rows).sub_(zt.index_select(1, cols))
     d2 = (diff * diff).sum(0)
     log_w, slope = kernel(d2)
-    value = -(values * log_w).sum()
-    step = diff.mul_(-2 * values * slope)
+    value = -torch.dot(values, log_w)
+    step = diff.mul_((slope * values).mul_(-2))
     gradient = torch.zeros_like(zt).scatter_add_(1, rows.expand_as(step), step)
     gradient.scatter_add_(1, cols.expand_as(step), step.neg_())
     return value, gradient.T
