@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .. import registry
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -109,7 +110,8 @@ def plot_neighbour_distributions(
     checked = _check_snapshots(snapshots, len(anchor_ids))
     shown = _pick_evenly(checked, max_epochs)
     columns = [_visible_columns(shown, a, max_bars) for a in range(len(anchor_ids))]
-    fig = _new_figure((3.4 * len(shown), 2.6 * len(anchor_ids)))
+    # no layout engine: _place_grid lays the panels out from one measurement instead
+    fig = _new_figure((3.4 * len(shown), 2.6 * len(anchor_ids)), layout=None)
     grid = fig.subplots(len(anchor_ids), len(shown), squeeze=False, sharey="row")
     name = DIVERGENCE_TITLES[divergence]
     for row, anchor in enumerate(anchor_ids):
@@ -118,14 +120,19 @@ def plot_neighbour_distributions(
             ax = grid[row][col]
             _draw_pq_panel(ax, p_rows[row], q_rows[row], columns[row])
             value = divergence_of_rows(p_rows[row], q_rows[row], divergence)
-            ax.set_title(f"anchor {anchor}, epoch {epoch}\n{name} = {value:.3f}", fontsize=9)
+            # a fixed y: matplotlib would re-measure the y ticks at every draw to place it
+            title = f"anchor {anchor}, epoch {epoch}\n{name} = {value:.3f}"
+            ax.set_title(title, fontsize=9, y=1.0)
             if col == 0:
                 ax.set_ylabel("probability")
     handles, labels = grid[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper right", ncols=2, fontsize=9)
-    fig.suptitle(
+    legend = fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=9)
+    heading = fig.suptitle(
         f"target p(j|i) vs learned q(j|i) over training; the loss is {divergence} = {name}"
     )
+    _place_grid(fig, grid, [legend, heading])
+    for row in grid:
+        _log_ticks_in_view(row[0])
     return _save(fig, path)
 
 
@@ -189,13 +196,65 @@ def divergence_of_rows(p: np.ndarray, q: np.ndarray, divergence: str) -> float:
     raise ValueError(f"unknown divergence {divergence!r}")
 
 
-def _new_figure(size: tuple[float, float]) -> Figure:
+def _new_figure(
+    size: tuple[float, float], layout: Literal["constrained"] | None = "constrained"
+) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    fig = Figure(figsize=size, dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
+
+
+#: Space kept around the panels of the p/q grid and between their bands, in points (as
+#: constrained layout's default pad).
+GRID_PAD_PT = 3.0
+
+
+def _place_grid(fig: Figure, grid: np.ndarray, header: Sequence[Artist]) -> None:
+    """Position a grid of panels (rows sharing y) below the ``header`` artists (legend, title).
+
+    Constrained layout measures every panel in an extra draw before the real one; the panels of
+    a row here share their tick labels and y axis, so the first column's bands (y labels, x
+    labels, title) measure each row. Panels keep one size; each row gets the bands it needs.
+    """
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    pad = GRID_PAD_PT * fig.dpi / 72
+    width, height = fig.bbox.width, fig.bbox.height
+    first = grid[:, 0]
+    left = max(ax.bbox.x0 - ax.yaxis.get_tightbbox(renderer).x0 for ax in first) + pad
+    below = [ax.bbox.y0 - ax.xaxis.get_tightbbox(renderer).y0 + pad for ax in first]
+    above = [ax.title.get_window_extent(renderer).y1 - ax.bbox.y1 + pad for ax in first]
+    top = min(a.get_window_extent(renderer).y0 for a in header) - pad
+    rows, cols = grid.shape
+    gap = 3 * pad  # inner panels have only tick marks (3.5 pt) left of the axes
+    panel_w = (width - left - pad - (cols - 1) * gap) / cols
+    panel_h = (top - sum(below) - sum(above)) / rows
+    for row in range(rows):
+        top -= above[row] + panel_h
+        for col in range(cols):
+            x0 = left + col * (panel_w + gap)
+            bounds = (x0 / width, top / height, panel_w / width, panel_h / height)
+            grid[row, col].set_position(bounds)
+        top -= below[row]
+
+
+def _log_ticks_in_view(ax: Axes) -> None:
+    """Fix a log y axis's ticks (shared by its row) to those in view: its locators also give a
+    decade either side, and each of those ticks is built in every panel and never drawn."""
+    if ax.get_yscale() != "log":
+        return
+    from matplotlib.ticker import FixedLocator
+
+    low, high = ax.get_ylim()
+    low, high = low * (1 - 1e-6), high * (1 + 1e-6)  # a tick on a limit (0.6 = 6e-1) stays
+    axis = ax.yaxis
+    # called after _place_grid: the major locator's decade stride depends on the panel height
+    major = np.asarray(axis.get_major_locator()())
+    minor = np.asarray(axis.get_minor_locator()())
+    axis.set_major_locator(FixedLocator(major[(major >= low) & (major <= high)].tolist()))
+    axis.set_minor_locator(FixedLocator(minor[(minor >= low) & (minor <= high)].tolist()))
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
