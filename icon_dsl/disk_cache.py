@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,13 @@ def private_folder(purpose: str) -> Path | None:
         return None
     path = folder / f"{purpose}-{fingerprint()}"
     try:
+        fresh = not path.exists()
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = path.stat()
+        if fresh:  # a new fingerprint: drop all but the newest KEEP folders of this purpose
+            old = sorted(folder.glob(f"{purpose}-*"), key=lambda p: p.stat().st_mtime)
+            for stale in old[:-KEEP]:
+                shutil.rmtree(stale, ignore_errors=True)
     except OSError:
         return None
     if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):

@@ -63,6 +63,23 @@ def test_private_folder_refuses_one_others_can_write(cache: Path) -> None:
     assert disk_cache.private_folder("templates") is None
 
 
+def test_private_folders_of_old_sources_are_pruned(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each change of the sources makes a folder per purpose; only the newest KEEP stay, and
+    other purposes are left alone."""
+    other = disk_cache.private_folder("parser")
+    for number in range(disk_cache.KEEP + 3):
+        monkeypatch.setattr(disk_cache, "fingerprint", lambda number=number: f"{number:020d}")
+        folder = disk_cache.private_folder("templates")
+        assert folder is not None
+        (folder / "kept.txt").write_text("x")
+        os.utime(folder, (number, number))  # the order they were made in
+    kept = sorted(p.name for p in cache.glob("templates-*"))
+    assert kept == [f"templates-{n:020d}" for n in range(3, disk_cache.KEEP + 3)]
+    assert other is not None and other.is_dir()
+
+
 def _recognised() -> dict[str, str | None]:
     out = {}
     for spec in SPECS:
