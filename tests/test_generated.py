@@ -790,6 +790,24 @@ def test_perplexity_larger_than_the_batch(gen, stem, n):
         gen[stem]()(randn(n, 2), x=randn(n, 3, seed=1))
 
 
+@pytest.mark.parametrize("case", ["two scales", "triplicates", "wide"])
+def test_perplexity_search_reaches_the_entropy_from_far_starts(gen, case):
+    """Rows whose first guess is far from their width (points at scales 1 and 100, each point
+    three times, coordinates of 1e3): every row's entropy ends within 1e-9 of log 30."""
+    search = gen["tsne"].forward.__globals__["_perplexity_beta"]
+    x = {
+        "two scales": torch.cat([randn(150, 5, seed=1), 100 * randn(150, 5, seed=2)]),
+        "triplicates": torch.cat([randn(100, 4, seed=3)] * 3),
+        "wide": 1e3 * randn(300, 50, seed=4),
+    }[case]
+    d2 = torch.cdist(x, x) ** 2
+    diag = torch.eye(300, dtype=torch.bool)
+    beta = search(d2, 30.0, diag)
+    p = torch.softmax((-beta * d2).masked_fill(diag, -math.inf), 1)
+    entropy = -torch.special.xlogy(p, p).sum(1)
+    assert float((entropy - math.log(30)).abs().max()) < 1e-9
+
+
 def test_every_row_empty_is_an_error_not_nan(gen):
     with pytest.raises(ValueError, match="no anchor in this batch has a non-empty row"):
         gen["simclr"]()(randn(4, 3), index=torch.arange(4))
