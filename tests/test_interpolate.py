@@ -91,6 +91,20 @@ def test_the_error_shrinks_with_the_boxes(monkeypatch: pytest.MonkeyPatch) -> No
     assert errors[0] > 2 * errors[1] > 4 * errors[2], errors
 
 
+def test_a_diverged_embedding_gives_nan_not_an_error() -> None:
+    z = clustered(100)
+    z[3, 0] = float("inf")
+    value, gradient = interpolate.log_normaliser(
+        z, torch.ones(100, dtype=z.dtype), sparse._student_t, False
+    )
+    assert torch.isnan(value) and bool(torch.isnan(gradient).all())
+
+
+def test_the_grid_is_capped_for_a_very_wide_embedding() -> None:
+    grid = interpolate.Grid(clustered(200, spread=5000.0))
+    assert grid.size == interpolate.MAX_GRID and grid.width > interpolate.BOX_WIDTH
+
+
 def test_grid_lengths_have_only_small_prime_factors() -> None:
     assert [interpolate._smooth(n) for n in (50, 167, 501, 1001)] == [50, 180, 512, 1024]
     grid = interpolate.Grid(clustered(200, spread=480.0))

@@ -34,9 +34,10 @@ BOX_WIDTH = 1.0
 MIN_BOXES = 50
 #: Interpolation nodes per box and dimension (openTSNE: 3).
 NODES = 3
-#: More nodes per dimension than this (an embedding spread over thousands of units) would make
-#: the grid's FFT the cost; the boxes then grow wider than BOX_WIDTH.
-MAX_GRID = 3 * 1024
+#: At most this many nodes per dimension: the FFT buffers of 7 charges on the padded grid take
+#: about 1 GiB here (4 GiB at twice the side). An embedding spread wider than 512 units gets
+#: boxes wider than BOX_WIDTH and a less accurate gradient (docs/training.md).
+MAX_GRID = 3 * 512
 
 #: log w(d2) and its slope d log w / d d2 (the generated module's ``_q_kernel``).
 Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
@@ -144,7 +145,11 @@ def log_normaliser(
     With w = K and w' = dK / d d2 = K times the kernel's slope, d d2_ik = 2 (z_i - z_k).(dz_i -
     dz_k) gives the gradient 2 [u_a (z_a S'[1]_a - S'[z]_a) + z_a S'[u]_a - S'[u z]_a], u_i =
     mass_i / Z_i (joint: the constant sum(mass) / Z), S' the sums with w'. The j = i terms of the
-    grid sums cancel there; from Z they are taken off as the grid computes them."""
+    grid sums cancel there; from Z they are taken off as the grid computes them. An embedding
+    that is not finite gives a NaN value and gradient (the runtime reports the epoch)."""
+    if not bool(torch.isfinite(z).all()):
+        nan = torch.full_like(z, math.nan)
+        return nan.sum(), nan
     grid = Grid(z)
     dtype = z.dtype
 
