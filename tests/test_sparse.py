@@ -180,11 +180,13 @@ def test_training_with_a_sparse_p_separates_blobs(normaliser: str) -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 4, 240)
     x = (rng.normal(0, 6, (4, 10))[y] + rng.normal(0, 1, (240, 10))).astype(np.float32)
+    # 200 epochs: after 100 the sampled run's 10-NN accuracy over seeds 0-5 was 0.967-0.992
+    # (float32 rounding alone moved it), after 200 0.992-1.0
     result = train(
         SPECS / "tsne.icon",
         data=(x, y),
         normaliser=normaliser,
-        epochs=100,
+        epochs=200,
         out=False,
         progress=False,
     )
@@ -192,6 +194,26 @@ def test_training_with_a_sparse_p_separates_blobs(normaliser: str) -> None:
     assert result.metrics["knn_accuracy"] > 0.99
     assert result.metrics["trustworthiness"] > 0.9
     assert result.losses[-1] < result.losses[0]
+
+
+def test_the_attraction_of_rows_with_k_edges_each_equals_the_general_one() -> None:
+    """A conditional kNN p has k edges per row in row order: its row sums are a view's sums,
+    with the same numbers as the gather and scatter-add of any edge list (float64)."""
+    generator = torch.Generator().manual_seed(0)
+    z = 5 * torch.randn(200, 2, dtype=torch.float64, generator=generator)
+    rows = torch.arange(200).repeat_interleave(7)
+    cols = torch.randint(0, 200, (1400,), generator=generator)
+    values = torch.rand(1400, dtype=torch.float64, generator=generator)
+    p = sparse_p.SparseP(200, rows, cols, values, False)
+    assert sparse._edges_per_row(p) == 7
+    shuffled = torch.randperm(1400, generator=generator)
+    assert sparse._edges_per_row(sparse_p.SparseP(200, rows[shuffled], cols, values, False)) is None
+    general = sparse._attraction(z, rows, cols, values, sparse._student_t)
+    by_rows = sparse._attraction(z, rows, cols, values, sparse._student_t, 7)
+    assert torch.allclose(by_rows[0], general[0], rtol=1e-14)
+    assert torch.allclose(by_rows[1], general[1], rtol=1e-12, atol=1e-14)
+    built = sparse_p.build_p(compile_spec(SPECS / "tsne.icon").ir, {}, blobs(150))
+    assert sparse._edges_per_row(built) == 90  # 3 x perplexity, every row
 
 
 @pytest.mark.parametrize("spec", ["tsne", "tsne_joint"])

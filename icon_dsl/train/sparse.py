@@ -140,18 +140,44 @@ def _draws(
 # d x N matrix was 5-10x faster than index_add_ on the rows of an N x d one (1.8M edges, d = 2).
 @torch.no_grad()
 def _attraction(
-    z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, kernel: Kernel
+    z: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    values: torch.Tensor,
+    kernel: Kernel,
+    per_row: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-sum_e v_e log w(|z_r - z_c|^2) and its gradient: d2's is -v slope, z's 2 d2' (z_r - z_c)."""
+    """-sum_e v_e log w(|z_r - z_c|^2) and its gradient: d2's is -v slope, z's 2 d2' (z_r - z_c).
+
+    ``per_row``: every row has that many edges, in row order (a conditional kNN p), so a row's
+    part is a sum over a view instead of a gather and a scatter-add (131 -> 96 ms an epoch at
+    70,000 rows x 90 edges, two threads)."""
     zt = z.T.contiguous()
-    diff = zt.index_select(1, rows).sub_(zt.index_select(1, cols))
+    if per_row is None:
+        diff = zt.index_select(1, rows).sub_(zt.index_select(1, cols))
+    else:
+        shape = (zt.shape[0], zt.shape[1], per_row)
+        diff = zt.index_select(1, cols).view(shape).neg_().add_(zt[:, :, None]).view(len(zt), -1)
     d2 = (diff * diff).sum(0)
     log_w, slope = kernel(d2)
     value = -torch.dot(values, log_w)
     step = diff.mul_((slope * values).mul_(-2))
-    gradient = torch.zeros_like(zt).scatter_add_(1, rows.expand_as(step), step)
+    if per_row is None:
+        gradient = torch.zeros_like(zt).scatter_add_(1, rows.expand_as(step), step)
+    else:
+        gradient = step.view(shape).sum(2)
     gradient.scatter_add_(1, cols.expand_as(step), step.neg_())
     return value, gradient.T
+
+
+def _edges_per_row(p: SparseP) -> int | None:
+    """k when p's edges come in row order, k to every row (else None)."""
+    edges = len(p.rows)
+    if p.n == 0 or edges % p.n:
+        return None
+    k = edges // p.n
+    expected = torch.arange(p.n, device=p.rows.device).repeat_interleave(k)
+    return k if torch.equal(p.rows, expected) else None
 
 
 @torch.no_grad()
@@ -195,6 +221,7 @@ class NeighbourObjective:
     def __post_init__(self) -> None:
         self.mass = self.p.row_mass()
         self.kept = int((self.mass > 0).sum())
+        self.per_row = _edges_per_row(self.p)
 
     def terms(
         self, z: torch.Tensor, generator: torch.Generator | None = None
@@ -205,7 +232,7 @@ class NeighbourObjective:
         values = self.p.values.to(z.device, z.dtype)
         mass = self.mass.to(z.device, z.dtype)
         scale = 1.0 if self.joint else 1.0 / max(self.kept, 1)
-        value, gradient = _attraction(z, rows, cols, values * scale, self.kernel)
+        value, gradient = _attraction(z, rows, cols, values * scale, self.kernel, self.per_row)
         attraction = WithGradient.apply(z, value, gradient)
         if self.normaliser == "exact":
             lse = exact_log_normaliser(z, self.kernel, self.joint, self.block)
