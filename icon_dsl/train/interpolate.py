@@ -77,18 +77,18 @@ class Grid:
         """(N, c): sum_j K(z_i, z_j) charges_j (j = i included) for K given on the grid's
         offsets by ``kernel_on_grid``'s output (its FFT)."""
         n, c = charges.shape
-        cells = self.size**self.dims
-        spread = charges.new_zeros(c, cells)
-        spread.index_add_(
-            1, self.index.reshape(-1), (charges.T[:, :, None] * self.weight).reshape(c, -1)
-        )
-        shape = (self.size,) * self.dims
-        padded = tuple(2 * s for s in shape)
+        size = self.size
+        padded = (2 * size,) * self.dims
+        # the nodes' places on the zero-padded grid: charges go there and sums are read from
+        # there, without copying the padding in or the corner out (10% of a call at 720 nodes)
+        index = self.index if self.dims == 1 else self.index // size * 2 * size + self.index % size
+        spread = charges.new_zeros(c, math.prod(padded))
+        weighted = (charges.T[:, :, None] * self.weight).reshape(c, -1)
+        spread.index_add_(1, index.reshape(-1), weighted)
         dims = tuple(range(1, self.dims + 1))
-        spectrum = torch.fft.rfftn(spread.view(c, *shape), s=padded, dim=dims)
-        grid = torch.fft.irfftn(spectrum * kernel, s=padded, dim=dims)
-        grid = grid[(slice(None), *(slice(0, s) for s in shape))].reshape(c, cells)
-        return (grid[:, self.index] * self.weight).sum(2).T
+        spectrum = torch.fft.rfftn(spread.view(c, *padded), dim=dims)
+        grid = torch.fft.irfftn(spectrum.mul_(kernel), s=padded, dim=dims).reshape(c, -1)
+        return (grid[:, index] * self.weight).sum(2).T
 
     def own_terms(self, values: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(N,): each point's own term K(z_i, z_i) as the grid computes it (to take off exactly
