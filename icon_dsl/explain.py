@@ -94,8 +94,8 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     if reason is not None:
         return ["", f"icon-dsl train on {n} rows: no sparse p ({reason}); dense form"]
     k = min(n - 1, sparse_p.neighbours_per_row(ir))
-    dim = int(float(ir.args(mapper).get("dim", 2)))
-    chosen = large_data.choose_normaliser(n, dim) if n > FULL_BATCH_LIMIT else "dense"
+    interpolated = large_data.interpolates(ir)
+    chosen = large_data.choose_normaliser(n, interpolated) if n > FULL_BATCH_LIMIT else "dense"
     lines = [
         "",
         f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
@@ -104,9 +104,8 @@ def large_data_report(ir: IR, n: int) -> list[str]:
     sampled = f"{sparse.NEGATIVES} negatives per row, an estimate"
     dense = "the generated forward on all rows"
     run = (f"{sparse.EPOCHS} epochs", sparse.EPOCHS)
-    predicted = sparse.predict(n, k)
-    if dim not in (1, 2):
-        del predicted["interpolated"]
+    usable = [name for name in sparse.NORMALISERS if interpolated or name != "interpolated"]
+    predicted = sparse.predict(n, k, normalisers=usable)
     return lines + _normaliser_lines(predicted, sampled, dense, chosen, "", run)
 
 

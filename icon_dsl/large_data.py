@@ -33,6 +33,8 @@ EXACT_LIMIT = 8192
 #: Fractions of the epochs after which the weaker half of the starts side by side stops, on
 #: the whole-data clustering path (successive halving; train/side_by_side.py).
 HALVING_AT = (0.1, 0.3)
+#: Embedding dimensions whose normaliser the grid of train/interpolate.py can sum.
+INTERPOLATED_DIMS = (1, 2)
 
 
 def halving_epochs(epochs: int) -> set[int]:
@@ -50,13 +52,23 @@ def start_epochs(starts: int, until: int, halving: set[int]) -> int:
     return total + running * (until - last)
 
 
-def choose_normaliser(n: int, embedding_dim: int | None = None) -> str:
+def choose_normaliser(n: int, interpolated: bool = False) -> str:
     """What `auto` picks for a whole-data run on n rows: exact row blocks up to EXACT_LIMIT;
-    above, a neighbour embedding in 1 or 2 dimensions (``embedding_dim``) sums its kernel on an
-    interpolation grid (train/interpolate.py), anything else samples."""
+    above, kernel sums on an interpolation grid where ``interpolates`` (train/interpolate.py),
+    else samples."""
     if n <= EXACT_LIMIT:
         return "exact"
-    return "interpolated" if embedding_dim in (1, 2) else "sampled"
+    return "interpolated" if interpolated else "sampled"
+
+
+def embedding_dim(ir: IR) -> int:
+    """The mapper's output dimension (lowering fills in its default)."""
+    return int(float(ir.args(ir.roots["mapper"])["dim"]))
+
+
+def interpolates(ir: IR) -> bool:
+    """Whether q's normaliser can be summed on a grid of the embedding: 1 or 2 dimensions."""
+    return embedding_dim(ir) in INTERPOLATED_DIMS
 
 
 # -- neighbour embeddings ---------------------------------------------------------------------
@@ -138,11 +150,10 @@ def docstring_note(ir: IR, neighbour_path: bool, width: int = 88) -> list[str]:
     the module on all rows of a large data set (empty when it always calls it)."""
     table = ir.op(ir.roots["mapper"]) == "table"
     if neighbour_path and table and sparse_p_reason(ir) is None:
-        dim = int(float(ir.args(ir.roots["mapper"]).get("dim", 2)))
         above = (
             "by sums of its kernel on an interpolation grid of the embedding (interpolated: "
             "about 1e-5 of the normaliser, a few per cent of its gradient)"
-            if choose_normaliser(EXACT_LIMIT + 1, dim) == "interpolated"
+            if interpolates(ir)
             else f"from {NEIGHBOUR_NEGATIVES} uniform negatives per row (sampled: an "
             "estimate, biased low by Jensen's inequality)"
         )

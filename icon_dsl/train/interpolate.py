@@ -30,6 +30,8 @@ from collections.abc import Callable
 
 import torch
 
+from icon_dsl.large_data import INTERPOLATED_DIMS
+
 #: Largest side of a box and fewest boxes per dimension (openTSNE's defaults: 1 and 50).
 BOX_WIDTH = 1.0
 MIN_BOXES = 50
@@ -40,6 +42,10 @@ NODES = 3
 #: boxes wider than BOX_WIDTH and a less accurate gradient (docs/training.md).
 MAX_GRID = 3 * 512
 
+#: Numbers spread onto and read back from the grid per point and epoch: 7 charges (a per-row
+#: q; a joint q needs 4) on NODES^2 nodes, twice (the normaliser's cost per point).
+GRID_TERMS = 2 * 7 * NODES**2
+
 #: log w(d2) and its slope d log w / d d2 (the generated module's ``_q_kernel``).
 Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
 
@@ -49,7 +55,7 @@ class Grid:
 
     def __init__(self, z: torch.Tensor) -> None:
         n, d = z.shape
-        if d not in (1, 2):
+        if d not in INTERPOLATED_DIMS:
             raise ValueError(f"interpolation needs a 1- or 2-D embedding, got {d} dimensions")
         low, high = z.min(0).values, z.max(0).values
         side = float((high - low).max()) * (1 + 1e-6) + 1e-12  # every point strictly inside
@@ -145,7 +151,8 @@ def log_normaliser(
 
     With w = K and w' = dK / d d2 = K times the kernel's slope, d d2_ik = 2 (z_i - z_k).(dz_i -
     dz_k) gives the gradient 2 [u_a (z_a S'[1]_a - S'[z]_a) + z_a S'[u]_a - S'[u z]_a], u_i =
-    mass_i / Z_i (joint: the constant sum(mass) / Z), S' the sums with w'. The j = i terms of the
+    mass_i / Z_i (joint: the constant sum(mass) / Z, so 4 u (z_a S'[1]_a - S'[z]_a)), S' the
+    sums with w'. The j = i terms of the
     grid sums cancel there; from Z they are taken off as the grid computes them. An embedding
     that is not finite gives a NaN value and gradient (the runtime reports the epoch)."""
     if not bool(torch.isfinite(z).all()):
@@ -165,16 +172,15 @@ def log_normaliser(
     row_sums = grid.sums(ones, grid.kernel_on_grid(weight, dtype).to(z.device))[:, 0]
     row_sums = row_sums - grid.own_terms(weight)
     row_sums = row_sums.clamp_min(torch.finfo(dtype).tiny)  # interpolation may undershoot
-    if joint:
-        total = row_sums.sum()
-        value = mass.sum() * torch.log(total)
-        u = (mass.sum() / total).expand(len(z))
-    else:
-        value = (mass * torch.log(row_sums)).sum()
-        u = mass / row_sums
-    charges = torch.cat([ones, z, u[:, None], u[:, None] * z], 1)
-    s = grid.sums(charges, grid.kernel_on_grid(slope, dtype).to(z.device))
+    slopes = grid.kernel_on_grid(slope, dtype).to(z.device)
     d = z.shape[1]
+    if joint:  # u is one number: the two halves of the gradient are the same sums
+        total = row_sums.sum()
+        s = grid.sums(torch.cat([ones, z], 1), slopes)
+        gradient = 4 * mass.sum() / total * (z * s[:, :1] - s[:, 1:])
+        return mass.sum() * torch.log(total), gradient
+    u = mass / row_sums
+    s = grid.sums(torch.cat([ones, z, u[:, None], u[:, None] * z], 1), slopes)
     plain, of_z, weighted, weighted_z = (
         s[:, :1],
         s[:, 1 : 1 + d],
@@ -182,4 +188,5 @@ def log_normaliser(
         s[:, 2 + d :],
     )
     gradient = 2 * (u[:, None] * (z * plain - of_z) + z * weighted - weighted_z)
+    value = (mass * torch.log(row_sums)).sum()
     return value, gradient

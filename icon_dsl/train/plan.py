@@ -254,16 +254,15 @@ def large_data_plan(
     if reason is None and not has_neighbour_path(ir):
         reason = "its loss is not a fixed p against a kernel of f(x) (the neighbour family)"
     reason = reason or large_data.sparse_p_reason(ir)
-    dim = int(float(ir.args(ir.roots["mapper"]).get("dim", 2)))
     if reason is None:
         if choice == "auto":
-            chosen = large_data.choose_normaliser(n, dim)
+            chosen = large_data.choose_normaliser(n, large_data.interpolates(ir))
             return None if n <= FULL_BATCH_LIMIT else ("sparse", chosen)
-        if choice == "interpolated" and dim not in (1, 2):
+        if choice == "interpolated" and not large_data.interpolates(ir):
             raise TrainError(
                 f"{module.stem}: normaliser interpolated sums the kernel on a grid of the "
-                f"embedding, for 1 or 2 dimensions; this mapper has dim={dim} (use exact or "
-                "sampled)"
+                "embedding, for 1 or 2 dimensions; this mapper has "
+                f"dim={large_data.embedding_dim(ir)} (use exact or sampled)"
             )
         return "sparse", choice
     clustering = large_data.cluster_reason(ir)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from icon_dsl.train import interpolate
 from icon_dsl.train.cluster_pairs import WithGradient
 from icon_dsl.train.sparse_p import SparseP
 
-Kernel = Callable[[torch.Tensor], tuple[torch.Tensor, "torch.Tensor | float"]]
+Kernel = interpolate.Kernel
 
 NORMALISER_BLOCK = 1024
 NEGATIVES = NEIGHBOUR_NEGATIVES
@@ -292,7 +292,12 @@ class TsneDescent(torch.optim.Optimizer):
 CALIBRATION_ROWS = (1024, 4096)
 
 
-def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tuple[float, float]]:
+def predict(
+    n: int,
+    neighbours: int,
+    negatives: int = NEGATIVES,
+    normalisers: Sequence[str] = NORMALISERS,
+) -> dict[str, tuple[float, float]]:
     """Predicted (seconds per epoch, peak bytes of the loss) on n rows for each normaliser.
 
     Timed, not guessed: epochs of each on CALIBRATION_ROWS random rows (Student-t kernel, 2-D)
@@ -305,7 +310,7 @@ def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tu
     each).
     """
     out = {}
-    for normaliser in NORMALISERS:
+    for normaliser in normalisers:
         sizes = (512, 2048) if normaliser == "exact" else CALIBRATION_ROWS
         timed = [_time_epoch(rows, neighbours, negatives, normaliser) for rows in sizes]
         pairs = _pairs(n, neighbours, negatives, normaliser)
@@ -315,7 +320,7 @@ def predict(n: int, neighbours: int, negatives: int = NEGATIVES) -> dict[str, tu
         elif normaliser == "sampled":
             memory = 6.0 * 4 * n * negatives + edges
         else:  # spread and read-back terms; the early grid is small
-            memory = 2.0 * 4 * n * 7 * 9 + edges
+            memory = 4.0 * n * interpolate.GRID_TERMS + edges
         out[normaliser] = (scaled_time(timed, pairs), memory)
     return out
 
@@ -348,10 +353,10 @@ def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tup
 
 def _pairs(n: int, neighbours: int, negatives: int, normaliser: str) -> int:
     """What an epoch's cost grows with: the pairs of the exact blocks (N^2), the sampled pairs
-    (N m) or the grid terms of the interpolation (N x 7 charges x 9 nodes, spread and read
-    back); with the edges of p (N k) for each."""
-    per_row = {"exact": n, "sampled": negatives, "interpolated": 2 * 7 * 9}[normaliser]
-    return n * (neighbours + per_row)
+    (N m) or the grid terms of the interpolation (N x GRID_TERMS, 126); with the edges of p
+    (N k) for each."""
+    per_row = {"exact": n, "sampled": negatives, "interpolated": interpolate.GRID_TERMS}
+    return n * (neighbours + per_row[normaliser])
 
 
 def _student_t(d2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
