@@ -81,15 +81,34 @@ def write_json(kind: str, data: Any) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{kind}-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, sort_keys=True)
-        os.replace(tmp, path)
+    except OSError:
+        return
+    if not replace_file(path, json.dumps(data, sort_keys=True).encode()):
+        return
+    try:
         old = sorted(path.parent.glob(f"{kind}-*.json"), key=lambda p: p.stat().st_mtime)
         for stale in old[:-KEEP]:
             stale.unlink(missing_ok=True)
     except OSError:
         return
+
+
+def replace_file(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically (a temporary file beside it, mode 0600, renamed),
+    so that no reader sees half of it; False when it could not be written."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def private_folder(purpose: str) -> Path | None:

@@ -9,16 +9,13 @@ syntax_errors.py words the syntax errors.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 from lark import Lark, Token, Tree, UnexpectedInput
 from lark import __version__ as lark_version
@@ -77,15 +74,10 @@ def _lark() -> Lark:
         maybe_placeholders=True,
         postlex=_ParenPostLex(),
     )
-    if path is not None:
-        with contextlib.suppress(OSError):  # an unwritable cache is an empty one
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lalr-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    parser.save(fh)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+    if path is not None:  # an unwritable cache is an empty one
+        saved = io.BytesIO()
+        parser.save(saved)
+        disk_cache.replace_file(path, saved.getvalue())
     return parser
 
 
