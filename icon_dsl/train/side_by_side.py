@@ -13,9 +13,9 @@ On the whole-data clustering path (``cluster.py``) each epoch is one step on eve
 epoch's rows (its views and p with them) are shared by the starts, each start computes its loss
 and its backward in turn (so only one start's temporaries are alive), and one Adam step follows.
 There the starts are also halved (successive halving): at each fraction ``HALVING_AT`` (in
-``large_data.py``) of the epochs every running start is scored as the kept one is chosen (the whole-data loss, fixed draws)
-and the weaker half stops, so 10 starts cost 10 x 10% + 5 x 20% + 3 x 70% = 4.1 starts' epochs
-instead of 10. A start stopped early might have overtaken the others later; ``halving=False``
+``large_data.py``) of the epochs every running start is scored as the kept one is chosen (the
+whole-data loss, fixed draws) and the weaker half stops, so 10 starts cost 10 x 10% + 5 x 20% +
+3 x 70% = 4.1 starts' epochs instead of 10. A start stopped early might have overtaken the others later; ``halving=False``
 runs every start to the end. The kept start follows its sequential run step for step either way.
 
 Not batched further: the generated loss is called once per start because torch.func.vmap cannot
