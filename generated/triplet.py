@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 _Method = TypeVar("_Method", bound=Callable[..., object])
 
@@ -249,32 +250,18 @@ def _block_logits(a: Tensor, b: Tensor, first: int) -> Tensor:
     return s
 
 
-class _BlockLogSumExp(torch.autograd.Function):
-    """logsumexp_(j != i) a_i . b_j a block of rows at a time: the backward recomputes each
-    block's logits, so memory grows as N x block rather than N x N."""
+def _block_lse(a: Tensor, b: Tensor, offset: int, block: int) -> Tensor:
+    """logsumexp_(j != i) a_i . b_j a block of rows at a time, each block checkpointed (its
+    logits recomputed in the backward), so memory grows as N x block rather than N x N."""
+    parts = [
+        checkpoint(_lse, a[i : i + block], b, offset + i, use_reentrant=False)
+        for i in range(0, a.shape[0], block)
+    ]
+    return torch.cat(parts)
 
-    @staticmethod
-    def forward(ctx, a, b, offset, block):  # type: ignore[no-untyped-def]
-        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
-        for start in range(0, a.shape[0], block):
-            s = _block_logits(a[start : start + block], b, offset + start)
-            out[start : start + block] = torch.logsumexp(s, dim=1)
-        ctx.save_for_backward(a, b, out)
-        ctx.offset, ctx.block = offset, block
-        return out
 
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        a, b, out = ctx.saved_tensors
-        grad_a, grad_b = torch.zeros_like(a), torch.zeros_like(b)
-        for start in range(0, a.shape[0], ctx.block):
-            rows = slice(start, start + ctx.block)
-            s = _block_logits(a[rows], b, ctx.offset + start)
-            # d lse_i / d s_ij = softmax_ij, weighted by the incoming gradient of row i
-            w = torch.exp(s - out[rows, None]) * grad[rows, None]
-            grad_a[rows] = w @ b
-            grad_b += w.T @ a[rows]
-        return grad_a, grad_b, None, None
+def _lse(a: Tensor, b: Tensor, first: int) -> Tensor:
+    return torch.logsumexp(_block_logits(a, b, first), dim=1)
 
 
 def _contrastive_rows(
@@ -297,7 +284,7 @@ def _contrastive_rows(
         lse = F.cross_entropy(s, target, reduction="none")
         lse = lse + (a * b.index_select(0, target)).sum(1)
     else:
-        lse = _BlockLogSumExp.apply(a, b, offset, block)
+        lse = _block_lse(a, b, offset, block)
     groups, inverse = torch.unique(keys, return_inverse=True)
     mine, rows = inverse[offset : offset + n], slice(offset, offset + n)
     # sum_(j in i's group, j != i) b_j, and the number of those j

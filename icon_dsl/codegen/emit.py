@@ -164,6 +164,8 @@ def _imports(draft: str) -> str:
     if "F." in draft:
         lines.append("import torch.nn.functional as F")
     lines.append("from torch import Tensor, nn")
+    if "checkpoint(" in draft:
+        lines.append("from torch.utils.checkpoint import checkpoint")
     return "\n".join(lines)
 
 
