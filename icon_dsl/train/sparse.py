@@ -136,6 +136,11 @@ def _draws(
     return draws + (draws >= torch.arange(n, device=device)[:, None]).long()
 
 
+#: Edges per block of the attraction: temporaries of a few MiB stay in cache and are reused
+#: (70,000 rows x 90 edges: 177 -> 87 ms an epoch on one thread against one pass over all edges).
+EDGE_BLOCK = 2**18
+
+
 # z is handled coordinate-major (d x N) below: on CPU, gathering and scatter-adding columns of a
 # d x N matrix was 5-10x faster than index_add_ on the rows of an N x d one (1.8M edges, d = 2).
 @torch.no_grad()
@@ -153,20 +158,29 @@ def _attraction(
     part is a sum over a view instead of a gather and a scatter-add (131 -> 96 ms an epoch at
     70,000 rows x 90 edges, two threads)."""
     zt = z.T.contiguous()
-    if per_row is None:
-        diff = zt.index_select(1, rows).sub_(zt.index_select(1, cols))
-    else:
-        shape = (zt.shape[0], zt.shape[1], per_row)
-        diff = zt.index_select(1, cols).view(shape).neg_().add_(zt[:, :, None]).view(len(zt), -1)
-    d2 = (diff * diff).sum(0)
-    log_w, slope = kernel(d2)
-    value = -torch.dot(values, log_w)
-    step = diff.mul_((slope * values).mul_(-2))
-    if per_row is None:
-        gradient = torch.zeros_like(zt).scatter_add_(1, rows.expand_as(step), step)
-    else:
-        gradient = step.view(shape).sum(2)
-    gradient.scatter_add_(1, cols.expand_as(step), step.neg_())
+    gradient = torch.zeros_like(zt)
+    value = zt.new_zeros(())
+    size = EDGE_BLOCK if per_row is None else max(1, EDGE_BLOCK // per_row) * per_row
+    for start in range(0, len(cols), size):
+        edges = slice(start, start + size)
+        c, v = cols[edges], values[edges]
+        if per_row is None:
+            r = rows[edges]
+            diff = zt.index_select(1, r).sub_(zt.index_select(1, c))
+        else:  # whole rows first .. first + m
+            first, m = start // per_row, len(c) // per_row
+            shape = (len(zt), m, per_row)
+            diff = zt.index_select(1, c).view(shape).neg_().add_(zt[:, first : first + m, None])
+            diff = diff.view(len(zt), -1)
+        d2 = (diff * diff).sum(0)
+        log_w, slope = kernel(d2)
+        value -= torch.dot(v, log_w)
+        step = diff.mul_((slope * v).mul_(-2))
+        if per_row is None:
+            gradient.scatter_add_(1, r.expand_as(step), step)
+        else:
+            gradient[:, first : first + m] += step.view(shape).sum(2)
+        gradient.scatter_add_(1, c.expand_as(step), step.neg_())
     return value, gradient.T
 
 
@@ -303,7 +317,7 @@ def predict(
     Timed, not guessed: epochs of each on CALIBRATION_ROWS random rows (Student-t kernel, 2-D)
     on this machine, the best of two, fitted as a fixed cost plus a cost per pair, and scaled
     to the pairs of n rows: N^2 for the exact row blocks (plus the edges), N (k + m) for the
-    sampled one, N (k + 126) for the interpolated one (whose FFTs grow with the embedding's
+    sampled one, N (k + 117) for the interpolated one (whose FFTs grow with the embedding's
     spread, not with N: timed at the spread of random rows, a grid of 150 x 150 nodes, as in
     early epochs). Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
     (about 4 live copies), N m (about 6) or N x 7 x 9 (twice), and the edges (about 8 numbers
@@ -353,7 +367,7 @@ def _time_epoch(n: int, neighbours: int, negatives: int, normaliser: str) -> tup
 
 def _pairs(n: int, neighbours: int, negatives: int, normaliser: str) -> int:
     """What an epoch's cost grows with: the pairs of the exact blocks (N^2), the sampled pairs
-    (N m) or the grid terms of the interpolation (N x GRID_TERMS, 126); with the edges of p
+    (N m) or the grid terms of the interpolation (N x GRID_TERMS, 117); with the edges of p
     (N k) for each."""
     per_row = {"exact": n, "sampled": negatives, "interpolated": interpolate.GRID_TERMS}
     return n * (neighbours + per_row[normaliser])
