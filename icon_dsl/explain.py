@@ -88,7 +88,7 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         return []
     # imported only here: the prediction times torch on this machine, which other specs'
     # `explain` (and check, compile) must not load
-    from .train import sparse, sparse_p
+    from .train import neighbours, sparse, sparse_p
 
     reason = large_data.sparse_p_reason(ir)
     if reason is not None:
@@ -100,6 +100,7 @@ def large_data_report(ir: IR, n: int) -> list[str]:
         "",
         f"icon-dsl train on {n} rows (table mapper; predicted on this machine, float32):",
         f"    p: sparse, {k} nearest neighbours per row ({n * k:,} entries), computed once",
+        f"       by {neighbours.search_kind(n)}",
     ]
     sampled = f"{sparse.NEGATIVES} negatives per row, an estimate"
     dense = "the generated forward on all rows"

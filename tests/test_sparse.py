@@ -18,7 +18,7 @@ from references import conditional_tsne, perplexity_conditional_p
 
 from icon_dsl.api import compile as compile_spec
 from icon_dsl.interpret import interpret
-from icon_dsl.train import sparse, sparse_p
+from icon_dsl.train import neighbours, sparse, sparse_p
 from icon_dsl.train.data import Dataset
 from icon_dsl.train.errors import TrainError
 from icon_dsl.train.neighbours import nearest_neighbours
@@ -58,6 +58,26 @@ def test_perplexity_p_with_every_neighbour_equals_the_dense_p() -> None:
     assert not p.joint
     expected = perplexity_conditional_p(torch.from_numpy(x), 25)
     assert torch.allclose(p.dense(), expected, atol=1e-9)
+
+
+def test_the_graph_search_of_large_data_finds_nearly_all_neighbours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above GRAPH_ROWS faiss searches an HNSW graph: against the exact search it finds almost
+    every neighbour, reports their true distances, and gives the same answer every run."""
+    pytest.importorskip("faiss")
+    x = blobs(3000, dim=10)
+    exact_ids, _ = nearest_neighbours(x, 30, use_faiss=False)
+    monkeypatch.setattr(neighbours, "GRAPH_ROWS", 1000)
+    ids, d2 = nearest_neighbours(x, 30, use_faiss=True)
+    again, _ = nearest_neighbours(x, 30, use_faiss=True)
+    assert torch.equal(ids, again)
+    pairs = zip(ids.numpy(), exact_ids.numpy(), strict=True)
+    found = np.mean([len(np.intersect1d(a, b)) for a, b in pairs])
+    assert found / 30 > 0.97
+    true = ((x[:, None, :].astype(np.float64) - x[ids.numpy()]) ** 2).sum(-1)
+    assert np.allclose(d2.numpy(), true, rtol=1e-4, atol=1e-3)
+    assert not (ids.numpy() == np.arange(3000)[:, None]).any()
 
 
 def test_perplexity_rows_reach_the_entropy_with_fewer_neighbours() -> None:
@@ -245,6 +265,7 @@ def test_explain_predicts_each_normaliser_and_names_the_one_train_picks() -> Non
 
     text = explain(SPECS / "tsne.icon", batch=20_000)
     assert "90 nearest neighbours per row (1,800,000 entries)" in text
+    assert "by an exact search" in text  # 20,000 rows: below GRAPH_ROWS
     assert "exact (row blocks, the dense numbers):" in text and "s per epoch" in text
     assert "interpolated (kernel sums on a grid, at an early epoch's spread):" in text
     assert "train picks: interpolated (N > 8192, a 1- or 2-D embedding)" in text
