@@ -59,7 +59,7 @@ def test_kernel_sums_match_the_exact_sums() -> None:
     z = clustered(1500)
     charges = torch.rand(1500, 3, dtype=torch.float64)
     grid = interpolate.Grid(z)
-    summed = grid.sums(grid.spectra(charges), grid.kernel_on_grid(student_t, torch.float64))
+    summed = grid.sums(grid.spectra(charges) * grid.kernel_on_grid(student_t, torch.float64))
     summed -= grid.own_terms(student_t)[:, None] * charges
     reference = student_t(torch.cdist(z, z) ** 2).fill_diagonal_(0) @ charges
     error = (summed - reference).abs() / reference
