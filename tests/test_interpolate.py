@@ -46,9 +46,8 @@ def test_the_polynomials_reproduce_positions_and_sum_to_one() -> None:
     z = clustered(500)
     grid = interpolate.Grid(z)
     low = z.min(0).values
-    position = low + (torch.stack([grid.index // grid.size, grid.index % grid.size], -1) + 0.5) * (
-        grid.spacing
-    )  # each node's coordinates, (N, 9, 2)
+    row, column = grid.index // (2 * grid.size), grid.index % (2 * grid.size)  # padded grid
+    position = low + (torch.stack([row, column], -1) + 0.5) * grid.spacing  # (N, 9, 2)
     assert torch.allclose(grid.weight.sum(1), torch.ones(500, dtype=torch.float64), atol=1e-12)
     assert torch.allclose((grid.weight[:, :, None] * position).sum(1), z, atol=1e-9)
     assert grid.width <= interpolate.BOX_WIDTH

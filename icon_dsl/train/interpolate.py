@@ -72,18 +72,15 @@ class Grid:
         weights = _lagrange(local)  # (N, d, NODES)
         first = box.long() * NODES  # (N, d) the box's first node
         nodes = first[:, :, None] + torch.arange(NODES, device=z.device)  # (N, d, NODES)
+        # each point's nodes, indexed on the zero-padded grid (rows of 2 x size): charges are
+        # spread and sums read there, without copying the padding in or the corner out
         if d == 1:
             self.index = nodes[:, 0, :]
             self.weight = weights[:, 0, :]
-        else:  # the NODES^2 nodes of the box: row-major index on the size x size grid
-            self.index = (nodes[:, 0, :, None] * self.size + nodes[:, 1, None, :]).reshape(n, -1)
+        else:  # the NODES^2 nodes of the box, row-major
+            row = nodes[:, 0, :, None] * (2 * self.size)
+            self.index = (row + nodes[:, 1, None, :]).reshape(n, -1)
             self.weight = (weights[:, 0, :, None] * weights[:, 1, None, :]).reshape(n, -1)
-        # the nodes' places on the zero-padded grid (rows of 2 x size): charges are spread and
-        # sums read there, without copying the padding in or the corner out
-        index = self.index
-        self.padded_index = (
-            index if d == 1 else index // self.size * 2 * self.size + index % self.size
-        )
 
     def spectra(self, charges: torch.Tensor) -> torch.Tensor:
         """(c, ...) complex: the FFT of each column of charges (N, c) spread onto the
@@ -92,7 +89,7 @@ class Grid:
         padded = (2 * self.size,) * self.dims
         spread = charges.new_zeros(c, math.prod(padded))
         weighted = (charges.T[:, :, None] * self.weight).reshape(c, -1)
-        spread.index_add_(1, self.padded_index.reshape(-1), weighted)
+        spread.index_add_(1, self.index.reshape(-1), weighted)
         return torch.fft.rfftn(spread.view(c, *padded), dim=tuple(range(1, self.dims + 1)))
 
     def sums(self, product: torch.Tensor) -> torch.Tensor:
@@ -102,7 +99,7 @@ class Grid:
             # last dimension (the inverse took 139 -> 78 ms for 6 charges at 675 nodes)
             product = torch.fft.ifft(product, dim=1)[:, : self.size]
         grid = torch.fft.irfft(product, n=2 * self.size, dim=-1).reshape(len(product), -1)
-        return (grid[:, self.padded_index] * self.weight).sum(2).T
+        return (grid[:, self.index] * self.weight).sum(2).T
 
     def own_terms(self, values: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(N,): each point's own term K(z_i, z_i) as the grid computes it (to take off exactly
