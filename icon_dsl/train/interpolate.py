@@ -114,14 +114,17 @@ class Grid:
     def kernel_on_grid(
         self, values: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype
     ) -> torch.Tensor:
-        """The FFT of K at every offset between nodes, laid out circularly on the padded grid
-        (``values`` may stack several kernels along a first dimension)."""
+        """The FFT of K at every offset between nodes, laid out circularly on the padded grid, a
+        real tensor (``values`` may stack several kernels along a first dimension)."""
         steps = torch.arange(2 * self.size, dtype=dtype)
         steps = torch.where(steps < self.size, steps, steps - 2 * self.size) * self.spacing
         d2 = steps * steps
         if self.dims == 2:
             d2 = d2[:, None] + d2[None, :]
-        return torch.fft.rfftn(values(d2), dim=tuple(range(-self.dims, 0)))
+        spectrum = torch.fft.rfftn(values(d2), dim=tuple(range(-self.dims, 0)))
+        # K is even on the circular grid (offset j and -j alike), so its transform is real: a
+        # real factor makes each product with the charges' spectra about 3x cheaper
+        return spectrum.real.contiguous()
 
 
 def _smooth(n: int) -> int:
