@@ -183,7 +183,10 @@ def log_normaliser(
     # charges 1 and z serve both kernels (one inverse for the four sums); only u depends on
     # the row sums
     plain = grid.spectra(torch.cat([ones, z], 1))
-    sums = grid.sums(torch.cat([plain[:1] * weights, plain * slopes]))
+    product = plain.new_empty((1 + len(plain), *plain.shape[1:]))
+    torch.mul(plain[:1], weights, out=product[:1])
+    torch.mul(plain, slopes, out=product[1:])
+    sums = grid.sums(product)
     row_sums = sums[:, 0] - grid.own_terms(weight)
     row_sums = row_sums.clamp_min(torch.finfo(dtype).tiny)  # interpolation may undershoot
     s = sums[:, 1:]
