@@ -137,7 +137,8 @@ def _draws(
 
 
 #: Edges per block of the attraction: temporaries of a few MiB stay in cache and are reused
-#: (70,000 rows x 90 edges: 177 -> 87 ms an epoch on one thread against one pass over all edges).
+#: (70,000 rows x 90 edges: 110 -> 79 ms an epoch on one thread, 84 -> 51 ms on two, against
+#: one pass over all edges).
 EDGE_BLOCK = 2**18
 
 
@@ -320,7 +321,7 @@ def predict(
     sampled one, N (k + 117) for the interpolated one (whose FFTs grow with the embedding's
     spread, not with N: timed at the spread of random rows, a grid of 150 x 150 nodes, as in
     early epochs). Memory counts the float32 temporaries of each: a block of NORMALISER_BLOCK x N
-    (about 4 live copies), N m (about 6) or N x 7 x 9 (twice), and the edges (about 8 numbers
+    (about 4 live copies), N m (about 6) or N x GRID_TERMS, and the edges (about 8 numbers
     each).
     """
     out = {}
