@@ -14,8 +14,8 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -130,18 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
     """Train as asked; map each kind of failure to its message and exit code."""
-    import torch
+    train = _load_runtime(args.own_process)
+    if train is None:
+        return EXIT_ERRORS
+    import torch  # loaded by _load_runtime
 
-    # the training runtime loads only when a run starts: every command imports this module, and
-    # check, compile and explain must import nothing of it (tests/test_startup.py)
     from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
-    from icon_dsl.train.extras import require_train_extra
 
     try:
-        require_train_extra()
-        # the same: torch and the train extra load only now
-        from icon_dsl.train.runtime import train
-
         train(
             Path(args.spec),
             data=args.data,
@@ -185,6 +181,29 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
         print(f"error: cannot write the run's outputs{where}: {error.strerror}", file=sys.stderr)
         return EXIT_TRAINING
     return EXIT_OK
+
+
+def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
+    """The runtime's ``train``; None, with the message printed, when the train extra is missing.
+
+    The training runtime loads only when a run starts: every command imports this module, and
+    check, compile and explain must import nothing of it (tests/test_startup.py). A process of
+    the command's own is set up for the run meanwhile (``own_process.py``)."""
+    from icon_dsl.train import own_process as process
+    from icon_dsl.train.errors import TrainError
+
+    with process.training_process() if own_process else nullcontext():
+        import torch  # noqa: F401  (the largest of the libraries the run loads)
+
+        from icon_dsl.train.extras import require_train_extra
+
+        try:
+            require_train_extra()
+        except TrainError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return None
+        from icon_dsl.train.runtime import train
+    return train
 
 
 @contextmanager
