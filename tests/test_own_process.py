@@ -1,8 +1,9 @@
 """`icon-dsl train` in a process of its own (icon_dsl/train/own_process.py): the allocator keeps
-freed memory, the collector leaves the loaded libraries alone, and the run's results and files
-are those of the same run called in-process.
+freed memory, the collector leaves the loaded libraries alone, a second process draws
+neighbours.png (icon_dsl/train/painter.py), and the run's results and files are those of the same
+run called in-process.
 
-The settings are process-wide, so each check runs in a fresh interpreter.
+The settings are process-wide, so each of their checks runs in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from cli_run import run_cli
 from conftest import ROOT
 
 from icon_dsl.train.data import load_digits
+from icon_dsl.train.painter import Painter, RemoteTraceback
+from icon_dsl.train.plots import plot_loss, plot_neighbour_distributions
 
 
 def _python(code: str) -> str:
@@ -95,3 +98,50 @@ def test_a_run_in_its_own_process_writes_what_the_same_run_in_process_writes(
         del found["wall_time_s"]
     assert metrics[0] == metrics[1]
     assert (own / "run.json").read_text() == (here / "run.json").read_text()
+
+
+def _losses_drawn(painter: Painter | None, path: Path) -> None:
+    """loss.png of a made-up run, drawn by ``painter``'s process (None: here)."""
+    losses = list(np.linspace(5.0, 1.0, 30))
+    if painter is None:
+        plot_loss(losses, path, title="a run")
+        return
+    painter.start(plot_loss, losses, path, title="a run")
+    painter.wait()
+
+
+def test_the_painter_draws_the_picture_drawn_here(tmp_path: Path) -> None:
+    with Painter() as painter:
+        _losses_drawn(painter, tmp_path / "there.png")
+        assert painter.sent
+    _losses_drawn(None, tmp_path / "here.png")
+    assert (tmp_path / "there.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_what_drawing_raises_there_is_raised_here(tmp_path: Path) -> None:
+    snapshot = (0, np.full((1, 4), 0.25), np.full((1, 4), 0.25))
+    with Painter() as painter, pytest.raises(ValueError, match="unknown divergence") as raised:
+        painter.start(
+            plot_neighbour_distributions,
+            [snapshot],
+            [0],
+            tmp_path / "pq.png",
+            divergence="hellinger",
+        )
+        painter.wait()
+    assert isinstance(raised.value.__cause__, RemoteTraceback)
+    assert "plot_neighbour_distributions" in str(raised.value.__cause__)  # where, there
+    (tmp_path / "a-file").write_text("")
+    with Painter() as painter, pytest.raises(OSError) as raised_os:
+        _losses_drawn(painter, tmp_path / "a-file" / "loss.png")  # a folder under a file
+    assert raised_os.value.filename == str(tmp_path / "a-file")  # the CLI names it (exit 3)
+
+
+def test_a_picture_the_second_process_cannot_take_is_drawn_here(tmp_path: Path) -> None:
+    with Painter() as painter:
+        assert painter.process is not None
+        painter.process.kill()
+        painter.process.wait()
+        _losses_drawn(painter, tmp_path / "loss.png")
+        assert not painter.sent
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"

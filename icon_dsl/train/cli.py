@@ -15,9 +15,9 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icon_dsl.diagnostics import SpecError
 from icon_dsl.usage import (
@@ -28,6 +28,9 @@ from icon_dsl.usage import (
     bounded_int,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from icon_dsl.train.painter import Painter
 
 SEED_MAX = 2**63 - 1
 
@@ -124,11 +127,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from icon_dsl.train.distributed import launch
 
         return launch(_argv_without_nproc(args), args.nproc)
-    with _notes_on_stderr():
-        return _run_train(args, params)
+    with _notes_on_stderr(), _painter(args.own_process) as painter:
+        return _run_train(args, params, painter)
 
 
-def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
+def _run_train(args: argparse.Namespace, params: dict[str, float], painter: Painter | None) -> int:
     """Train as asked; map each kind of failure to its message and exit code."""
     train = _load_runtime(args.own_process)
     if train is None:
@@ -156,6 +159,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             normaliser=args.normaliser,
             negatives=args.negatives,
             halving=not args.all_starts,
+            painter=painter,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
@@ -204,6 +208,16 @@ def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
             return None
         from icon_dsl.train.runtime import train
     return train
+
+
+def _painter(own_process: bool) -> AbstractContextManager[Painter | None]:
+    """A second process for neighbours.png (icon_dsl/train/painter.py), started before torch
+    loads, when the process is the command's own and writes the outputs (rank 0); else None."""
+    if not own_process or os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    from icon_dsl.train.painter import Painter
+
+    return Painter()
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,11 +45,14 @@ from icon_dsl.train.distributed import init_from_env
 from icon_dsl.train.errors import DataError, TrainError, TrainNote
 from icon_dsl.train.loop import Run
 from icon_dsl.train.plan import Plan, make_plan
-from icon_dsl.train.report import format_metrics, write_outputs
+from icon_dsl.train.report import format_metrics, hand_over_neighbours, write_outputs
 from icon_dsl.train.scaling import Scaling, scale_note
 from icon_dsl.train.scaling import standardize as standardize_features
 from icon_dsl.train.state import OwnParts, divergence_name, set_validate
 from icon_dsl.train.torchdata import from_torch, is_torch_data
+
+if TYPE_CHECKING:
+    from icon_dsl.train.painter import Painter
 
 # names that other modules and users import from here
 __all__ = [
@@ -137,6 +140,7 @@ def train(
     lr_factor: float = 1.0,
     side_by_side: bool = True,
     halving: bool = True,
+    painter: Painter | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -169,7 +173,8 @@ def train(
     model applies the same scaling to new points. ``evaluate=False`` skips the metrics that
     need labels or neighbours (kNN, probe, cluster and trustworthiness; the estimators' choice):
     the metrics then hold the final divergence and the wall time.
-    ``lr_factor``: multiplies the kind's default learning rate.
+    ``lr_factor``: multiplies the kind's default learning rate. ``painter``: the command line's
+    second process (``painter.py``) that draws neighbours.png; None draws every picture here.
     """
     seed, torch_device = preflight.seed(seed), preflight.device(device)
     inputs = _prepare(spec, data, label_column, standardize)
@@ -190,7 +195,7 @@ def train(
         inputs, plan, seed, torch_device, compile, own, out, resume, progress, side_by_side, halving
     )
     run.fit(out_dir, inputs.started, run.elapsed_before, progress)
-    return _finish(run, inputs, out_dir, skipped, evaluate, progress)
+    return _finish(run, inputs, out_dir, skipped, evaluate, progress, painter)
 
 
 @dataclass
@@ -269,13 +274,16 @@ def _finish(
     skipped: set[str],
     evaluate: bool,
     progress: bool,
+    painter: Painter | None,
 ) -> TrainResult:
-    """Embed the whole data set, measure, write the outputs and print the metrics table."""
+    """Embed the whole data set, measure, write the outputs and print the metrics table (the
+    painter draws neighbours.png meanwhile)."""
     embedding = _embed(run.mapper, run.batcher.all_inputs())
     run.wall_time = run.elapsed_before + (time.perf_counter() - inputs.started)
+    painting = hand_over_neighbours(painter, out_dir, run)
     metrics = run.metrics(embedding, skipped, evaluate)
     if out_dir is not None:
-        write_outputs(out_dir, run, embedding, metrics)
+        write_outputs(out_dir, run, embedding, metrics, painting)
     plan = run.plan
     if progress:
         kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
