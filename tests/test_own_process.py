@@ -1,7 +1,7 @@
 """`icon-dsl train` in a process of its own (icon_dsl/train/own_process.py): the allocator keeps
-freed memory, the collector leaves the loaded libraries alone, a second process draws
-neighbours.png (icon_dsl/train/painter.py), and the run's results and files are those of the same
-run called in-process.
+freed memory, the collector leaves the loaded libraries alone, a second process does the work
+that needs scikit-learn and matplotlib (icon_dsl/train/helper.py), and the run's results and
+files are those of the same run called in-process.
 
 The settings are process-wide, so each of their checks runs in a fresh interpreter.
 """
@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,10 @@ from cli_run import run_cli
 from conftest import ROOT
 
 from icon_dsl.train.data import load_digits
-from icon_dsl.train.painter import Painter, RemoteTraceback
-from icon_dsl.train.plots import plot_loss, plot_neighbour_distributions
+from icon_dsl.train.helper import Helper, RemoteTraceback
+from icon_dsl.train.plots import plot_loss
+
+PLOTS = "icon_dsl.train.plots"
 
 
 def _python(code: str) -> str:
@@ -100,48 +103,66 @@ def test_a_run_in_its_own_process_writes_what_the_same_run_in_process_writes(
     assert (own / "run.json").read_text() == (here / "run.json").read_text()
 
 
-def _losses_drawn(painter: Painter | None, path: Path) -> None:
-    """loss.png of a made-up run, drawn by ``painter``'s process (None: here)."""
+def test_the_runs_own_process_leaves_scikit_learn_to_its_helper(tmp_path: Path) -> None:
+    code = f"""
+import sys
+from icon_dsl.cli import main
+code = main(["train", "specs/tsne.icon", "--epochs", "3", "--quiet", "--out", {str(tmp_path)!r}],
+            own_process=True)
+print(code, "sklearn" in sys.modules)
+"""
+    assert _python(code).split() == ["0", "False"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["knn_accuracy"] > 0.5
+
+
+def test_the_helper_returns_what_the_call_returns_here(tmp_path: Path) -> None:
     losses = list(np.linspace(5.0, 1.0, 30))
-    if painter is None:
-        plot_loss(losses, path, title="a run")
-        return
-    painter.start(plot_loss, losses, path, title="a run")
-    painter.wait()
-
-
-def test_the_painter_draws_the_picture_drawn_here(tmp_path: Path) -> None:
-    with Painter() as painter:
-        _losses_drawn(painter, tmp_path / "there.png")
-        assert painter.sent
-    _losses_drawn(None, tmp_path / "here.png")
+    with Helper(process=True) as helper:
+        digits = helper.call("icon_dsl.train.data:load_dataset", None)
+        helper.start(f"{PLOTS}:plot_loss", losses, tmp_path / "there.png", title="a run")
+        assert helper.wait() == tmp_path / "there.png"
+        assert helper.process is not None  # it answered both
+    here = load_digits()
+    assert digits.y is not None and here.y is not None
+    assert np.array_equal(digits.x, here.x) and np.array_equal(digits.y, here.y)
+    plot_loss(losses, tmp_path / "here.png", title="a run")
     assert (tmp_path / "there.png").read_bytes() == (tmp_path / "here.png").read_bytes()
 
 
-def test_what_drawing_raises_there_is_raised_here(tmp_path: Path) -> None:
+def test_what_a_call_raises_there_is_raised_here(tmp_path: Path) -> None:
     snapshot = (0, np.full((1, 4), 0.25), np.full((1, 4), 0.25))
-    with Painter() as painter, pytest.raises(ValueError, match="unknown divergence") as raised:
-        painter.start(
-            plot_neighbour_distributions,
-            [snapshot],
-            [0],
-            tmp_path / "pq.png",
-            divergence="hellinger",
-        )
-        painter.wait()
-    assert isinstance(raised.value.__cause__, RemoteTraceback)
-    assert "plot_neighbour_distributions" in str(raised.value.__cause__)  # where, there
-    (tmp_path / "a-file").write_text("")
-    with Painter() as painter, pytest.raises(OSError) as raised_os:
-        _losses_drawn(painter, tmp_path / "a-file" / "loss.png")  # a folder under a file
-    assert raised_os.value.filename == str(tmp_path / "a-file")  # the CLI names it (exit 3)
+    with Helper(process=True) as helper:
+        with pytest.raises(ValueError, match="unknown divergence") as raised:
+            helper.call(
+                f"{PLOTS}:plot_neighbour_distributions",
+                [snapshot],
+                [0],
+                tmp_path / "pq.png",
+                divergence="hellinger",
+            )
+        assert isinstance(raised.value.__cause__, RemoteTraceback)
+        assert "plot_neighbour_distributions" in str(raised.value.__cause__)  # where, there
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(OSError) as raised_os:  # a folder under a file
+            helper.call(f"{PLOTS}:plot_loss", [1.0, 0.5], tmp_path / "a-file" / "loss.png")
+        assert raised_os.value.filename == str(tmp_path / "a-file")  # the CLI names it (exit 3)
+        assert helper.process is not None  # errors are answers: it still takes calls
 
 
-def test_a_picture_the_second_process_cannot_take_is_drawn_here(tmp_path: Path) -> None:
-    with Painter() as painter:
-        assert painter.process is not None
-        painter.process.kill()
-        painter.process.wait()
-        _losses_drawn(painter, tmp_path / "loss.png")
-        assert not painter.sent
-    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+def test_a_call_the_second_process_cannot_take_runs_here() -> None:
+    with Helper(process=True) as helper:
+        lock = threading.Lock()  # an argument that cannot be pickled
+        assert helper.call("builtins:repr", lock) == repr(lock)
+        assert helper.process is not None
+        helper.process.kill()
+        helper.process.wait()
+        assert helper.call("math:hypot", 3.0, 4.0) == 5.0
+        assert helper.process is None  # given up: every call from now on runs here
+
+
+def test_without_a_second_process_calls_run_here_in_the_order_started() -> None:
+    helper = Helper(process=False)
+    helper.start("operator:add", 1, 2)
+    helper.start("operator:mul", 3, 4)
+    assert [helper.wait(), helper.wait()] == [3, 12]
+    assert helper.call("math:hypot", 3.0, 4.0) == 5.0

@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from icon_dsl.usage import (
 )
 
 if TYPE_CHECKING:
-    from icon_dsl.train.painter import Painter
+    from icon_dsl.train.helper import Helper
 
 SEED_MAX = 2**63 - 1
 
@@ -127,11 +127,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from icon_dsl.train.distributed import launch
 
         return launch(_argv_without_nproc(args), args.nproc)
-    with _notes_on_stderr(), _painter(args.own_process) as painter:
-        return _run_train(args, params, painter)
+    with _notes_on_stderr(), _helper(args.own_process) as helper:
+        return _run_train(args, params, helper)
 
 
-def _run_train(args: argparse.Namespace, params: dict[str, float], painter: Painter | None) -> int:
+def _run_train(args: argparse.Namespace, params: dict[str, float], helper: Helper) -> int:
     """Train as asked; map each kind of failure to its message and exit code."""
     train = _load_runtime(args.own_process)
     if train is None:
@@ -159,7 +159,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float], painter: Pain
             normaliser=args.normaliser,
             negatives=args.negatives,
             halving=not args.all_starts,
-            painter=painter,
+            helper=helper,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
@@ -210,14 +210,12 @@ def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
     return train
 
 
-def _painter(own_process: bool) -> AbstractContextManager[Painter | None]:
-    """A second process for neighbours.png (icon_dsl/train/painter.py), started before torch
-    loads, when the process is the command's own and writes the outputs (rank 0); else None."""
-    if not own_process or os.environ.get("RANK", "0") != "0":
-        return nullcontext()
-    from icon_dsl.train.painter import Painter
+def _helper(own_process: bool) -> Helper:
+    """The run's helper (icon_dsl/train/helper.py): with a second process, started before torch
+    loads, when the process is the command's own and writes the outputs (rank 0)."""
+    from icon_dsl.train.helper import Helper
 
-    return Painter()
+    return Helper(process=own_process and os.environ.get("RANK", "0") == "0")
 
 
 @contextmanager

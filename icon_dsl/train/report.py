@@ -37,8 +37,8 @@ import torch
 from icon_dsl.train import plots
 
 if TYPE_CHECKING:
+    from icon_dsl.train.helper import Helper
     from icon_dsl.train.loop import Run
-    from icon_dsl.train.painter import Painter
     from icon_dsl.train.plan import Plan
 
 METRIC_ORDER = (
@@ -55,14 +55,14 @@ METRIC_ORDER = (
 )
 
 
-def hand_over_neighbours(painter: Painter | None, out_dir: Path | None, run: Run) -> Painter | None:
-    """``painter``, drawing neighbours.png in its process from now on; None when there is no
-    painter, output folder or snapshot (``write_outputs`` draws the picture here then)."""
-    if painter is None or out_dir is None or not run.snapshots:
+def hand_over_neighbours(helper: Helper, out_dir: Path | None, run: Run) -> Helper | None:
+    """``helper``, drawing neighbours.png from now on (in its second process, if it has one);
+    None when there is no output folder or snapshot."""
+    if out_dir is None or not run.snapshots:
         return None
     args, kwargs = _neighbours_picture(out_dir, run)
-    painter.start(plots.plot_neighbour_distributions, *args, **kwargs)
-    return painter
+    helper.start("icon_dsl.train.plots:plot_neighbour_distributions", *args, **kwargs)
+    return helper
 
 
 def write_outputs(
@@ -70,10 +70,10 @@ def write_outputs(
     run: Run,
     embedding: np.ndarray,
     metrics: dict[str, float],
-    painting: Painter | None = None,
+    painting: Helper | None = None,
 ) -> None:
     """Write every file listed in the module docstring into ``out_dir``; ``painting``: the
-    painter that ``hand_over_neighbours`` gave neighbours.png to (waited for last)."""
+    helper that ``hand_over_neighbours`` gave neighbours.png to (waited for last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     info = {
