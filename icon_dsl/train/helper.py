@@ -25,6 +25,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import traceback
 from collections import deque
 from contextlib import suppress
@@ -44,15 +45,10 @@ except ImportError:
 if serve is not None:
     serve()
 """
-#: What the second process loads before it takes calls, scikit-learn's first.
-PRELOAD = (
-    "sklearn.datasets",
-    "icon_dsl.train.data",
-    "icon_dsl.train.metrics",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-    "icon_dsl.train.plots",
-)
+#: What the second process loads before it takes calls: the first calls need scikit-learn.
+PRELOAD = ("sklearn.datasets", "icon_dsl.train.data", "icon_dsl.train.metrics")
+#: What it loads meanwhile, in a thread, for the pictures at the end of the run.
+PRELOAD_PICTURES = ("matplotlib.figure", "matplotlib.backends.backend_agg", "icon_dsl.train.plots")
 Call = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
@@ -156,7 +152,8 @@ def _function(target: str) -> Any:
 
 def serve() -> None:
     """The second process: load ``PRELOAD``, then answer each call that comes on stdin, on
-    stdout, with ("returned", value), ("raised", what it raised, its traceback) or ("unsent",)."""
+    stdout, with ("returned", value), ("raised", what it raised, its traceback) or ("unsent",),
+    while a thread loads ``PRELOAD_PICTURES`` (a call that needs them waits for their import)."""
     from icon_dsl.train.own_process import libraries_frozen
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run's process to handle
@@ -165,9 +162,9 @@ def serve() -> None:
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # what a call prints goes to stderr
     with libraries_frozen():
-        for module in PRELOAD:
-            with suppress(ImportError):  # a missing package: the run says so, and calls fail
-                importlib.import_module(module)
+        _preload(PRELOAD)
+    # the run asks for the digits about when matplotlib would be loaded: load it alongside
+    threading.Thread(target=_preload, args=(PRELOAD_PICTURES,), daemon=True).start()
     while True:
         try:
             target, args, kwargs = pickle.load(sys.stdin.buffer)
@@ -182,6 +179,12 @@ def serve() -> None:
             answers.flush()
         except OSError:  # the run's process is gone
             os._exit(0)
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        with suppress(ImportError):  # a missing package: the run says so, and calls fail
+            importlib.import_module(module)
 
 
 def _outcome(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
