@@ -197,8 +197,6 @@ def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
     from icon_dsl.train.errors import TrainError
 
     with process.training_process() if own_process else nullcontext():
-        import torch  # noqa: F401  (the largest of the libraries the run loads)
-
         from icon_dsl.train.extras import require_train_extra
 
         try:

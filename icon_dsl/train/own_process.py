@@ -1,9 +1,9 @@
 """Process-wide settings that ``icon-dsl train`` makes when the process is its own.
 
 ``icon_dsl.cli.console_main`` (the console script and ``python -m icon_dsl.cli``) runs one
-command and exits, so the train command may set the whole process up for a run. ``main`` called
-from a program (a test, a notebook) leaves the process as it is: both settings below would stay
-in force for everything else that program does.
+command and exits, so the train command may set the whole process up for a run (and its helper
+process, helper.py, its own). ``main`` called from a program (a test, a notebook) leaves the
+process as it is: both settings below would stay in force for everything else that program does.
 
 - ``keep_freed_memory``: glibc's malloc keeps freed memory for the next epoch;
 - ``libraries_frozen``: the cyclic garbage collector leaves the imported libraries alone.
@@ -50,13 +50,14 @@ def keep_freed_memory() -> bool:
 
 @contextmanager
 def libraries_frozen() -> Iterator[None]:
-    """Import the training stack inside: the collector is off meanwhile, and afterwards what the
-    imports made is frozen out of its passes (``gc.freeze``).
+    """Import libraries inside: the collector is off meanwhile, and afterwards what the imports
+    made is frozen out of its passes (``gc.freeze``).
 
-    torch, scikit-learn and matplotlib make about 400,000 objects that live until the process
-    ends. The collector's full passes while they are made, and every full pass after, walk all
-    of them and free nothing (about 0.7 s of CPU in a run on digits); the run's own objects are
-    collected as before.
+    The libraries make objects that live until the process ends: about 430,000 for torch,
+    torch._dynamo and the runtime in the run's process, 240,000 for scikit-learn in the helper.
+    The collector's full passes while they are made, and every full pass after, walk all of
+    them and free nothing (about 0.7 s of CPU in a one-process run on digits); the run's own
+    objects are collected as before.
     """
     gc.disable()
     try:
