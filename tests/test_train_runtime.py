@@ -6,6 +6,7 @@ of real work on an idle machine.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from cli_run import run_cli
 from sklearn.exceptions import NotFittedError
 
-from icon_dsl.train import initialise, loop, runtime
+from icon_dsl.train import initialise, loop, plots, runtime
 from icon_dsl.train.data import Dataset, load_dataset, load_digits
 from icon_dsl.train.errors import DataError, TrainError
 from icon_dsl.train.estimator import Estimator
@@ -217,6 +218,29 @@ def test_resume_refuses_a_checkpoint_of_another_run(digits: Dataset, tmp_path: P
     quick("tsne", data, epochs=1, out=tmp_path)
     with pytest.raises(TrainError, match="different run"):
         quick("tsne", data, epochs=1, out=tmp_path, resume=True, seed=5)
+
+
+def test_every_p_q_snapshot_is_one_that_neighbours_png_draws(
+    digits: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is a dense q of the evaluation batch and part of every checkpoint: the run
+    takes only the epochs the picture shows, evenly spaced from the start to the last epoch."""
+    drawn = inspect.signature(plots.plot_neighbour_distributions).parameters["max_epochs"].default
+    for epochs in range(1, 400):
+        taken = sorted(loop.snapshot_epochs(epochs))
+        assert taken[0] == 0 and taken[-1] == epochs and len(taken) <= drawn
+        gaps = np.diff(taken)
+        assert gaps.max() - gaps.min() <= 1, (epochs, taken)
+    shown: list[int] = []
+
+    def record(
+        snapshots: list[tuple[int, np.ndarray, np.ndarray]], *args: object, **kw: object
+    ) -> None:
+        shown.extend(epoch for epoch, _, _ in snapshots)
+
+    monkeypatch.setattr(plots, "plot_neighbour_distributions", record)
+    quick("tsne", subset(digits, 120), epochs=9, out=tmp_path)
+    assert shown == [0, 3, 6, 9]
 
 
 def test_output_folder_holds_every_artefact(digits: Dataset, tmp_path: Path) -> None:

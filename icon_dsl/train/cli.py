@@ -14,10 +14,10 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icon_dsl.diagnostics import SpecError
 from icon_dsl.usage import (
@@ -28,6 +28,9 @@ from icon_dsl.usage import (
     bounded_int,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from icon_dsl.train.helper import Helper
 
 SEED_MAX = 2**63 - 1
 
@@ -124,24 +127,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         from icon_dsl.train.distributed import launch
 
         return launch(_argv_without_nproc(args), args.nproc)
-    with _notes_on_stderr():
-        return _run_train(args, params)
+    with _notes_on_stderr(), _helper(args.own_process) as helper:
+        return _run_train(args, params, helper)
 
 
-def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
+def _run_train(args: argparse.Namespace, params: dict[str, float], helper: Helper) -> int:
     """Train as asked; map each kind of failure to its message and exit code."""
-    import torch
+    train = _load_runtime(args.own_process)
+    if train is None:
+        return EXIT_ERRORS
+    import torch  # loaded by _load_runtime
 
-    # the training runtime loads only when a run starts: every command imports this module, and
-    # check, compile and explain must import nothing of it (tests/test_startup.py)
     from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
-    from icon_dsl.train.extras import require_train_extra
 
     try:
-        require_train_extra()
-        # the same: torch and the train extra load only now
-        from icon_dsl.train.runtime import train
-
         train(
             Path(args.spec),
             data=args.data,
@@ -160,6 +159,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
             normaliser=args.normaliser,
             negatives=args.negatives,
             halving=not args.all_starts,
+            helper=helper,
         )
     except SpecError as error:
         print(error, file=sys.stderr)
@@ -185,6 +185,35 @@ def _run_train(args: argparse.Namespace, params: dict[str, float]) -> int:
         print(f"error: cannot write the run's outputs{where}: {error.strerror}", file=sys.stderr)
         return EXIT_TRAINING
     return EXIT_OK
+
+
+def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
+    """The runtime's ``train``; None, with the message printed, when the train extra is missing.
+
+    The training runtime loads only when a run starts: every command imports this module, and
+    check, compile and explain must import nothing of it (tests/test_startup.py). A process of
+    the command's own is set up for the run meanwhile (``own_process.py``)."""
+    from icon_dsl.train import own_process as process
+    from icon_dsl.train.errors import TrainError
+
+    with process.training_process() if own_process else nullcontext():
+        from icon_dsl.train.extras import require_train_extra
+
+        try:
+            require_train_extra()
+        except TrainError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return None
+        from icon_dsl.train.runtime import train
+    return train
+
+
+def _helper(own_process: bool) -> Helper:
+    """The run's helper (icon_dsl/train/helper.py): with a second process, started before torch
+    loads, when the process is the command's own and writes the outputs (rank 0)."""
+    from icon_dsl.train.helper import Helper
+
+    return Helper(process=own_process and os.environ.get("RANK", "0") == "0")
 
 
 @contextmanager

@@ -35,7 +35,10 @@ from icon_dsl.train.state import (
 
 __all__ = ["Run", "save_checkpoint", "snapshot_epochs"]
 
-N_SNAPSHOTS = 7  # p/q snapshots taken at evenly spaced epochs (plus the initial state)
+#: p/q snapshots taken at evenly spaced epochs, the first at the initial state: the 4 epochs that
+#: neighbours.png draws (plots.plot_neighbour_distributions picks 4 evenly, the same epochs, from
+#: more); each snapshot is a dense q of the evaluation batch and a part of every checkpoint
+N_SNAPSHOTS = 4
 
 
 class Run(RunState):

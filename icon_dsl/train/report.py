@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ import torch
 from icon_dsl.train import plots
 
 if TYPE_CHECKING:
+    from icon_dsl.train.helper import Helper
     from icon_dsl.train.loop import Run
     from icon_dsl.train.plan import Plan
 
@@ -54,10 +55,25 @@ METRIC_ORDER = (
 )
 
 
+def hand_over_neighbours(helper: Helper, out_dir: Path | None, run: Run) -> Helper | None:
+    """``helper``, drawing neighbours.png from now on (in its second process, if it has one);
+    None when there is no output folder or snapshot."""
+    if out_dir is None or not run.snapshots:
+        return None
+    args, kwargs = _neighbours_picture(out_dir, run)
+    helper.start("icon_dsl.train.plots:plot_neighbour_distributions", *args, **kwargs)
+    return helper
+
+
 def write_outputs(
-    out_dir: Path, run: Run, embedding: np.ndarray, metrics: dict[str, float]
+    out_dir: Path,
+    run: Run,
+    embedding: np.ndarray,
+    metrics: dict[str, float],
+    painting: Helper | None = None,
 ) -> None:
-    """Write every file listed in the module docstring into ``out_dir``."""
+    """Write every file listed in the module docstring into ``out_dir``; ``painting``: the
+    helper that ``hand_over_neighbours`` gave neighbours.png to (waited for last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     info = {
@@ -111,10 +127,17 @@ def write_outputs(
         divergence = f"{run.divergence} = {plots.DIVERGENCE_TITLES[run.divergence]}"
         loss_title = f"{run.plan.name}: training loss ({divergence})"
         plots.plot_loss(run.losses, out_dir / "loss.png", title=loss_title)
-    if run.snapshots:
-        plots.plot_neighbour_distributions(
-            run.snapshots, run.anchor_ids(), out_dir / "neighbours.png", divergence=run.divergence
-        )
+    if painting is not None:
+        painting.wait()
+    elif run.snapshots:
+        args, kwargs = _neighbours_picture(out_dir, run)
+        plots.plot_neighbour_distributions(*args, **kwargs)
+
+
+def _neighbours_picture(out_dir: Path, run: Run) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of ``plots.plot_neighbour_distributions`` for the run's neighbours.png."""
+    path = out_dir / "neighbours.png"
+    return (run.snapshots, run.anchor_ids(), path), {"divergence": run.divergence}
 
 
 def training_path(plan: Plan) -> str:

@@ -40,12 +40,13 @@ from icon_dsl.api import CompiledModule
 from icon_dsl.api import compile as compile_spec
 from icon_dsl.train import checkpoint, preflight
 from icon_dsl.train import data as data_module
-from icon_dsl.train.data import Dataset, check_trainable, load_dataset
+from icon_dsl.train.data import BUILTIN_DATASETS, Dataset, check_trainable, load_dataset
 from icon_dsl.train.distributed import init_from_env
 from icon_dsl.train.errors import DataError, TrainError, TrainNote
+from icon_dsl.train.helper import Helper
 from icon_dsl.train.loop import Run
 from icon_dsl.train.plan import Plan, make_plan
-from icon_dsl.train.report import format_metrics, write_outputs
+from icon_dsl.train.report import format_metrics, hand_over_neighbours, write_outputs
 from icon_dsl.train.scaling import Scaling, scale_note
 from icon_dsl.train.scaling import standardize as standardize_features
 from icon_dsl.train.state import OwnParts, divergence_name, set_validate
@@ -137,6 +138,7 @@ def train(
     lr_factor: float = 1.0,
     side_by_side: bool = True,
     halving: bool = True,
+    helper: Helper | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` and return metrics, the embedding and the losses.
 
@@ -169,10 +171,11 @@ def train(
     model applies the same scaling to new points. ``evaluate=False`` skips the metrics that
     need labels or neighbours (kNN, probe, cluster and trustworthiness; the estimators' choice):
     the metrics then hold the final divergence and the wall time.
-    ``lr_factor``: multiplies the kind's default learning rate.
+    ``lr_factor``: multiplies the kind's default learning rate. ``helper``: the command line's,
+    with a second process for scikit-learn and matplotlib (``helper.py``); None: all here.
     """
     seed, torch_device = preflight.seed(seed), preflight.device(device)
-    inputs = _prepare(spec, data, label_column, standardize)
+    inputs = _prepare(spec, data, label_column, standardize, helper or Helper(process=False))
     plan = make_plan(
         inputs.compiled,
         inputs.loss_class,
@@ -203,19 +206,24 @@ class _Inputs:
     loader_batch: int | None  # a torch DataLoader's batch size: the default batch size then
     scaling: Scaling | None
     started: float  # wall time: compiling the spec and the training, not reading the data
+    helper: Helper  # where the work with scikit-learn and matplotlib runs (helper.py)
 
 
 def _prepare(
-    spec: str | Path | CompiledModule, data: Any, label_column: str | None, standardize: bool
+    spec: str | Path | CompiledModule,
+    data: Any,
+    label_column: str | None,
+    standardize: bool,
+    helper: Helper,
 ) -> _Inputs:
     """Compile the spec, then read the data (standardised when asked)."""
     compiling = time.perf_counter()
     compiled = _compile_spec(spec)  # first: a broken spec is reported before data is read
     compile_seconds = time.perf_counter() - compiling
-    dataset, loader_batch = _as_dataset_and_batch(data, label_column)
+    dataset, loader_batch = _as_dataset_and_batch(data, label_column, helper)
     dataset, scaling = _scaled(dataset, standardize)
     started = time.perf_counter() - compile_seconds
-    return _Inputs(compiled, compiled.load(), dataset, loader_batch, scaling, started)
+    return _Inputs(compiled, compiled.load(), dataset, loader_batch, scaling, started, helper)
 
 
 def _start(
@@ -233,7 +241,7 @@ def _start(
 ) -> tuple[Run, Path | None, bool, set[str]]:
     """The run, fresh or restored from its checkpoint, its output folder, whether it shows
     progress, and the metrics the data is too small for."""
-    skipped = _unavailable_metrics(plan, inputs.dataset)
+    skipped = _unavailable_metrics(plan, inputs.dataset, inputs.helper)
     _check_own_parts(plan, own.mapper, own.views)
     rank, world = init_from_env(device)
     if rank != 0:  # one process writes the outputs and shows progress
@@ -270,12 +278,14 @@ def _finish(
     evaluate: bool,
     progress: bool,
 ) -> TrainResult:
-    """Embed the whole data set, measure, write the outputs and print the metrics table."""
+    """Embed the whole data set, measure, write the outputs and print the metrics table (the
+    helper draws neighbours.png meanwhile)."""
     embedding = _embed(run.mapper, run.batcher.all_inputs())
     run.wall_time = run.elapsed_before + (time.perf_counter() - inputs.started)
-    metrics = run.metrics(embedding, skipped, evaluate)
+    metrics = run.metrics(embedding, inputs.helper, skipped, evaluate)
+    painting = hand_over_neighbours(inputs.helper, out_dir, run)
     if out_dir is not None:
-        write_outputs(out_dir, run, embedding, metrics)
+        write_outputs(out_dir, run, embedding, metrics, painting)
     plan = run.plan
     if progress:
         kept = (run.kept_start, plan.restarts) if plan.restarts > 1 else None
@@ -326,23 +336,29 @@ def _check_own_parts(
         )
 
 
-def _as_dataset_and_batch(data: Any, label_column: str | None) -> tuple[Dataset, int | None]:
+def _as_dataset_and_batch(
+    data: Any, label_column: str | None, helper: Helper
+) -> tuple[Dataset, int | None]:
     """The data set, and a torch DataLoader's batch size (the default batch size then)."""
     if is_torch_data(data):
         if label_column is not None:
             raise DataError("label_column only applies to a .csv file, not to torch data")
         return from_torch(data)
-    return _as_dataset(data, label_column), None
+    return _as_dataset(data, label_column, helper), None
 
 
 def _as_dataset(
     data: str | Path | Dataset | np.ndarray | tuple[np.ndarray, np.ndarray | None] | None,
     label_column: str | None,
+    helper: Helper,
 ) -> Dataset:
     if isinstance(data, Dataset):
         dataset = data
-    elif data is None or isinstance(data, (str, Path)):
-        dataset = load_dataset(None if data is None else str(data), label_column)
+    elif data is None or str(data) in BUILTIN_DATASETS:  # scikit-learn's: the helper reads it
+        name = None if data is None else str(data)
+        dataset = helper.call("icon_dsl.train.data:load_dataset", name, label_column)
+    elif isinstance(data, (str, Path)):
+        dataset = load_dataset(str(data), label_column)
     elif isinstance(data, tuple):
         dataset = dataset_from_arrays(*data)
     else:
@@ -351,12 +367,16 @@ def _as_dataset(
     return dataset
 
 
-def _unavailable_metrics(plan: Plan, dataset: Dataset) -> set[str]:
+def _unavailable_metrics(plan: Plan, dataset: Dataset, helper: Helper) -> set[str]:
     """The metrics this data is too small for, each announced with a note before training."""
-    # scikit-learn (the train extra) loads only when scores are computed
-    from icon_dsl.train.metrics import unavailable_metrics
-
-    skipped = unavailable_metrics(dataset.n_samples, dataset.y, plan.softmax, plan.dim)
+    # scikit-learn (the train extra): the helper's
+    skipped: dict[str, str] = helper.call(
+        "icon_dsl.train.metrics:unavailable_metrics",
+        dataset.n_samples,
+        dataset.y,
+        plan.softmax,
+        plan.dim,
+    )
     for name, why in skipped.items():
         # stacklevel 4: the line that called train (through train and _start)
         warnings.warn(f"{dataset.origin}: {name} is skipped: it {why}", TrainNote, stacklevel=4)

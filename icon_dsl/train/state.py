@@ -22,12 +22,14 @@ from icon_dsl.train.batches import Batch, Batcher
 from icon_dsl.train.data import Dataset
 from icon_dsl.train.distributed import MapperAndLoss
 from icon_dsl.train.errors import TrainError, TrainingFailed
+from icon_dsl.train.helper import Helper
 from icon_dsl.train.initialise import centroid_init, pca_init
 from icon_dsl.train.plan import Plan, needs_adjacency
 from icon_dsl.train.schedule import cosine_decay, derive_seed, factor_after
 
 EVAL_BATCH = 1024  # rows of the fixed batch used for the final KL and the p/q pictures
 N_ANCHORS = 3
+METRICS = "icon_dsl.train.metrics"  # scikit-learn's scores (imported where they are computed)
 RESTART_SALT = 0xA11  # start r > 0 trains from seed derive_seed(seed, RESTART_SALT + r)
 WHOLE_SALT = 0xC1A55  # the views of epoch e on the whole-data clustering path
 
@@ -302,20 +304,23 @@ class RunState:
         return float(value)
 
     def metrics(
-        self, embedding: np.ndarray, skip: Collection[str] = (), evaluate: bool = True
+        self,
+        embedding: np.ndarray,
+        helper: Helper,
+        skip: Collection[str] = (),
+        evaluate: bool = True,
     ) -> dict[str, float]:
-        # scikit-learn (the train extra) loads only when scores are computed
-        from icon_dsl.train.metrics import cluster_metrics, embedding_metrics
-
+        """The run's metrics; those of scikit-learn (the train extra) computed by ``helper``."""
         y = self.dataset.y
         results: dict[str, float] = {}
         if not evaluate:
             pass
         elif self.plan.softmax:
             if y is not None:
-                results.update(cluster_metrics(embedding, y))
+                results.update(helper.call(f"{METRICS}:cluster_metrics", embedding, y))
         else:
-            results.update(embedding_metrics(self.dataset.x, embedding, y, skip))
+            scores = helper.call(f"{METRICS}:embedding_metrics", self.dataset.x, embedding, y, skip)
+            results.update(scores)
         results[self.divergence] = self.final_kl()
         results["wall_time_s"] = self.wall_time
         return results
