@@ -33,8 +33,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import icon_dsl
-
 # the second process: this module's serve(); without it (a broken install) it just ends, and
 # every call runs in the run's process
 _SERVE = """
@@ -134,7 +132,7 @@ class Helper:
 
 def _launch() -> subprocess.Popen[bytes] | None:
     """The second process, importing this icon_dsl; None when no interpreter can start."""
-    package_root = str(Path(icon_dsl.__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder holding icon_dsl/
     paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     try:
