@@ -138,6 +138,7 @@ def _run_train(args: argparse.Namespace, params: dict[str, float], helper: Helpe
         return EXIT_ERRORS
     import torch  # loaded by _load_runtime
 
+    # the runtime's modules load only when a run starts (every command imports this module)
     from icon_dsl.train.errors import DataError, TrainError, TrainingFailed, UsageError
 
     try:
@@ -193,10 +194,12 @@ def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
     The training runtime loads only when a run starts: every command imports this module, and
     check, compile and explain must import nothing of it (tests/test_startup.py). A process of
     the command's own is set up for the run meanwhile (``own_process.py``)."""
+    # loaded only when a run starts, as everything of the runtime (docstring)
     from icon_dsl.train import own_process as process
     from icon_dsl.train.errors import TrainError
 
     with process.training_process() if own_process else nullcontext():
+        # inside: the training stack is imported while the process is set up for it
         from icon_dsl.train.extras import require_train_extra
 
         try:
@@ -204,14 +207,14 @@ def _load_runtime(own_process: bool) -> Callable[..., Any] | None:
         except TrainError as error:
             print(f"error: {error}", file=sys.stderr)
             return None
-        from icon_dsl.train.runtime import train
+        from icon_dsl.train.runtime import train  # torch and the train extra load here
     return train
 
 
 def _helper(own_process: bool) -> Helper:
     """The run's helper (icon_dsl/train/helper.py): with a second process, started before torch
     loads, when the process is the command's own and writes the outputs (rank 0)."""
-    from icon_dsl.train.helper import Helper
+    from icon_dsl.train.helper import Helper  # only for a run: it may start a second process
 
     return Helper(process=own_process and os.environ.get("RANK", "0") == "0")
 

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from icon_dsl.train.own_process import libraries_frozen
+
 # the second process: this module's serve(); without it (a broken install) it just ends, and
 # every call runs in the run's process
 _SERVE = """
@@ -152,8 +154,6 @@ def serve() -> None:
     """The second process: load ``PRELOAD``, then answer each call that comes on stdin, on
     stdout, with ("returned", value), ("raised", what it raised, its traceback) or ("unsent",),
     while a thread loads ``PRELOAD_PICTURES`` (a call that needs them waits for their import)."""
-    from icon_dsl.train.own_process import libraries_frozen
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the run's process to handle
     if hasattr(os, "nice"):
         os.nice(10)  # imports still running when training starts must not slow it down
