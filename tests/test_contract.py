@@ -106,8 +106,6 @@ def contract(text: str, keep_as: str | None = None, compiler=icon_dsl.compile) -
         loss, finite = B.run_once(cls, kwargs, n, labels)
     except Exception as error:  # the contract: check accepted it, so it must run
         raise AssertionError(f"{type(error).__name__}: {error}\nspec:\n{text}") from error
-    if not finite and _open_mixture_underflow(text):
-        return "open fault"  # tracked by test_a_mixture_p_under_reverse_kl_stays_finite
     assert finite, f"loss {loss} or a gradient is not finite for:\n{text}"
     if keep_as is not None:
         SAMPLE[keep_as] = {"source": module.source, "kwargs": kwargs, "n": n, "labels": labels}
@@ -123,18 +121,32 @@ loss = reverse_kl(p, q)
 """
 
 
-def _open_mixture_underflow(text: str) -> bool:
-    """An open fault, found by the property test below: a mixture p is computed in probability
-    space, so a perplexity Gaussian inside it underflows to 0 in float32 where q is not, and
-    reverse_kl is then infinite (a mixture in log space is the fix). Only that case is let
-    through; the strict xfail below fails as soon as it is fixed."""
-    p_line = next((line for line in text.splitlines() if line.startswith("p =")), "")
-    return "reverse_kl(" in text and " + " in p_line and "gaussian(" in p_line
-
-
-@pytest.mark.xfail(strict=True, reason="open: a mixture p underflows to 0 in float32")
-def test_a_mixture_p_under_reverse_kl_stays_finite():
+def test_a_mixture_p_under_reverse_kl_is_computed_in_logs():
+    """Found by the property test below: a mixture holding a perplexity Gaussian was summed in
+    probability space, its smallest entries underflowed to 0 in float32 and reverse_kl was
+    infinite. In log space the float32 loss equals the float64 one, and p is the mixture of
+    its parts computed separately (the graph's rows and the perplexity Gaussian's)."""
     assert contract(MIXTURE_UNDERFLOW) == "ran"
+    module = icon_dsl.compile(MIXTURE_UNDERFLOW)
+    cls = module.load()
+    inputs, graph, mapper, mapper_input = B.forward_batch(cls, 40, 4)
+    z = mapper(mapper_input).detach()
+    losses = {}
+    for dtype in (torch.float32, torch.float64):
+        loss_module = cls(z_=1.0, **{k: v.to(dtype) for k, v in graph.items()})
+        cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        losses[dtype] = float(loss_module.divergence(z.to(dtype), **cast))
+        p, _ = loss_module.distributions(z.to(dtype), **cast)
+    assert math.isfinite(losses[torch.float32])
+    assert losses[torch.float32] == pytest.approx(losses[torch.float64], rel=1e-4)
+    gaussian = icon_dsl.compile(
+        MIXTURE_UNDERFLOW.replace("1.175e-38 * graph(index) + (1 - 1.175e-38) * ", "")
+    ).load()
+    gaussian_p, _ = gaussian(z_=1.0).distributions(z.double(), x=inputs["x"].double())
+    index = inputs["index"]
+    walk = graph["adjacency"].double()[index][:, index].fill_diagonal_(0.0)
+    walk = walk / walk.sum(1, keepdim=True)
+    assert torch.allclose(p, 1.175e-38 * walk + (1 - 1.175e-38) * gaussian_p, rtol=1e-12, atol=0)
 
 
 # ----------------------------------------------------------------------------- fixed specs

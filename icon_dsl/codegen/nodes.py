@@ -18,7 +18,7 @@ from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
 from .kernels import assignment, hoist, log_weight, replace, value_at_zero
-from .layout import fold
+from .layout import call, fold
 from .numbers import ConstantPrinter, NotFinite, NumPrinter, number_literal, python_expr, refuse
 from .values import Body, Val
 
@@ -251,11 +251,23 @@ class Emitter:
     def _mixture(self, n: Node) -> Val:
         b = self.body
         vals = [self.lower(k, f"{n.prefix}{i + 1}") for i, k in enumerate(n.kids)]
+        weights = [self.num(w) for w in n.args["weights"]]
+        text = self.text(n.id)
+        if any(v.kind in ("logits", "logprob") for v in vals):
+            # in logs: a narrow kernel's probabilities underflow in w * p where its log does not
+            log_prob = b.fresh(f"{n.prefix}_log_prob")
+            b.helpers.add("log_add")
+            b.comment(f"{text}: log of a mixture, weights proved nonnegative and summing to 1")
+            total = "None"  # one term a line: thousands of parts stay one line each
+            for w, v in zip(weights, vals, strict=True):
+                args = [total, w, self.log_prob(v)]
+                code = call("_log_add", args, target=log_prob)
+                b.lines += [line.removeprefix(" " * 8) for line in code.splitlines()]
+                total = log_prob
+            return Val("logprob", log_prob)
         prob = b.fresh(f"{n.prefix}_prob")
-        terms = [
-            f"{self.num(w)} * {self.prob(v)}" for w, v in zip(n.args["weights"], vals, strict=True)
-        ]
-        b.comment(f"{self.text(n.id)}: a mixture, weights proved nonnegative and summing to 1")
+        terms = [f"{w} * {self.prob(v)}" for w, v in zip(weights, vals, strict=True)]
+        b.comment(f"{text}: a mixture, weights proved nonnegative and summing to 1")
         b.lines += fold(prob, terms, "+")
         return Val("prob", prob)
 
@@ -329,9 +341,9 @@ class Emitter:
             return v.var
         if v.kind == "logits":
             return f"torch.log_softmax({v.var}, dim=1)"
-        if v.kind == "prob":
-            return f"torch.log({v.var})"
-        return f"torch.log({self.prob(v)})"
+        # a zero gradient where p = 0 (torch.log's would be 0 * inf = NaN there)
+        self.body.helpers.add("log")
+        return f"_log({self.prob(v)})"
 
 
 #: The rule for each op; every kernel block (and `kernel`, a user kernel) takes `_kernel`.
