@@ -53,13 +53,14 @@ class CompiledModule:
 compile_source = compile  # the builtin, before `compile` below shadows it
 
 
-def compile(spec: str | Path | Source) -> CompiledModule:
-    """Check a spec and generate its standalone torch module."""
+def compile(spec: str | Path | Source, normaliser: str = "dense") -> CompiledModule:
+    """Check a spec and generate its standalone torch module. normaliser "exact" makes its
+    forward take the loss in row blocks (memory N x block_size; neighbour specs only)."""
     checked = check(spec)
     ir = checked.ir
     known = recognise(ir)
     name = CLASS_NAMES.get(ir.method) or class_name(ir.method)
-    source = generate(ir, known.display if known else None, name)
+    source = generate(ir, known.display if known else None, name, normaliser)
     stem = Path(ir.source.name).stem if ir.source.name.endswith(".icon") else ir.method
     return CompiledModule(
         source, name, identifier(stem), ir, known.display if known else None, checked.notes

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import api
+from .codegen.blocks import NORMALISERS
 from .diagnostics import SpecError
 from .explain import explain
 from .train.cli import add_train_command
@@ -51,7 +52,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for spec in args.specs:
         try:
-            module = api.compile(Path(spec))
+            module = api.compile(Path(spec), normaliser=args.normaliser)
         except SpecError as err:
             print(err, file=sys.stderr)
             status = EXIT_ERRORS
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="generate standalone torch modules")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("-o", "--output", default="generated", metavar="DIR", help="default: generated/")
+    p.add_argument(
+        "--normaliser",
+        choices=NORMALISERS,
+        default="dense",
+        help="how forward takes q's normaliser: dense (default: N x N) or exact (row blocks, "
+        "memory N x block_size, the same numbers; neighbour specs such as t-SNE and SNE)",
+    )
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
     p.add_argument("spec", metavar="SPEC")

@@ -52,6 +52,8 @@ CODES: dict[str, str] = {
     "too-many-terms": "more mixture terms, union operands or call arguments than the limit",
     "number-size": "a number too long, too large or too small to hold exactly",
     "formula-too-large": "formulas with more operations on symbols than the limit",
+    "normaliser": "a compiler --normaliser the spec's loss cannot take (row blocks need rows "
+    "computed one by one)",
 }
 
 

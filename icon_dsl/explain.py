@@ -58,16 +58,21 @@ def memory_report(ir: IR, batch: int) -> list[str]:
         return [f"memory at N = {batch}: linear in N (p and q are N x n over prototypes)"]
     lines = [f"predicted peak memory of the loss at N = {batch} (float32):"]
     lines.append(f"    dense: {est['dense'] / gib:.2f} GiB")
+    compiled = "" if has_fast_path(ir) else ", icon-dsl compile --normaliser exact"
     if est["block"] is not None:
         lines.append(
-            f"    block mode (block_size={BLOCK_SIZE_DEFAULT}): {est['block'] / gib:.2f} GiB"
+            f"    block mode (block_size={BLOCK_SIZE_DEFAULT}{compiled}): "
+            f"{est['block'] / gib:.2f} GiB"
         )
     else:
-        lines.append("    block mode: not available for this spec (only the contrastive family)")
+        lines.append(
+            "    block mode: not available for this spec (the contrastive family, and "
+            "neighbour specs whose rows can be computed one by one)"
+        )
     total = physical_memory()
     if total is not None and est["dense"] > 0.8 * total:
         hint = (
-            f"pass block_size={BLOCK_SIZE_DEFAULT} (block mode) to the module"
+            f"pass block_size={BLOCK_SIZE_DEFAULT} (block mode{compiled}) to the module"
             if est["block"] is not None
             else "use a smaller batch"
         )

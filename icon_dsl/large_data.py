@@ -145,9 +145,19 @@ def _cluster_p_reason(ir: IR, node: int) -> str | None:
 
 
 # -- what the generated module says -----------------------------------------------------------
-def docstring_note(ir: IR, neighbour_path: bool, width: int = 88) -> list[str]:
+def docstring_note(
+    ir: IR, neighbour_path: bool, blocks: bool = False, width: int = 88
+) -> list[str]:
     """Lines for a generated module's docstring: what `icon-dsl train` does instead of calling
-    the module on all rows of a large data set (empty when it always calls it)."""
+    the module on all rows of a large data set (empty when it always calls it), and, for a
+    module compiled with row blocks, what its forward does."""
+    own = (
+        "This module's forward takes its batch block_size rows at a time and recomputes "
+        "each block in the backward (memory N x block_size, the same numbers as the dense "
+        "form); divergence and distributions are dense."
+        if blocks
+        else "This module computes the dense form of its batch."
+    )
     table = ir.op(ir.roots["mapper"]) == "table"
     if neighbour_path and table and sparse_p_reason(ir) is None:
         above = (
@@ -171,6 +181,8 @@ def docstring_note(ir: IR, neighbour_path: bool, width: int = 88) -> list[str]:
             f"all pairs are exact row blocks or, above {EXACT_LIMIT:,} rows, sampled from "
             f"{CLUSTER_NEGATIVES} columns per row (unbiased)."
         )
+    elif blocks:
+        text = "Large data:"
     else:
         return []
-    return textwrap.wrap(f"{text} This module computes the dense form of its batch.", width)
+    return textwrap.wrap(f"{text} {own}", width)

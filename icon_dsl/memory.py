@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from .codegen.blocks import block_refusal
 from .codegen.strategies import has_fast_path
 from .ir import IR
 
@@ -13,6 +14,10 @@ from .ir import IR
 # also d2, the masked logits and p. benchmarks/losses.py measures the real peaks.
 FAST_MATRICES, DENSE_MATRICES = 3, 6
 BLOCK_SIZE_DEFAULT = 1024
+# A perplexity p's search holds N x M float64 copies: benchmarks/blocks.py measured t-SNE's first
+# step at 936 and 3,723 MiB (N = 4,096 and 8,192: 14.5 float32 matrices) and, compiled with
+# --normaliser exact, 388 and 571 MiB in blocks of 1,024 (18-24 float32 block x N matrices).
+PERPLEXITY_MATRICES, NEIGHBOUR_BLOCK_MATRICES = 15, 24
 
 
 def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
@@ -22,9 +27,16 @@ def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, f
     if columns is None:
         return {"dense": None, "block": None}  # N x n prototypes: memory is linear in N
     fast = has_fast_path(ir)
-    matrices = FAST_MATRICES if fast else DENSE_MATRICES
+    perplexity = any("perplexity" in ir.args(node) for node in ir.graph.nodes)
+    matrices = FAST_MATRICES if fast else PERPLEXITY_MATRICES if perplexity else DENSE_MATRICES
     dense = float(matrices * batch * columns * bytes_per_value)
-    block = float(2 * min(batch, BLOCK_SIZE_DEFAULT) * columns * bytes_per_value) if fast else None
+    rows = min(batch, BLOCK_SIZE_DEFAULT) * columns * bytes_per_value
+    if fast:
+        block: float | None = float(2 * rows)
+    elif block_refusal(ir) is None:  # one block is the dense form
+        block = min(dense, float(NEIGHBOUR_BLOCK_MATRICES * rows))
+    else:
+        block = None
     return {"dense": dense, "block": block}
 
 

@@ -1247,7 +1247,7 @@ bad.icon:1:5: warning: p is constant over j for every i (uniform), so the optimu
 ]
 
 #: Codes produced outside `check(text)`, with the test that pins them.
-FILE_CODES = {"file"}  # test_file_missing, test_file_not_utf8 below
+FILE_CODES = {"file", "normaliser"}  # test_file_missing, test_file_not_utf8, test_normaliser_*
 
 #: Codes with no golden test, each with the reason. Keep this empty unless a code cannot occur.
 EXEMPT: dict[str, str] = {}
@@ -1265,6 +1265,43 @@ def test_every_code_has_a_golden_test() -> None:
     assert set(CODES) - covered == set(), "add a golden Case for each new diagnostic code"
     assert covered - set(CODES) == set(), "a golden Case names a code CODES does not have"
     assert all(reason for reason in EXEMPT.values())
+
+
+def test_normaliser_refused_for_a_joint_p() -> None:
+    spec = Source(
+        "p = joint(gaussian(x, perplexity=5))\nq = joint(student_t(f(x)))\n" + "mapper = table\n",
+        "bad.icon",
+    )
+    with pytest.raises(SpecError) as err:
+        icon_dsl.compile(spec, normaliser="exact")
+    assert err.value.codes == ["normaliser"]
+    assert (
+        str(err.value) + "\n"
+        == """\
+bad.icon:1:5: error: --normaliser exact cannot compute this loss in row blocks: joint(...) reads every row of the batch to give one row  [normaliser]
+   1 | p = joint(gaussian(x, perplexity=5))
+     |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  help: compile it with the default --normaliser dense
+"""
+    )
+
+
+def test_normaliser_refused_for_a_contrastive_q() -> None:
+    spec = Source(
+        "p = augmentation(index)\nq = gaussian(f(x), metric=cosine)\nmapper = mlp\n", "bad.icon"
+    )
+    with pytest.raises(SpecError) as err:
+        icon_dsl.compile(spec, normaliser="exact")
+    assert err.value.codes == ["normaliser"]
+    assert (
+        str(err.value) + "\n"
+        == """\
+bad.icon:2:5: error: --normaliser exact cannot compute this loss in row blocks: the blocks serve a fixed p against a kernel of f(x) under kl (t-SNE, SNE); this spec's q is gaussian(f(x), metric=cosine) against p = augmentation(index)  [normaliser]
+   2 | q = gaussian(f(x), metric=cosine)
+     |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  help: compile it with the default --normaliser dense
+"""
+    )
 
 
 def test_file_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -87,6 +87,7 @@ def render(p: Plan) -> str:
             target=target,
         ),
         "forward_uses_divergence": forward_uses_divergence,
+        **_block_context(p),
     }
     template = _env().get_template("module.py.j2")
     # helpers only where the class calls them: a draft with all of them tells which
@@ -95,6 +96,23 @@ def render(p: Plan) -> str:
     context["uses"] = {name for name in _OPTIONAL if f"{name}(" in own}
     draft = template.render(imports="", **context)
     return template.render(imports=_imports(draft), **context).rstrip() + "\n"
+
+
+def _block_context(p: Plan) -> dict[str, str]:
+    """The row-block forward's checkpointed call and the signature of its method."""
+    if p.blocks is None:
+        return {}
+    inputs = p.blocks["inputs"]
+    args = ["self._block_rows", "offset + first", "z[first:last]", "z_all"]
+    args += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
+    params = ["self", "offset: int", "z: Tensor", "z_all: Tensor"]
+    params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
+    return {
+        "block_call": call("checkpoint", [*args, "use_reentrant=False"], 12, "block"),
+        "define_block": define(
+            "_block_rows", params, "tuple[Tensor, Tensor]" if p.blocks["keep"] else "Tensor"
+        ),
+    }
 
 
 def _init_params(p: Plan) -> list[str]:
@@ -106,6 +124,8 @@ def _init_params(p: Plan) -> list[str]:
         params.append(f"embedding_dim: int = {p.prototypes['dim']}")
     if p.fast:
         params.append("block_size: int | None = None")
+    if p.blocks:
+        params.append("block_size: int = 1024")
     if p.cache_p:
         params.append("cache_p: bool = True")
     return [*params, "validate: bool = True", "gather: bool = True"]
@@ -169,6 +189,9 @@ def _imports(draft: str) -> str:
     return "\n".join(lines)
 
 
-def generate(ir: IR, known_as: str | None = None, class_name: str | None = None) -> str:
-    """Python source of the generated module for a checked IR."""
-    return render(plan(ir, known_as, class_name))
+def generate(
+    ir: IR, known_as: str | None = None, class_name: str | None = None, normaliser: str = "dense"
+) -> str:
+    """Python source of the generated module for a checked IR; normaliser "exact" computes
+    forward in row blocks (codegen/blocks.py)."""
+    return render(plan(ir, known_as, class_name, normaliser))

@@ -16,6 +16,7 @@ from .. import large_data
 from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
+from .blocks import NORMALISERS, block_plan, refuse_blocks
 from .layout import fits
 from .nodes import Emitter
 from .numbers import NotFinite, NumPrinter, number_literal, python_expr, refuse
@@ -63,6 +64,7 @@ class Plan:
     keep: str | None
     fast: dict[str, list[str]] | None  # the contrastive fast path's methods
     neighbour: dict[str, Any] | None
+    blocks: dict[str, Any] | None  # the row-block forward (--normaliser exact)
     divergence: str
     divergence_rows: tuple[str, ...]  # the registry's code for each anchor's divergence
     cross_entropy: bool  # with a fixed p, forward trains on the cross-entropy
@@ -82,11 +84,18 @@ class _Objective:
     inputs: list[str]
     replicated: bool
     neighbour: dict[str, Any] | None
+    blocks: dict[str, Any] | None
 
 
-def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> Plan:
+def plan(
+    ir: IR, known_as: str | None = None, class_name: str | None = None, normaliser: str = "dense"
+) -> Plan:
+    if normaliser not in NORMALISERS:
+        raise ValueError(f"normaliser must be one of {', '.join(NORMALISERS)}, got {normaliser!r}")
+    if normaliser == "exact":
+        refuse_blocks(ir)
     e = Emitter(ir)
-    o = _lower_objective(ir, e)
+    o = _lower_objective(ir, e, blocks=normaliser == "exact")
     b = e.body
     mapper = _mapper_plan(ir, e)
     protos = None
@@ -111,7 +120,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         source_text=ir.source.text,
         known_as=known_as,
         objective=_objective(ir),
-        large_data=large_data.docstring_note(ir, o.neighbour is not None),
+        large_data=large_data.docstring_note(ir, o.neighbour is not None, o.blocks is not None),
         hypers=_hyper_plan(ir, e),
         constraints=_constraint_plan(ir, e),
         prototypes=protos,
@@ -130,6 +139,7 @@ def plan(ir: IR, known_as: str | None = None, class_name: str | None = None) -> 
         keep=o.keep,
         fast=fast,
         neighbour=o.neighbour,
+        blocks=o.blocks,
         divergence=divergence.name,
         divergence_rows=divergence.rows_code,
         cross_entropy=divergence.trains_on_cross_entropy,
@@ -151,9 +161,9 @@ def _objective(ir: IR) -> list[str]:
     return [*lines, f"loss: {reg.BLOCKS[ir.op(ir.roots['loss'])].formula}"]
 
 
-def _lower_objective(ir: IR, e: Emitter) -> _Objective:
+def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
     """p's lines, then q's, into the body; p cached and the neighbour form split off where
-    they apply."""
+    they apply; with blocks, p's own lines also go to the row-block forward."""
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     p_val = e.lower(p_root, "p")
     b = e.body
@@ -167,6 +177,10 @@ def _lower_objective(ir: IR, e: Emitter) -> _Objective:
     p_kind, p_var = _p_log(p_val)
     cache_p = can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
+    block = None
+    if blocks:
+        p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
+        block = block_plan(inputs, b.lines[:p_lines], p_kind, p_var, p_keep)
     if cache_p:
         p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = cached_p_lines(
@@ -184,7 +198,9 @@ def _lower_objective(ir: IR, e: Emitter) -> _Objective:
             ir, e, inputs, p_code, q_code, p_needs_diag, p_val.kind, replicated
         )
         neighbour["p_var"], neighbour["keep"] = p_var, keep
-    return _Objective(p_val, p_kind, p_var, q_log, cache_p, keep, inputs, replicated, neighbour)
+    return _Objective(
+        p_val, p_kind, p_var, q_log, cache_p, keep, inputs, replicated, neighbour, block
+    )
 
 
 def _q_log(e: Emitter, pt: DistType, qt: DistType, q_val: Val) -> str:

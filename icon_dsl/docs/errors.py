@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import limits
+from ..api import compile as compile_spec
 from ..diagnostics import CODES, SpecError
 from ..pipeline import check
 from ..source import Source
@@ -15,6 +16,9 @@ from .common import GENERATED, GENERATED_END, table_cell
 _M = "mapper = table\n"
 _P = "p = gaussian(x)\n"
 _Q = "q = gaussian(f(x))\n"
+
+#: Codes that a compiler option raises, not `check`: the options their example compiles with.
+COMPILE_OPTIONS: dict[str, dict[str, str]] = {"normaliser": {"normaliser": "exact"}}
 
 #: One small spec per diagnostic code, run through the checker to show its exact message.
 EXAMPLES: dict[str, str] = {
@@ -54,6 +58,7 @@ EXAMPLES: dict[str, str] = {
     "empty-rows": "p = label(y)\n" + _Q + _M,
     "degenerate": "p = uniform()\n" + _Q + _M,
     "file": "",  # the example is a path that does not exist, below
+    "normaliser": "p = joint(gaussian(x, perplexity=5))\nq = joint(student_t(f(x)))\n" + _M,
     "argument-order": "p = gaussian(sigma=1, x)\n" + _Q + _M,
     "unused-param": "param sigma = 0.3\np = gaussian(x, sigma=sigam)\n" + _Q + _M,
     "spec-too-large": "",  # LONG_EXAMPLES
@@ -126,6 +131,8 @@ def example_report(code: str, text: str | None = None) -> tuple[str, str, str]:
         text = LONG_EXAMPLES[code][1] if code in LONG_EXAMPLES else EXAMPLES[code]
     spec: Source | Path = Path(MISSING_FILE) if code == "file" else Source(text, EXAMPLE_NAME)
     try:
+        if code in COMPILE_OPTIONS:
+            compile_spec(spec, **COMPILE_OPTIONS[code])
         checked = check(spec)
     except SpecError as err:
         diagnostics, report = err.diagnostics, str(err)
@@ -157,6 +164,10 @@ def errors_markdown() -> str:
         out += ["", f"## {code}", "", f"{severity.capitalize()}: {meaning}.", ""]
         if code == "file":
             out += [f"`icon-dsl check {MISSING_FILE}`, where the file does not exist:", ""]
+        elif code in COMPILE_OPTIONS:
+            command = " ".join(f"--{k} {v}" for k, v in COMPILE_OPTIONS[code].items())
+            out += [f"`icon-dsl compile {command} {EXAMPLE_NAME}`, where `{EXAMPLE_NAME}` is:", ""]
+            out += ["```", text.rstrip("\n"), "```", ""]
         elif code in LONG_EXAMPLES:
             out += [f"`{EXAMPLE_NAME}`, {LONG_EXAMPLES[code][0]}:", ""]
         else:

@@ -1,0 +1,95 @@
+"""Peak memory and step time of t-SNE's generated forward: dense against row blocks.
+
+    python benchmarks/blocks.py                      # N = 4096 and 8192, 2 threads
+    python benchmarks/blocks.py --sizes 16384 --threads 1
+
+`icon-dsl compile specs/tsne.icon` (dense: N x N) and `icon-dsl compile --normaliser exact
+specs/tsne.icon` (row blocks of 1,024, each recomputed in the backward) on the same batch of N
+points (64 features, 10 Gaussian blobs, float32). Each form runs in a fresh process: two training
+steps (forward + backward; the dense module computes p in the first and reuses it in the second,
+the block module computes p in every forward and again in every backward), the peak resident
+memory above the process's size before the first step, and the loss of both steps, which must
+agree between the forms. Ratios are block / dense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import importlib.util, json, resource, sys, time
+import torch
+path, n, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+spec = importlib.util.spec_from_file_location("tsne_module", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+g = torch.Generator().manual_seed(0)
+centres = torch.randn(10, 64, generator=g) * 4
+x = centres[torch.arange(n) % 10] + torch.randn(n, 64, generator=g)
+z = (torch.randn(n, 2, generator=g) * 1e-2).requires_grad_(True)
+loss = module.TSNE()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times, losses = [], []
+for _ in range(2):
+    start = time.perf_counter()
+    value = loss(z, x=x)
+    value.backward()
+    times.append(time.perf_counter() - start)
+    losses.append(float(value.detach()))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"times": times, "losses": losses, "peak_mib": (peak - before) / 1024}))
+"""
+
+
+def run(path: Path, n: int, threads: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(n), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    import icon_dsl
+
+    spec = ROOT / "specs" / "tsne.icon"
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {}
+        for form in ("dense", "exact"):
+            paths[form] = Path(folder) / f"{form}.py"
+            paths[form].write_text(icon_dsl.compile(spec, normaliser=form).source)
+        print("| N | form | step 1 (s) | step 2 (s) | peak memory above start (MiB) | loss |")
+        print("|---|---|---|---|---|---|")
+        for n in args.sizes:
+            results = {form: run(path, n, args.threads) for form, path in paths.items()}
+            for form, r in results.items():
+                t1, t2 = r["times"]
+                print(
+                    f"| {n:,} | {form} | {t1:.2f} | {t2:.2f} | {r['peak_mib']:,.0f} | "
+                    f"{r['losses'][1]:.6f} |"
+                )
+            dense, exact = results["dense"], results["exact"]
+            print(
+                f"| {n:,} | block / dense | {exact['times'][0] / dense['times'][0]:.2f}x | "
+                f"{exact['times'][1] / dense['times'][1]:.2f}x | "
+                f"{exact['peak_mib'] / dense['peak_mib']:.2f}x | "
+                f"{abs(exact['losses'][1] / dense['losses'][1] - 1):.1e} apart |"
+            )
+
+
+if __name__ == "__main__":
+    main()
