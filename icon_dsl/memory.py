@@ -16,7 +16,7 @@ FAST_MATRICES, DENSE_MATRICES = 3, 6
 BLOCK_SIZE_DEFAULT = 1024
 # A perplexity p's search holds N x M float64 copies: benchmarks/blocks.py measured t-SNE's first
 # step at 936 and 3,723 MiB (N = 4,096 and 8,192: 14.5 float32 matrices) and, compiled with
-# --normaliser exact, 388 and 571 MiB in blocks of 1,024 (18-24 float32 block x N matrices).
+# --normaliser exact, 361 and 490 MiB in blocks of 1,024 (15-23 float32 block x N matrices).
 PERPLEXITY_MATRICES, NEIGHBOUR_BLOCK_MATRICES = 15, 24
 
 

@@ -103,9 +103,11 @@ def _block_context(p: Plan) -> dict[str, str]:
     if p.blocks is None:
         return {}
     inputs = p.blocks["inputs"]
-    args = ["self._block_rows", "offset + first", "z[first:last]", "z_all"]
+    betas = ["betas"] if p.blocks["calibrations"] else []
+    args = ["self._block_rows", *betas, "offset + first", "z[first:last]", "z_all"]
     args += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
-    params = ["self", "offset: int", "z: Tensor", "z_all: Tensor"]
+    params = ["self", *(["betas: _Betas"] if betas else []), "offset: int", "z: Tensor"]
+    params += ["z_all: Tensor"]
     params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
     return {
         "block_call": call("checkpoint", [*args, "use_reentrant=False"], 12, "block"),

@@ -100,7 +100,9 @@ class Emitter:
             perp = self.num(args["perplexity"])
             b.helpers.add("perplexity")
             b.needs_diag = True
-            b.add(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)")
+            search = f"_perplexity_beta({d2}, {perp}, diag)"
+            b.calibrations.append((search, d2, perp))
+            b.add(f"{logits} = -{d2} * {search}")
         else:
             self._log_weights(n, d2, logits)
         if len(n.kids) == 1 and not args.get("diagonal", False):

@@ -180,7 +180,8 @@ def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
     block = None
     if blocks:
         p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
-        block = block_plan(inputs, b.lines[:p_lines], p_kind, p_var, p_keep)
+        hypers = list(e.hyper_names.values())
+        block = block_plan(b.lines[:p_lines], p_kind, p_var, p_keep, b.calibrations, inputs, hypers)
     if cache_p:
         p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = cached_p_lines(

@@ -80,11 +80,11 @@ def can_cache_p(
     )
 
 
-def cached_p_lines(
-    p_lines: list[str], p_expr: str, p_keep: str | None, inputs: list[str], hypers: list[str]
+def fixed_key_lines(
+    p_lines: list[str], inputs: list[str], hypers: list[str], indent: int = 8
 ) -> list[str]:
-    """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
-    hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
+    """`fixed_key = (...)`: what p's lines read (the inputs' columns, the hyperparameters) and
+    the batch's layout; equal keys give the same p."""
     used = words(p_lines)
     # an input's local rows are rows offset.. of its gathered columns: the columns suffice
     key = [
@@ -95,13 +95,19 @@ def cached_p_lines(
     key += [f"self.{h}" for h in hypers if f"self.{h}" in used]
     key += ["offset", "z.shape[0]", "z.dtype", "z.device"]
     one_line = f"fixed_key = ({', '.join(key)})"
-    if fits(one_line, 8):
-        key_lines = [one_line]
-    else:  # laid out as ruff format lays it out
-        key_lines = ["fixed_key = (", *(f"    {k}," for k in key), ")"]
+    if fits(one_line, indent):
+        return [one_line]
+    return ["fixed_key = (", *(f"    {k}," for k in key), ")"]  # as ruff format lays it out
+
+
+def cached_p_lines(
+    p_lines: list[str], p_expr: str, p_keep: str | None, inputs: list[str], hypers: list[str]
+) -> list[str]:
+    """p's lines wrapped in the fixed-p cache: p reads only inputs, so while they (and the
+    hyperparameters it uses) are exactly equal to the last call's, the last p is reused."""
     return [
         "# p reads only the inputs: reuse the last p while they are exactly equal (cache_p)",
-        *key_lines,
+        *fixed_key_lines(p_lines, inputs, hypers),
         "fixed = self._cached_p(fixed_key)",
         "if fixed is None:",
         *(f"    {line}" for line in p_lines),

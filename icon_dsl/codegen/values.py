@@ -35,6 +35,8 @@ class Body:
     checks: list[str] = field(default_factory=list)
     needs_diag: bool = False
     taken: set[str] = field(default_factory=set)
+    # each perplexity search (its call as written, d2, perplexity): row blocks reuse its result
+    calibrations: list[tuple[str, str, str]] = field(default_factory=list)
 
     def fresh(self, base: str) -> str:
         name, i = base, 2
