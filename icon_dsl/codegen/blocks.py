@@ -13,8 +13,8 @@ from typing import Any
 
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR
-from .strategies import REPLICATED_OPS, fixed_key_lines, has_neighbour_path, q_kernel_node
 from .layout import call, fits
+from .strategies import REPLICATED_OPS, fixed_key_lines, has_neighbour_path, q_kernel_node
 from .values import words
 
 #: The ways the generated `forward` can take q's normaliser (the compiler's --normaliser).
