@@ -143,7 +143,7 @@ def test_the_command_line_option(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def _counting_searches(cls: type, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Rows of every perplexity search the module runs from now on."""
     calls: list[int] = []
-    module_globals = cls.forward.__globals__
+    module_globals = cls.forward.__globals__  # type: ignore[attr-defined]
     search = module_globals["_perplexity_beta"]
 
     def counted(d2, *args):  # type: ignore[no-untyped-def]
