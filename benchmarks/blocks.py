@@ -1,13 +1,13 @@
-"""Peak memory and step time of t-SNE's generated forward: dense against row blocks.
+"""Peak memory and step time of a generated forward: dense against row blocks.
 
-    python benchmarks/blocks.py                      # N = 4096 and 8192, 2 threads
-    python benchmarks/blocks.py --sizes 16384 --threads 1
+    python benchmarks/blocks.py                      # t-SNE, N = 4096 and 8192, 2 threads
+    python benchmarks/blocks.py --spec specs/kmeans.icon --sizes 16384 --threads 1
 
-`icon-dsl compile specs/tsne.icon` (dense: N x N) and `icon-dsl compile --normaliser exact
-specs/tsne.icon` (row blocks of 1,024, each recomputed in the backward) on the same batch of N
-points (64 features, 10 Gaussian blobs, float32). Each form runs in a fresh process: two training
+`icon-dsl compile SPEC` (dense: N x N) and `icon-dsl compile --normaliser exact SPEC` (row
+blocks of 1,024, each recomputed in the backward) on the same batch of N points (64 features,
+10 Gaussian blobs, float32; the spec's own mapper, seeded). Each form runs in a fresh process: two training
 steps (forward + backward; the dense module computes p in the first and reuses it in the second,
-the block module computes p in every forward and again in every backward), the peak resident
+the block module keeps only p's perplexity searches and recomputes the rest), the peak resident
 memory above the process's size before the first step, and the loss of both steps, which must
 agree between the forms. Ratios are block / dense.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,21 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import importlib.util, json, resource, sys, time
 import torch
+from torch import nn
 path, n, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
-spec = importlib.util.spec_from_file_location("tsne_module", path)
+spec = importlib.util.spec_from_file_location("blocks_module", path)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+cls = next(v for k, v in vars(module).items() if not k.startswith("_") and hasattr(v, "INPUTS"))
 g = torch.Generator().manual_seed(0)
 centres = torch.randn(10, 64, generator=g) * 4
 x = centres[torch.arange(n) % 10] + torch.randn(n, 64, generator=g)
-z = (torch.randn(n, 2, generator=g) * 1e-2).requires_grad_(True)
-loss = module.TSNE()
+torch.manual_seed(0)
+mapper = cls.build_mapper(64, num_samples=n)
+mapper_input = torch.arange(n) if cls.MAPPER_INPUT == "index" else x
+loss = cls()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 times, losses = [], []
 for _ in range(2):
     start = time.perf_counter()
-    value = loss(z, x=x)
+    value = loss(mapper(mapper_input), x=x)
     value.backward()
     times.append(time.perf_counter() - start)
     losses.append(float(value.detach()))
@@ -50,11 +55,15 @@ print(json.dumps({"times": times, "losses": losses, "peak_mib": (peak - before) 
 
 
 def run(path: Path, n: int, threads: int) -> dict:
+    # a fixed mmap threshold: glibc's moving one serves freed 16 MiB buffers from a heap that is
+    # not given back, and the peak would count memory no tensor holds any more
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), str(n), str(threads)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -63,10 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spec", default="specs/tsne.icon", help="a spec whose input is x")
     args = parser.parse_args(argv)
     import icon_dsl
 
-    spec = ROOT / "specs" / "tsne.icon"
+    spec = ROOT / args.spec
     with tempfile.TemporaryDirectory() as folder:
         paths = {}
         for form in ("dense", "exact"):

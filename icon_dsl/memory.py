@@ -15,9 +15,10 @@ from .ir import IR
 FAST_MATRICES, DENSE_MATRICES = 3, 6
 BLOCK_SIZE_DEFAULT = 1024
 # A perplexity p's search holds N x M float64 copies: benchmarks/blocks.py measured t-SNE's first
-# step at 936 and 3,723 MiB (N = 4,096 and 8,192: 14.5 float32 matrices) and, compiled with
-# --normaliser exact, 361 and 490 MiB in blocks of 1,024 (15-23 float32 block x N matrices).
-PERPLEXITY_MATRICES, NEIGHBOUR_BLOCK_MATRICES = 15, 24
+# step at 936 and 3,720 MiB (N = 4,096 and 8,192: 14.5 float32 matrices) and, compiled with
+# --normaliser exact, 242 and 474 MiB in blocks of 1,024 (at most 15 float32 block x N
+# matrices; k-means 191 and 368 MiB).
+PERPLEXITY_MATRICES, BLOCK_MATRICES = 15, 15
 
 
 def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, float | None]:
@@ -34,7 +35,7 @@ def memory_estimate(ir: IR, batch: int, bytes_per_value: int = 4) -> dict[str, f
     if fast:
         block: float | None = float(2 * rows)
     elif block_refusal(ir) is None:  # one block is the dense form
-        block = min(dense, float(NEIGHBOUR_BLOCK_MATRICES * rows))
+        block = min(dense, float(BLOCK_MATRICES * rows))
     else:
         block = None
     return {"dense": dense, "block": block}

@@ -1278,7 +1278,7 @@ def test_normaliser_refused_for_a_joint_p() -> None:
     assert (
         str(err.value) + "\n"
         == """\
-bad.icon:1:5: error: --normaliser exact cannot compute this loss in row blocks: joint(...) reads every row of the batch to give one row  [normaliser]
+bad.icon:1:5: error: --normaliser exact does not apply to this loss: joint(...) reads every row of the batch to give one row  [normaliser]
    1 | p = joint(gaussian(x, perplexity=5))
      |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
   help: compile it with the default --normaliser dense
@@ -1296,10 +1296,10 @@ def test_normaliser_refused_for_a_contrastive_q() -> None:
     assert (
         str(err.value) + "\n"
         == """\
-bad.icon:2:5: error: --normaliser exact cannot compute this loss in row blocks: the blocks serve a fixed p against a kernel of f(x) under kl (t-SNE, SNE); this spec's q is gaussian(f(x), metric=cosine) against p = augmentation(index)  [normaliser]
+bad.icon:2:5: error: --normaliser exact does not apply to this loss: the contrastive family's modules have row blocks of their own  [normaliser]
    2 | q = gaussian(f(x), metric=cosine)
      |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-  help: compile it with the default --normaliser dense
+  help: compile it with the default --normaliser dense and pass block_size to the module
 """
     )
 

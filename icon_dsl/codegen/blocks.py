@@ -1,10 +1,10 @@
-"""The row-block forward (`compile --normaliser exact`): the neighbour loss a block of rows at a
-time, for batches too large for an N x N matrix.
+"""The row-block forward (`compile --normaliser exact`): the loss a block of rows at a time, for
+batches too large for an N x N matrix.
 
 Takes: a checked IR and its Emitter after p and q are lowered. Guarantees: the block forward
-only where each row's p and q are computed from that row alone against the columns (a fixed p
-and a kernel q of f(x), both normalised per row), so it equals the dense forward; elsewhere a
-located error that says why.
+only where each row's p and q are computed from that row alone against the columns (the
+neighbour specs, with their closed-form rows; clustering heads and the other N x N specs, in
+autograd's form), so it equals the dense forward; elsewhere a located error that says why.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR
 from .layout import call, fits
-from .strategies import REPLICATED_OPS, fixed_key_lines, has_neighbour_path, q_kernel_node
+from .nodes import Emitter
+from .strategies import REPLICATED_OPS, fixed_key_lines, has_fast_path, has_neighbour_path
 from .values import words
 
 #: The ways the generated `forward` can take q's normaliser (the compiler's --normaliser).
@@ -27,12 +28,13 @@ def refuse_blocks(ir: IR) -> None:
     if why is None:
         return
     node, text = why
+    dense = "compile it with the default --normaliser dense"
     diags = Diagnostics(ir.source)
     diags.error(
         "normaliser",
-        f"--normaliser exact cannot compute this loss in row blocks: {text}",
+        f"--normaliser exact does not apply to this loss: {text}",
         ir.span(node),
-        help="compile it with the default --normaliser dense",
+        help=f"{dense} and pass block_size to the module" if has_fast_path(ir) else dense,
     )
     raise SpecError(ir.source, diags.items)
 
@@ -42,45 +44,47 @@ def block_refusal(ir: IR) -> tuple[int, str] | None:
     for node in ir.graph.nodes:
         if ir.op(node) in REPLICATED_OPS:
             return node, f"{ir.op(node)}(...) reads every row of the batch to give one row"
-    q_root = ir.roots["q"]
-    if not has_neighbour_path(ir):
-        kernel = q_kernel_node(ir)
-        return q_root, (
-            f"the blocks serve a fixed p against a kernel of f(x) under kl (t-SNE, SNE); "
-            f"this spec's q is {ir.text(kernel)} against p = {ir.text(ir.roots['p'])}"
-        )
+    if has_fast_path(ir):
+        return ir.roots["q"], "the contrastive family's modules have row blocks of their own"
+    for name in ("p", "q"):
+        if ir.dist_type(ir.roots[name]).support != "pairs":
+            return ir.roots[name], f"{name} is N x n, not N x N: there is no N x N matrix to split"
     return None
 
 
 def block_plan(
-    p_lines: list[str],
+    lines: list[str],
     p_kind: str,
     p_var: str,
     keep: str | None,
-    calibrations: list[tuple[str, str, str]],
+    e: Emitter,
     inputs: list[str],
-    hypers: list[str],
+    calibrations: list[tuple[str, str, str]],
 ) -> dict[str, Any]:
-    """`_block_rows`: p's own lines (not cached: each block is recomputed in the backward), then
-    p as probabilities for the closed-form neighbour rows of that block. A perplexity search
-    runs once per block and call: its betas are kept in `betas` (`_calibrated`), which the
-    backward's recomputation and, with cache_p, later calls on the same inputs read."""
-    to_probabilities = {
-        "logprob": f"p = {p_var}.exp().to(z.dtype)",
-        "prob": f"p = {p_var}.to(z.dtype)",
-        "mask": f"p = _uniform_rows({p_var}, z.dtype)",
-    }[p_kind]
-    body = p_lines
+    """`_block_rows`'s body: the lines of p (neighbour specs: the closed-form rows follow in the
+    template) or of p, q and log q (the rest: the divergence's rows follow), not cached, since
+    each block is recomputed in the backward. A perplexity search runs once per block and call:
+    its betas are kept in `betas` (`_calibrated`), which the backward's recomputation and, with
+    cache_p, later calls on the same inputs read (p's searches only: q's read z)."""
+    if has_neighbour_path(e.ir):
+        tail = {
+            "logprob": f"p = {p_var}.exp().to(z.dtype)",
+            "prob": f"p = {p_var}.to(z.dtype)",
+            "mask": f"p = _uniform_rows({p_var}, z.dtype)",
+        }[p_kind]
+    else:
+        tail = "" if p_var == "p" else f"p = {p_var}"
+    body = lines
     for k, calibration in enumerate(calibrations):
         body = _remembered(body, k, *calibration)
-    used = words(p_lines)
+    used = words([*lines, tail])
     diag = ["diag = _diagonal(z.shape[0], z_all.shape[0], offset, z.device)"]
     return {
         "inputs": [n for n in inputs if n in used or f"{n}_all" in used],
-        "body": [*(diag if "diag" in used else []), *body, to_probabilities],
+        "body": [*(diag if "diag" in used else []), *body, *([tail] if tail else [])],
         "keep": keep,
         "calibrations": bool(calibrations),
-        "key": fixed_key_lines(p_lines, inputs, hypers),
+        "key": fixed_key_lines(lines, inputs, list(e.hyper_names.values())),
     }
 
 

@@ -169,6 +169,7 @@ def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
     b = e.body
     b.fold_keeps(0, "p_rows")
     p_lines, p_keeps, p_names = len(b.lines), len(b.keeps), set(b.taken)
+    p_searches = len(b.calibrations)  # q's depend on z: never kept between calls
     p_needs_diag = b.needs_diag
     q_val = e.lower(q_root, "q")
     b.fold_keeps(p_keeps, "q_rows")
@@ -179,9 +180,12 @@ def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
     block = None
     if blocks:
-        p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
-        hypers = list(e.hyper_names.values())
-        block = block_plan(b.lines[:p_lines], p_kind, p_var, p_keep, b.calibrations, inputs, hypers)
+        if has_neighbour_path(ir):  # p alone: q is the closed-form neighbour rows
+            lines, keeps = b.lines[:p_lines], b.keeps[:p_keeps]
+        else:  # p and q, and the divergence of autograd's form
+            lines, keeps = [*b.lines, f"log_q = {q_log}"], b.keeps
+        keep = all_of(keeps) if keeps else None
+        block = block_plan(lines, p_kind, p_var, keep, e, inputs, b.calibrations[:p_searches])
     if cache_p:
         p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = cached_p_lines(

@@ -49,9 +49,14 @@ def nearest_neighbours(
     return _without_self(*found, k)
 
 
+def _searches_a_graph(n: int) -> bool:
+    """Whether faiss searches n rows through its HNSW graph (else exactly)."""
+    return n > GRAPH_ROWS
+
+
 def search_kind(n: int) -> str:
     """How the neighbours of n rows are found, in words (for explain)."""
-    if n > GRAPH_ROWS and _faiss_available():
+    if _searches_a_graph(n) and _faiss_available():
         return "an approximate search (faiss HNSW graph)"
     return "an exact search"
 
@@ -68,7 +73,7 @@ def _faiss_search(points: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tenso
     import faiss
 
     threads = torch.get_num_threads()
-    if len(points) > GRAPH_ROWS:
+    if _searches_a_graph(len(points)):
         faiss.omp_set_num_threads(1)  # a deterministic graph (module docstring)
         graph = faiss.IndexHNSWFlat(points.shape[1], GRAPH_LINKS)
         graph.hnsw.efConstruction = GRAPH_BUILD
