@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=NORMALISERS,
         default="dense",
         help="how forward takes q's normaliser: dense (default: N x N) or exact (row blocks, "
-        "memory N x block_size, the same numbers; neighbour specs such as t-SNE and SNE)",
+        "memory N x block_size, the same numbers; N x N specs whose rows need no other row)",
     )
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
