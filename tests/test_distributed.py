@@ -68,6 +68,17 @@ def _enumerated_cases() -> dict[str, tuple[str, dict]]:
 
 
 CASES.update(_enumerated_cases())
+# compiled with --normaliser exact (row blocks of 3 rows, across the two processes' halves)
+BLOCKS = {
+    "parametric_tsne:blocks": (PARAMETRIC_TSNE, {"block_size": 3}),
+    "kmeans:blocks": (ROOT / "specs" / "kmeans.icon", {"sigma": 1.5, "block_size": 3}),
+    "spectral:blocks": (ROOT / "specs" / "spectral.icon", {"block_size": 3}),
+}
+CASES.update(BLOCKS)
+
+
+def _text(spec: Path | str) -> str:
+    return spec.read_text(encoding="utf-8") if isinstance(spec, Path) else spec
 
 
 class Model(nn.Module):
@@ -76,7 +87,7 @@ class Model(nn.Module):
     def __init__(self, cls: type[Any], hypers: dict, kind: str, dim: int) -> None:
         super().__init__()
         self.mapper = nn.Sequential(nn.Linear(D_IN, 8), nn.Tanh(), nn.Linear(8, dim))
-        self.softmax = kind == "kmeans" or "softmax=true" in str(CASES[kind][0])
+        self.softmax = "softmax=true" in _text(CASES[kind][0])
         extra = {"embedding_dim": dim} if "embedding_dim" in cls.__init__.__kwdefaults__ else {}
         self.loss = cls(**hypers, **extra)
 
@@ -110,9 +121,9 @@ def _inputs(cls: type[Any], data: dict, rows: slice) -> dict:
 
 def _build(kind: str) -> tuple[nn.Module, type]:
     spec, hypers = CASES[kind]
-    cls = icon_dsl.compile(spec).load()
-    softmax = "softmax=true" in str(spec)
-    dim = 10 if kind in ("kmeans", "cross_entropy") or softmax else 4
+    cls = icon_dsl.compile(spec, normaliser="exact" if kind in BLOCKS else "dense").load()
+    softmax = "softmax=true" in _text(spec)
+    dim = 10 if kind == "cross_entropy" or softmax else 4
     torch.manual_seed(1)
     return Model(cls, hypers, kind, dim).double(), cls
 
