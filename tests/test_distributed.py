@@ -69,7 +69,7 @@ def _enumerated_cases() -> dict[str, tuple[str, dict]]:
 
 CASES.update(_enumerated_cases())
 # compiled with --normaliser exact (row blocks of 3 rows, across the two processes' halves)
-BLOCKS = {
+BLOCKS: dict[str, tuple[Path | str, dict]] = {
     "parametric_tsne:blocks": (PARAMETRIC_TSNE, {"block_size": 3}),
     "kmeans:blocks": (ROOT / "specs" / "kmeans.icon", {"sigma": 1.5, "block_size": 3}),
     "spectral:blocks": (ROOT / "specs" / "spectral.icon", {"block_size": 3}),
