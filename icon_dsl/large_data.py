@@ -146,18 +146,23 @@ def _cluster_p_reason(ir: IR, node: int) -> str | None:
 
 # -- what the generated module says -----------------------------------------------------------
 def docstring_note(
-    ir: IR, neighbour_path: bool, blocks: bool = False, width: int = 88
+    ir: IR, neighbour_path: bool, normaliser: str = "dense", width: int = 88
 ) -> list[str]:
     """Lines for a generated module's docstring: what `icon-dsl train` does instead of calling
     the module on all rows of a large data set (empty when it always calls it), and, for a
     module compiled with row blocks, what its forward does."""
-    own = (
-        "This module's forward takes its batch block_size rows at a time and recomputes "
-        "each block in the backward (memory N x block_size, the same numbers as the dense "
-        "form); divergence and distributions are dense."
-        if blocks
-        else "This module computes the dense form of its batch."
-    )
+    own = {
+        "dense": "This module computes the dense form of its batch.",
+        "exact": "This module's forward takes its batch block_size rows at a time and "
+        "recomputes each block in the backward (memory N x block_size, the same numbers as the "
+        "dense form); divergence and distributions are dense.",
+        "sampled": "This module's forward keeps each row's `neighbours` largest entries of p "
+        f"({PERPLEXITY_NEIGHBOURS:g} x perplexity, or knn's k, unless given; renormalised, the "
+        "mass beyond them dropped), built once in blocks of block_size rows and kept while "
+        "the inputs stay exactly equal, and estimates q's normaliser from `negatives` columns "
+        "drawn uniformly per row (an estimate whose log is biased low for few columns); "
+        "divergence and distributions are dense.",
+    }[normaliser]
     table = ir.op(ir.roots["mapper"]) == "table"
     if neighbour_path and table and sparse_p_reason(ir) is None:
         above = (
@@ -181,7 +186,7 @@ def docstring_note(
             f"all pairs are exact row blocks or, above {EXACT_LIMIT:,} rows, sampled from "
             f"{CLUSTER_NEGATIVES} columns per row (unbiased)."
         )
-    elif blocks:
+    elif normaliser != "dense":
         text = "Large data:"
     else:
         return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,14 @@ def test_block_modules_are_formatted_and_lint_clean(tmp_path: Path) -> None:
             assert "        p_logits = -p_d2 * beta0\n" in block
             continue
         (tmp_path / f"{name}.py").write_text(source)
+        try:
+            sampled = icon_dsl.compile(text, normaliser="sampled").source
+        except SpecError:
+            continue
+        (tmp_path / f"{name}_sampled.py").write_text(sampled)
+    assert {"tsne_sampled.py", "sne_sampled.py", "knn_sampled.py"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
     shutil.copy(ROOT / "generated" / "ruff.toml", tmp_path / "ruff.toml")
     for command in (["format", "--check"], ["check"]):
         run = subprocess.run(
@@ -160,7 +169,7 @@ def test_specs_whose_rows_need_the_batch_are_refused(path: str, node: str, why: 
 
 
 def test_an_unknown_normaliser_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="normaliser must be one of dense, exact, got 'fast'"):
+    with pytest.raises(ValueError, match="must be one of dense, exact, sampled, got 'fast'"):
         icon_dsl.compile(SPECS["tsne"], normaliser="fast")
 
 
@@ -169,6 +178,9 @@ def test_the_command_line_option(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["compile", "--normaliser", "exact", str(spec), "-o", str(tmp_path)]) == 0
     written = (tmp_path / "tsne.py").read_text(encoding="utf-8")
     assert written == icon_dsl.compile(spec, normaliser="exact").source
+    assert main(["compile", "--normaliser", "sampled", str(spec), "-o", str(tmp_path)]) == 0
+    written = (tmp_path / "tsne.py").read_text(encoding="utf-8")
+    assert written == icon_dsl.compile(spec, normaliser="sampled").source
     joint = ROOT / "specs" / "tsne_joint.icon"
     assert main(["compile", "--normaliser", "exact", str(joint), "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -247,3 +259,117 @@ def test_the_whole_table_in_blocks_equals_dense() -> None:
         assert block_loss == pytest.approx(loss, rel=1e-11, abs=1e-13), spec
         assert torch.allclose(block_grad, grad, rtol=1e-9, atol=1e-12), spec
     assert taken >= 700  # of 778 (2026-12-01: 702; the rest need the whole batch or are N x n)
+
+
+# -- --normaliser sampled ----------------------------------------------------------------------
+
+
+def _sampled_setup(n: int = 200, **options):
+    dense = icon_dsl.compile(SPECS["tsne"]).load()
+    sampled = icon_dsl.compile(SPECS["tsne"], normaliser="sampled").load()
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 8, generator=g, dtype=torch.float64) * 3
+    x = centres[torch.arange(n) % 5] + torch.randn(n, 8, generator=g, dtype=torch.float64)
+    z = torch.randn(n, 2, generator=g, dtype=torch.float64) * 3
+    return dense, sampled(**options), x, z
+
+
+def test_sampled_keeps_the_largest_entries_of_p() -> None:
+    dense, module, x, z = _sampled_setup(block_size=37)
+    p_dense, _ = dense().distributions(z, x=x)
+    columns, values = module._sparse_p((x,), 0, z, z, x, x)
+    assert columns.shape == values.shape == (200, 90)  # 3 x perplexity 30
+    top = p_dense.topk(90, dim=1)
+    assert torch.equal(columns, top.indices)
+    kept = top.values.sum(1)
+    assert float(kept.min()) > 0.99  # the mass beyond 90 neighbours, dropped
+    assert torch.allclose(values, top.values / kept[:, None], rtol=1e-12, atol=0)
+    # every column kept: p itself
+    every = icon_dsl.compile(SPECS["tsne"], normaliser="sampled").load()(neighbours=199)
+    columns, values = every._sparse_p((x,), 0, z, z, x, x)
+    rebuilt = torch.zeros_like(p_dense).scatter_(1, columns, values)
+    assert torch.allclose(rebuilt, p_dense, rtol=1e-12, atol=1e-300)
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def test_the_sampled_gradient_approaches_the_exact_one_as_m_grows() -> None:
+    """With every column of p kept, the exact loss is the dense module's; the sampled one's
+    gradient turns towards it as the negatives per row grow (mean cosine over 5 draws)."""
+    dense, _, x, z = _sampled_setup()
+    _, exact_grad, _ = _loss_and_grad(dense, z, {"x": x}, {})
+    sampled = icon_dsl.compile(SPECS["tsne"], normaliser="sampled").load()
+    exact_loss = _loss_and_grad(dense, z, {"x": x}, {})[0]
+    cosines, losses = {}, {}
+    for m in (2, 16, 128, 1024, 8192):
+        module = sampled(neighbours=199, negatives=m)
+        runs = []
+        for seed in range(5):
+            torch.manual_seed(seed)
+            zz = z.clone().requires_grad_(True)
+            loss = module(zz, x=x)
+            loss.backward()
+            assert zz.grad is not None
+            runs.append(_cosine(zz.grad, exact_grad))
+        cosines[m], losses[m] = sum(runs) / len(runs), float(loss.detach())
+    # measured 2026-12-01: 0.24, 0.45, 0.82, 0.97, 0.996 (3 draws each)
+    assert cosines[2] < cosines[16] < cosines[128] < cosines[1024] < cosines[8192]
+    assert cosines[8192] > 0.99 and cosines[2] < 0.5
+    assert losses[8192] == pytest.approx(exact_loss, rel=1e-3)
+
+
+def test_the_sampled_normaliser_is_unbiased_for_z() -> None:
+    """(M - 1) / m times the kernel summed over m uniform draws averages to Z_i."""
+    _, module, x, z = _sampled_setup(negatives=8)
+    log_w = module._q_kernel(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))[0]
+    log_w.fill_diagonal_(-math.inf)
+    exact = log_w.exp().sum(1)
+    draws = []
+    for seed in range(400):
+        torch.manual_seed(seed)
+        drawn = module.forward.__globals__["_uniform_columns"](200, 200, 8, 0, z.device)
+        assert not (drawn == torch.arange(200)[:, None]).any()  # never the row itself
+        picked = module._q_kernel(((z[:, None, :] - z[drawn]) ** 2).sum(-1))[0].exp()
+        draws.append(picked.sum(1) * (199 / 8))
+    mean = torch.stack(draws).mean(0)
+    assert float((mean / exact - 1).abs().median()) < 0.05
+
+
+def test_sampled_builds_p_once_per_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    dense, module, x, z = _sampled_setup(block_size=64)
+    sampled = type(module)
+    calls = _counting_searches(sampled, monkeypatch)
+    for _ in range(2):
+        zz = z.clone().requires_grad_(True)
+        module(zz, x=x).backward()
+    assert calls == [64, 64, 64, 8]  # 200 rows in blocks of 64, the first call only
+    calls.clear()
+    module.neighbours = 20  # another k: p is kept anew
+    module(z, x=x)
+    assert calls == [64, 64, 64, 8]
+    calls.clear()
+    module(z, x=x + 1.0)  # new inputs
+    assert calls == [64, 64, 64, 8]
+
+
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        (ROOT / "specs" / "kmeans.icon", "a sampled normaliser serves a fixed p against a kernel"),
+        ("p = gaussian(x, sigma=1)\n" + _Q, "a fixed-width gaussian p has no k nearest"),
+        ("p = label(y)\n" + _Q, "p uses label"),
+    ],
+)
+def test_sampled_is_refused_without_neighbours_to_keep(spec: object, why: str) -> None:
+    with pytest.raises(SpecError) as err:
+        icon_dsl.compile(spec, normaliser="sampled")  # type: ignore[arg-type]
+    assert err.value.codes == ["normaliser"] and why in str(err.value)
+
+
+@pytest.mark.parametrize("option, bad", [("negatives", 0), ("neighbours", 0), ("negatives", 1.5)])
+def test_bad_sampled_options_are_named(option: str, bad: float) -> None:
+    cls = icon_dsl.compile(SPECS["tsne"], normaliser="sampled").load()
+    with pytest.raises(ValueError, match=f"{option} must satisfy {option} >= 1"):
+        cls(**{option: bad})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import large_data
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR
 from .layout import call, fits
@@ -19,12 +20,13 @@ from .strategies import REPLICATED_OPS, fixed_key_lines, has_fast_path, has_neig
 from .values import words
 
 #: The ways the generated `forward` can take q's normaliser (the compiler's --normaliser).
-NORMALISERS = ("dense", "exact")
+NORMALISERS = ("dense", "exact", "sampled")
 
 
-def refuse_blocks(ir: IR) -> None:
-    """A located error unless the spec's forward can run in row blocks."""
-    why = block_refusal(ir)
+def refuse_blocks(ir: IR, normaliser: str = "exact") -> None:
+    """A located error unless the spec's forward can run in row blocks (and, for "sampled",
+    keep p's nearest neighbours and sample q's normaliser)."""
+    why = block_refusal(ir) or (sampled_refusal(ir) if normaliser == "sampled" else None)
     if why is None:
         return
     node, text = why
@@ -32,11 +34,35 @@ def refuse_blocks(ir: IR) -> None:
     diags = Diagnostics(ir.source)
     diags.error(
         "normaliser",
-        f"--normaliser exact does not apply to this loss: {text}",
+        f"--normaliser {normaliser} does not apply to this loss: {text}",
         ir.span(node),
         help=f"{dense} and pass block_size to the module" if has_fast_path(ir) else dense,
     )
     raise SpecError(ir.source, diags.items)
+
+
+def sampled_refusal(ir: IR) -> tuple[int, str] | None:
+    """(the node to point at, why) when q's normaliser cannot be sampled over a sparse p."""
+    if not has_neighbour_path(ir):
+        return ir.roots["q"], (
+            "a sampled normaliser serves a fixed p against a kernel of f(x) under kl (t-SNE, SNE)"
+        )
+    why = large_data.sparse_p_reason(ir)
+    if why is not None:
+        return ir.roots["p"], (
+            f"p must keep each row's nearest neighbours (a perplexity gaussian or a knn of "
+            f"x): {why}"
+        )
+    return None
+
+
+def neighbours_code(ir: IR, e: Emitter) -> str:
+    """Code for the neighbours a sampled module keeps per row of p: 3 x perplexity (openTSNE's
+    and scikit-learn's Barnes-Hut rule) or knn's k."""
+    args = ir.args(ir.roots["p"])
+    if "perplexity" in args:
+        return f"math.ceil({large_data.PERPLEXITY_NEIGHBOURS:g} * {e.num(args['perplexity'])})"
+    return e.num(args["k"])  # an integer (a literal or an int hyperparameter)
 
 
 def block_refusal(ir: IR) -> tuple[int, str] | None:

@@ -16,6 +16,7 @@ import jinja2
 from .. import disk_cache
 from ..describe import formulas
 from ..ir import IR
+from ..large_data import NEIGHBOUR_NEGATIVES
 from . import names
 from .layout import assign, assignment_lines, call, define, fits, returns
 from .layout import operands as _operands
@@ -109,7 +110,19 @@ def _block_context(p: Plan) -> dict[str, str]:
     params = ["self", *(["betas: _Betas"] if betas else []), "offset: int", "z: Tensor"]
     params += ["z_all: Tensor"]
     params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
+    p_args = ["offset + first", "z[first:last]", "z_all"]
+    p_args += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
+    sparse_args = ["fixed_key", "offset", "z", "z_all"]
+    sparse_args += [a for n in inputs for a in (n, f"{n}_all")]
+    sparse_params = ["self", "key: _Key", "offset: int", "z: Tensor", "z_all: Tensor"]
+    sparse_params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
+    p_params = ["self", "offset: int", "z: Tensor", "z_all: Tensor"]
+    p_params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
     return {
+        "sparse_call": call("self._sparse_p", sparse_args, 8, "columns, p"),
+        "define_sparse": define("_sparse_p", sparse_params, "tuple[Tensor, Tensor]"),
+        "p_block_call": call("self._p_block", p_args, 16, "p"),
+        "define_p_block": define("_p_block", p_params, "Tensor"),
         "block_call": call("checkpoint", [*args, "use_reentrant=False"], 12, "block"),
         "define_block": define(
             "_block_rows", params, "tuple[Tensor, Tensor]" if p.blocks["keep"] else "Tensor"
@@ -128,6 +141,8 @@ def _init_params(p: Plan) -> list[str]:
         params.append("block_size: int | None = None")
     if p.blocks:
         params.append("block_size: int = 1024")
+    if p.sampled:
+        params += [f"negatives: int = {NEIGHBOUR_NEGATIVES}", "neighbours: int | None = None"]
     if p.cache_p:
         params.append("cache_p: bool = True")
     return [*params, "validate: bool = True", "gather: bool = True"]

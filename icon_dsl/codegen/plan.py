@@ -16,7 +16,7 @@ from .. import large_data
 from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
-from .blocks import NORMALISERS, block_plan, refuse_blocks
+from .blocks import NORMALISERS, block_plan, neighbours_code, refuse_blocks
 from .layout import fits
 from .nodes import Emitter
 from .numbers import NotFinite, NumPrinter, number_literal, python_expr, refuse
@@ -64,7 +64,8 @@ class Plan:
     keep: str | None
     fast: dict[str, list[str]] | None  # the contrastive fast path's methods
     neighbour: dict[str, Any] | None
-    blocks: dict[str, Any] | None  # the row-block forward (--normaliser exact)
+    blocks: dict[str, Any] | None  # the row-block forward (--normaliser exact, sampled)
+    sampled: dict[str, str] | None  # sparse p and sampled normaliser (--normaliser sampled)
     divergence: str
     divergence_rows: tuple[str, ...]  # the registry's code for each anchor's divergence
     cross_entropy: bool  # with a fixed p, forward trains on the cross-entropy
@@ -92,10 +93,11 @@ def plan(
 ) -> Plan:
     if normaliser not in NORMALISERS:
         raise ValueError(f"normaliser must be one of {', '.join(NORMALISERS)}, got {normaliser!r}")
-    if normaliser == "exact":
-        refuse_blocks(ir)
+    if normaliser != "dense":
+        refuse_blocks(ir, normaliser)
     e = Emitter(ir)
-    o = _lower_objective(ir, e, blocks=normaliser == "exact")
+    o = _lower_objective(ir, e, blocks=normaliser)
+    sampled = {"neighbours": neighbours_code(ir, e)} if normaliser == "sampled" else None
     b = e.body
     mapper = _mapper_plan(ir, e)
     protos = None
@@ -120,7 +122,7 @@ def plan(
         source_text=ir.source.text,
         known_as=known_as,
         objective=_objective(ir),
-        large_data=large_data.docstring_note(ir, o.neighbour is not None, o.blocks is not None),
+        large_data=large_data.docstring_note(ir, o.neighbour is not None, normaliser),
         hypers=_hyper_plan(ir, e),
         constraints=_constraint_plan(ir, e),
         prototypes=protos,
@@ -140,6 +142,7 @@ def plan(
         fast=fast,
         neighbour=o.neighbour,
         blocks=o.blocks,
+        sampled=sampled,
         divergence=divergence.name,
         divergence_rows=divergence.rows_code,
         cross_entropy=divergence.trains_on_cross_entropy,
@@ -161,9 +164,10 @@ def _objective(ir: IR) -> list[str]:
     return [*lines, f"loss: {reg.BLOCKS[ir.op(ir.roots['loss'])].formula}"]
 
 
-def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
+def _lower_objective(ir: IR, e: Emitter, blocks: str = "dense") -> _Objective:
     """p's lines, then q's, into the body; p cached and the neighbour form split off where
-    they apply; with blocks, p's own lines also go to the row-block forward."""
+    they apply; with blocks ("exact", "sampled"), p's own lines also go to the row blocks
+    (which keep p's perplexity searches for "exact": "sampled" builds p once)."""
     p_root, q_root = ir.roots["p"], ir.roots["q"]
     p_val = e.lower(p_root, "p")
     b = e.body
@@ -179,13 +183,14 @@ def _lower_objective(ir: IR, e: Emitter, blocks: bool = False) -> _Objective:
     cache_p = can_cache_p(pt, e, b.lines[:p_lines], b.lines[p_lines:], p_names)
     inputs = [name for name in INPUT_ORDER if name in e.inputs]
     block = None
-    if blocks:
+    if blocks != "dense":
         if has_neighbour_path(ir):  # p alone: q is the closed-form neighbour rows
             lines, keeps = b.lines[:p_lines], b.keeps[:p_keeps]
         else:  # p and q, and the divergence of autograd's form
             lines, keeps = [*b.lines, f"log_q = {q_log}"], b.keeps
         keep = all_of(keeps) if keeps else None
-        block = block_plan(lines, p_kind, p_var, keep, e, inputs, b.calibrations[:p_searches])
+        searches = b.calibrations[:p_searches] if blocks == "exact" else []
+        block = block_plan(lines, p_kind, p_var, keep, e, inputs, searches)
     if cache_p:
         p_keep = all_of(b.keeps[:p_keeps]) if p_keeps else None
         cached = cached_p_lines(
