@@ -55,7 +55,8 @@ compile_source = compile  # the builtin, before `compile` below shadows it
 
 def compile(spec: str | Path | Source, normaliser: str = "dense") -> CompiledModule:
     """Check a spec and generate its standalone torch module. normaliser "exact" makes its
-    forward take the loss in row blocks (memory N x block_size; docs/performance.md)."""
+    forward take the loss in row blocks (memory N x block_size), "sampled" keeps p on each
+    row's nearest neighbours and samples q's normaliser (docs/performance.md, "Row blocks")."""
     checked = check(spec)
     ir = checked.ir
     known = recognise(ir)

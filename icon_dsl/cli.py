@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--normaliser",
         choices=NORMALISERS,
         default="dense",
-        help="how forward takes q's normaliser: dense (default: N x N) or exact (row blocks, "
-        "memory N x block_size, the same numbers; N x N specs whose rows need no other row)",
+        help="how forward takes q's normaliser: dense (default: N x N), exact (row blocks, "
+        "memory N x block_size, the same numbers; N x N specs whose rows need no other row) "
+        "or sampled (p kept on each row's nearest neighbours, q's normaliser estimated from "
+        "uniform columns; t-SNE-like specs with a perplexity or knn p)",
     )
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("explain", help="the objective as formulas, its table cell and known name")
