@@ -1247,7 +1247,10 @@ bad.icon:1:5: warning: p is constant over j for every i (uniform), so the optimu
 ]
 
 #: Codes produced outside `check(text)`, with the test that pins them.
-FILE_CODES = {"file", "normaliser"}  # test_file_missing, test_file_not_utf8, test_normaliser_*
+FILE_CODES = {
+    "file",
+    "normaliser",
+}  # test_file_missing, test_file_not_utf8, test_normaliser_refused
 
 #: Codes with no golden test, each with the reason. Keep this empty unless a code cannot occur.
 EXEMPT: dict[str, str] = {}
@@ -1267,41 +1270,57 @@ def test_every_code_has_a_golden_test() -> None:
     assert all(reason for reason in EXEMPT.values())
 
 
-def test_normaliser_refused_for_a_joint_p() -> None:
-    spec = Source(
-        "p = joint(gaussian(x, perplexity=5))\nq = joint(student_t(f(x)))\n" + "mapper = table\n",
-        "bad.icon",
-    )
-    with pytest.raises(SpecError) as err:
-        icon_dsl.compile(spec, normaliser="exact")
-    assert err.value.codes == ["normaliser"]
-    assert (
-        str(err.value) + "\n"
-        == """\
+class Refusal(NamedTuple):
+    id: str
+    normaliser: str
+    spec: str
+    expected: str
+
+
+#: The compiler's --normaliser refusals (code `normaliser`), each with the whole report.
+NORMALISER_CASES = [
+    Refusal(
+        "joint-p",
+        "exact",
+        "p = joint(gaussian(x, perplexity=5))\nq = joint(student_t(f(x)))\nmapper = table\n",
+        """\
 bad.icon:1:5: error: --normaliser exact does not apply to this loss: joint(...) reads every row of the batch to give one row  [normaliser]
    1 | p = joint(gaussian(x, perplexity=5))
      |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
   help: compile it with the default --normaliser dense
-"""
-    )
-
-
-def test_normaliser_refused_for_a_contrastive_q() -> None:
-    spec = Source(
-        "p = augmentation(index)\nq = gaussian(f(x), metric=cosine)\nmapper = mlp\n", "bad.icon"
-    )
-    with pytest.raises(SpecError) as err:
-        icon_dsl.compile(spec, normaliser="exact")
-    assert err.value.codes == ["normaliser"]
-    assert (
-        str(err.value) + "\n"
-        == """\
+""",
+    ),
+    Refusal(
+        "contrastive-q",
+        "exact",
+        "p = augmentation(index)\nq = gaussian(f(x), metric=cosine)\nmapper = mlp\n",
+        """\
 bad.icon:2:5: error: --normaliser exact does not apply to this loss: the contrastive family's modules have row blocks of their own  [normaliser]
    2 | q = gaussian(f(x), metric=cosine)
      |     ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
   help: compile it with the default --normaliser dense and pass block_size to the module
-"""
-    )
+""",
+    ),
+    Refusal(
+        "fixed-width-p",
+        "sampled",
+        "p = gaussian(x, sigma=1)\nq = student_t(f(x))\nmapper = table\n",
+        """\
+bad.icon:1:5: error: --normaliser sampled does not apply to this loss: p must keep each row's nearest neighbours (a perplexity gaussian or a knn of x): a fixed-width gaussian p has no k nearest neighbours cut  [normaliser]
+   1 | p = gaussian(x, sigma=1)
+     |     ^^^^^^^^^^^^^^^^^^^^
+  help: compile it with the default --normaliser dense
+""",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", NORMALISER_CASES, ids=[c.id for c in NORMALISER_CASES])
+def test_normaliser_refused(case: Refusal) -> None:
+    with pytest.raises(SpecError) as err:
+        icon_dsl.compile(Source(case.spec, "bad.icon"), normaliser=case.normaliser)
+    assert err.value.codes == ["normaliser"]
+    assert str(err.value) + "\n" == case.expected
 
 
 def test_file_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
