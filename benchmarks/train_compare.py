@@ -222,9 +222,7 @@ def cross_entropy() -> list[Row]:
     )
     estimator = Estimator(SPECS / "cross_entropy.icon").fit(x_train, y_train)
     ours = float((estimator.predict(x_test) == y_test).mean())
-    model = estimator.result_.model if estimator.result_ else None
-    assert model is not None
-    plan = model.plan
+    plan = estimator.model_.plan
     plain = _plain_classifier(x_train, y_train, x_test, y_test, plan.epochs, plan.batch_size,
                               plan.lr)  # fmt: skip
     return [("cross_entropy.icon vs plain torch classifier", "test accuracy", ours, plain,
