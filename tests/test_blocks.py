@@ -39,7 +39,10 @@ SPECS = {
     + "mapper = table(dim=3)\n",
     # a graph buffer: no p cache, the searches are kept for one call
     "mixture": "p = 0.5 * graph(index) + 0.5 * gaussian(x, perplexity=5)\n" + _Q,
-    # the search's line would not fit: its betas get a line of their own
+    # the block's search would not fit on its line: its betas get a line of their own
+    "mid_name": "param perplexity_of_the_p = 5\np = gaussian(x, perplexity=perplexity_of_the_p)\n"
+    + _Q,
+    # the search's line would not fit: the perplexity is named on a line of its own
     "long_name": "param a_rather_long_name_for_the_perplexity_of_p = 5\n"
     + "p = gaussian(x, perplexity=a_rather_long_name_for_the_perplexity_of_p)\n"
     + _Q,
@@ -112,11 +115,6 @@ def test_block_modules_are_formatted_and_lint_clean(tmp_path: Path) -> None:
         pytest.skip("ruff is not installed (pip install ruff)")
     for name, text in SPECS.items():
         source = icon_dsl.compile(text, normaliser="exact").source
-        if name == "long_name":  # the dense _p_terms's search line is too long (open, below)
-            block = source[source.index("    def _block_rows(") :]
-            assert "        beta0 = _calibrated(\n            betas,\n" in block
-            assert "        p_logits = -p_d2 * beta0\n" in block
-            continue
         (tmp_path / f"{name}.py").write_text(source)
         try:
             sampled = icon_dsl.compile(text, normaliser="sampled").source
@@ -135,6 +133,18 @@ def test_block_modules_are_formatted_and_lint_clean(tmp_path: Path) -> None:
             text=True,
         )
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_long_lines_of_a_search_are_split() -> None:
+    mid = icon_dsl.compile(SPECS["mid_name"], normaliser="exact").source
+    assert (
+        "        beta0 = _calibrated(betas, 0, offset, p_d2, self.perplexity_of_the_p, diag)\n"
+        in mid
+    )
+    assert "        p_logits = -p_d2 * beta0\n" in mid
+    long = icon_dsl.compile(SPECS["long_name"]).source
+    assert "            p_perplexity = self.a_rather_long_name_for_the_perplexity_of_p\n" in long
+    assert "p_logits = -p_d2 * _perplexity_beta(p_d2, p_perplexity, diag)\n" in long
 
 
 def test_the_block_module_says_what_it_does() -> None:

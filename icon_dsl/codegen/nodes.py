@@ -18,7 +18,7 @@ from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
 from .kernels import assignment, hoist, log_weight, replace, value_at_zero
-from .layout import call, fold
+from .layout import call, fits, fold
 from .numbers import ConstantPrinter, NotFinite, NumPrinter, number_literal, python_expr, refuse
 from .values import Body, Val
 
@@ -100,6 +100,12 @@ class Emitter:
             perp = self.num(args["perplexity"])
             b.helpers.add("perplexity")
             b.needs_diag = True
+            if not fits(f"{logits} = -{d2} * _perplexity_beta({d2}, {perp}, diag)", 12):
+                # a long hyperparameter: named first, so that the line fits where the p cache
+                # nests it (12 columns in)
+                named = b.fresh(f"{n.prefix}_perplexity")
+                b.add(f"{named} = {perp}")
+                perp = named
             search = f"_perplexity_beta({d2}, {perp}, diag)"
             b.calibrations.append((search, d2, perp))
             b.add(f"{logits} = -{d2} * {search}")
