@@ -383,3 +383,26 @@ def test_bad_sampled_options_are_named(option: str, bad: float) -> None:
     cls = icon_dsl.compile(SPECS["tsne"], normaliser="sampled").load()
     with pytest.raises(ValueError, match=f"{option} must satisfy {option} >= 1"):
         cls(**{option: bad})
+
+
+@pytest.mark.parametrize("normaliser", ["exact", "sampled"])
+def test_torch_compile_of_the_block_and_sampled_forwards(normaliser: str) -> None:
+    """torch.compile (aot_eager) runs them, the kept searches and the sparse p between graphs,
+    with eager's loss and gradient (the same draws for sampled: one seed)."""
+    cls = icon_dsl.compile(SPECS["tsne"], normaliser=normaliser).load()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=g, dtype=torch.float64)
+    z = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    results = []
+    for module in (cls(block_size=16), torch.compile(cls(block_size=16), backend="aot_eager")):
+        for _ in range(2):  # the second call reads the kept searches or the kept p
+            torch.manual_seed(0)
+            zz = z.clone().requires_grad_(True)
+            loss = module(zz, x=x)
+            loss.backward()
+            assert zz.grad is not None
+            results.append((float(loss.detach()), zz.grad))
+    (loss, grad), *others = results
+    for other_loss, other_grad in others:
+        assert other_loss == pytest.approx(loss, rel=1e-12, abs=0)
+        assert torch.allclose(other_grad, grad, rtol=1e-10, atol=1e-14)
