@@ -186,8 +186,8 @@ def docstring_note(
             f"all pairs are exact row blocks or, above {EXACT_LIMIT:,} rows, sampled from "
             f"{CLUSTER_NEGATIVES} columns per row (unbiased)."
         )
-    elif normaliser != "dense":
-        text = "Large data:"
+    elif normaliser != "dense":  # the module's own note alone
+        return textwrap.wrap(f"Large data: {own[0].lower()}{own[1:]}", width)
     else:
         return []
     return textwrap.wrap(f"{text} {own}", width)
