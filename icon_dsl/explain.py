@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import large_data
 from . import registry as reg
+from .codegen.blocks import block_refusal
 from .codegen.strategies import has_fast_path, has_neighbour_path
 from .describe import formulas
 from .ir import IR
@@ -65,10 +66,9 @@ def memory_report(ir: IR, batch: int) -> list[str]:
             f"{est['block'] / gib:.2f} GiB"
         )
     else:
-        lines.append(
-            "    block mode: not available for this spec (the contrastive family, and "
-            "neighbour specs whose rows can be computed one by one)"
-        )
+        refusal = block_refusal(ir)  # the one reason memory_estimate gives no block mode
+        assert refusal is not None
+        lines.append(f"    block mode: not available for this spec: {refusal[1]}")
     total = physical_memory()
     if total is not None and est["dense"] > 0.8 * total:
         hint = (

@@ -25,6 +25,7 @@ import whole_table as W
 import icon_dsl
 from icon_dsl import SpecError
 from icon_dsl.cli import main
+from icon_dsl.explain import explain
 
 ROOT = Path(__file__).resolve().parents[1]
 _Q = "q = student_t(f(x))\nmapper = table(dim=2)\n"
@@ -406,3 +407,13 @@ def test_torch_compile_of_the_block_and_sampled_forwards(normaliser: str) -> Non
     for other_loss, other_grad in others:
         assert other_loss == pytest.approx(loss, rel=1e-12, abs=0)
         assert torch.allclose(other_grad, grad, rtol=1e-10, atol=1e-14)
+
+
+def test_explain_says_where_block_mode_comes_from() -> None:
+    tsne = explain(ROOT / "specs" / "tsne.icon", batch=2000)
+    # 15 float32 matrices of 1,024 x 2,000 (memory.BLOCK_MATRICES), against 15 of 2,000^2 dense
+    assert "block mode (block_size=1024, icon-dsl compile --normaliser exact): 0.11 GiB" in tsne
+    assert "dense: 0.22 GiB" in tsne
+    joint = explain(ROOT / "specs" / "tsne_joint.icon", batch=1000)
+    why = "joint(...) reads every row of the batch to give one row"
+    assert f"block mode: not available for this spec: {why}" in joint

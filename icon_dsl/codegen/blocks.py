@@ -14,7 +14,7 @@ from typing import Any
 from .. import large_data
 from ..diagnostics import Diagnostics, SpecError
 from ..ir import IR
-from .layout import call, fits
+from .layout import call_lines, fits
 from .nodes import Emitter
 from .strategies import REPLICATED_OPS, fixed_key_lines, has_fast_path, has_neighbour_path
 from .values import words
@@ -126,7 +126,5 @@ def _remembered(lines: list[str], k: int, search: str, d2: str, perplexity: str)
             out.append(line.replace(search, remembered))
         else:  # the betas on a line of their own
             beta = f"beta{k}"
-            code = call("_calibrated", args, 8, beta)
-            out += [part.removeprefix(" " * 8) for part in code.splitlines()]
-            out.append(line.replace(search, beta))
+            out += [*call_lines("_calibrated", args, beta), line.replace(search, beta)]
     return out

@@ -100,33 +100,31 @@ def render(p: Plan) -> str:
 
 
 def _block_context(p: Plan) -> dict[str, str]:
-    """The row-block forward's checkpointed call and the signature of its method."""
+    """The calls and signatures of the row-block methods: each takes the block's first column
+    (offset), z's rows and columns, and each input's rows and columns."""
     if p.blocks is None:
         return {}
     inputs = p.blocks["inputs"]
+    typed = ["offset: int", "z: Tensor", "z_all: Tensor"]
+    typed += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
+    block = ["offset + first", "z[first:last]", "z_all"]
+    block += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
+    whole = ["offset", "z", "z_all", *(a for n in inputs for a in (n, f"{n}_all"))]
     betas = ["betas"] if p.blocks["calibrations"] else []
-    args = ["self._block_rows", *betas, "offset + first", "z[first:last]", "z_all"]
-    args += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
-    params = ["self", *(["betas: _Betas"] if betas else []), "offset: int", "z: Tensor"]
-    params += ["z_all: Tensor"]
-    params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
-    p_args = ["offset + first", "z[first:last]", "z_all"]
-    p_args += [a for n in inputs for a in (f"{n}[first:last]", f"{n}_all")]
-    sparse_args = ["fixed_key", "offset", "z", "z_all"]
-    sparse_args += [a for n in inputs for a in (n, f"{n}_all")]
-    sparse_params = ["self", "key: _Key", "offset: int", "z: Tensor", "z_all: Tensor"]
-    sparse_params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
-    p_params = ["self", "offset: int", "z: Tensor", "z_all: Tensor"]
-    p_params += [a for n in inputs for a in (f"{n}: Tensor", f"{n}_all: Tensor")]
+    rows = "tuple[Tensor, Tensor]" if p.blocks["keep"] else "Tensor"
     return {
-        "sparse_call": call("self._sparse_p", sparse_args, 8, "columns, p"),
-        "define_sparse": define("_sparse_p", sparse_params, "tuple[Tensor, Tensor]"),
-        "p_block_call": call("self._p_block", p_args, 16, "p"),
-        "define_p_block": define("_p_block", p_params, "Tensor"),
-        "block_call": call("checkpoint", [*args, "use_reentrant=False"], 12, "block"),
-        "define_block": define(
-            "_block_rows", params, "tuple[Tensor, Tensor]" if p.blocks["keep"] else "Tensor"
+        "block_call": call(
+            "checkpoint", ["self._block_rows", *betas, *block, "use_reentrant=False"], 12, "block"
         ),
+        "define_block": define(
+            "_block_rows", ["self", *(b + ": _Betas" for b in betas), *typed], rows
+        ),
+        "sparse_call": call("self._sparse_p", ["fixed_key", *whole], 8, "columns, p"),
+        "define_sparse": define(
+            "_sparse_p", ["self", "key: _Key", *typed], "tuple[Tensor, Tensor]"
+        ),
+        "p_block_call": call("self._p_block", block, 16, "p"),
+        "define_p_block": define("_p_block", ["self", *typed], "Tensor"),
     }
 
 

@@ -104,6 +104,13 @@ def call(name: str, args: list[str], indent: int = 8, target: str = "") -> str:
     return _bracketed(f"{target} = {name}" if target else name, args, "", indent)
 
 
+def call_lines(name: str, args: list[str], target: str, indent: int = 8) -> list[str]:
+    """``call`` as a body's lines (without the indentation they will be written at)."""
+    return [
+        line.removeprefix(" " * indent) for line in call(name, args, indent, target).splitlines()
+    ]
+
+
 def _bracketed(head: str, items: list[str], tail: str, indent: int) -> str:
     """`head(items)tail` on one line if it fits; else the items on one line of their own;
     else one item a line, each with a trailing comma (ruff format's three layouts)."""

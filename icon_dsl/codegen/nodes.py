@@ -18,7 +18,7 @@ from .. import registry as reg
 from ..ir import IR, DistType
 from . import names
 from .kernels import assignment, hoist, log_weight, replace, value_at_zero
-from .layout import call, fits, fold
+from .layout import call_lines, fits, fold
 from .numbers import ConstantPrinter, NotFinite, NumPrinter, number_literal, python_expr, refuse
 from .values import Body, Val
 
@@ -268,9 +268,7 @@ class Emitter:
             b.comment(f"{text}: log of a mixture, weights proved nonnegative and summing to 1")
             total = "None"  # one term a line: thousands of parts stay one line each
             for w, v in zip(weights, vals, strict=True):
-                args = [total, w, self.log_prob(v)]
-                code = call("_log_add", args, target=log_prob)
-                b.lines += [line.removeprefix(" " * 8) for line in code.splitlines()]
+                b.lines += call_lines("_log_add", [total, w, self.log_prob(v)], log_prob)
                 total = log_prob
             return Val("logprob", log_prob)
         prob = b.fresh(f"{n.prefix}_prob")
